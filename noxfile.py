@@ -1,0 +1,80 @@
+"""Sessions that prove the template: `nox` runs render, lint and upgrade.
+
+Options come from cookiecutter.json (the one source of answers); harness
+packages are pinned in requirements/constraints.txt.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.4.15"
+nox.options.sessions = ["render", "lint", "upgrade"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+OPTIONS = json.loads((ROOT / "cookiecutter.json").read_text())
+REQUIREMENTS = ["-r", "requirements/test.in", "-c", "requirements/constraints.txt"]
+
+
+def install(session):
+    """Install the pinned harness packages into the session."""
+    session.install(*REQUIREMENTS)
+
+
+def make_cookie(session, **answers):
+    """Render the template into the session's tmp dir; return the project path."""
+    out = Path(session.create_tmp()) / "cookie"
+    shutil.rmtree(out, ignore_errors=True)
+    extra = [f"{k}={v}" for k, v in answers.items()]
+    session.run("cookiecutter", "--no-input", "-o", str(out), str(ROOT), *extra)
+    name = answers.get("project_name", OPTIONS["project_name"])
+    return out / name
+
+
+@nox.session
+def render(session):
+    """Render every supported combination and check the result (no Docker)."""
+    args = session.posargs or ["-m", "render", "-q"]
+    install(session)
+    session.run("pytest", *args)
+
+
+@nox.session
+def lint(session):
+    """Check every generated file with the real tool for its format."""
+    args = session.posargs or ["-m", "lint", "-q"]
+    session.run("bash", "tests/tools/bootstrap", "tools", external=True)
+    session.run("bash", "tests/tools/bootstrap", "compose", external=True)
+    session.run("npm", "ci", "--silent", "--no-audit", "--no-fund", "--prefix", "tests/conformance/node", external=True)
+    install(session)
+    session.run("pytest", *args)
+
+
+@nox.session
+def upgrade(session):
+    """Regenerate a project from a newer template with cruft, keeping edits."""
+    args = session.posargs or ["-m", "upgrade", "-q"]
+    install(session)
+    session.run("pytest", *args)
+
+
+@nox.session(default=False)
+@nox.parametrize("monitoring", OPTIONS["monitoring"])
+def cookie(session, monitoring):
+    """Render one project for a look (path printed), by monitoring option."""
+    install(session)
+    project = make_cookie(session, monitoring=monitoring)
+    session.log(f"rendered {project}")
+
+
+@nox.session(default=False)
+def bench(session):
+    """Print the render and lint tiers' wall times."""
+    args = session.posargs or ["render", "lint"]
+    install(session)
+    for tier in args:
+        session.run("python", f"benchmarks/{tier}_tier.py")

@@ -1,0 +1,80 @@
+"""Shared fixtures: baking the template once per combination and session."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+from tests.combinations import ROOT, SUPPORTED, combo_id
+
+BINARY_SUFFIXES = {".png", ".jpg", ".ico", ".gz", ".zip"}
+
+
+def run(cmd, cwd=None, env=None, check=True, timeout=600, input=None):
+    """Run a command given as a list; on failure, fail with stdout+stderr."""
+    result = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout, input=input, check=False,
+    )
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"command failed ({result.returncode}): {' '.join(map(str, cmd))}\n"
+            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}",
+            pytrace=False,
+        )
+    return result
+
+
+def bake(output_dir, template=ROOT, **answers):
+    """Render the template without prompts; return the project directory."""
+    return Path(cookiecutter(str(template), no_input=True, extra_context=answers, output_dir=str(output_dir)))
+
+
+def text_files(project):
+    """Yield every non-binary file of a rendered project."""
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and path.suffix not in BINARY_SUFFIXES and ".git" not in path.parts:
+            yield path
+
+
+class BakeCache:
+    """Bake each combination once per test session."""
+
+    def __init__(self, base):
+        self.base = base
+        self.projects = {}
+
+    def get(self, combo):
+        key = combo_id(combo)
+        if key not in self.projects:
+            out = self.base / key
+            if out.exists():
+                shutil.rmtree(out)
+            self.projects[key] = bake(out, **combo)
+        return self.projects[key]
+
+
+@pytest.fixture(scope="session")
+def bakes(tmp_path_factory):
+    """Session-wide cache of rendered projects, keyed by combination."""
+    return BakeCache(tmp_path_factory.mktemp("bakes"))
+
+
+@pytest.fixture(scope="session")
+def default_project(bakes):
+    """The project rendered with every default answer."""
+    return bakes.get(SUPPORTED[0])
+
+
+@pytest.fixture(params=SUPPORTED, ids=combo_id)
+def combo(request):
+    """Each supported combination in turn."""
+    return request.param
+
+
+@pytest.fixture
+def project(bakes, combo):
+    """The project rendered for the current combination (baked once)."""
+    return bakes.get(combo)

@@ -1,0 +1,207 @@
+"""Render tier: every supported combination renders into a complete project."""
+
+import json
+import os
+import re
+import tomllib
+
+import pytest
+import yaml
+
+from tests.combinations import REJECTED, ROOT, SUPPORTED, combo_id
+from tests.conftest import bake, run, text_files
+
+pytestmark = pytest.mark.render
+
+UNRENDERED = re.compile(r"{{(\s?cookiecutter)[.](.*?)}}")
+
+# Files every project has, whatever the answers.
+ALWAYS = [
+    "shard.yml", "tasks.cr", "src/start_server.cr", "src/app_server.cr", "src/healthcheck.cr",
+    "src/actions/version/show.cr", "src/actions/api_action.cr", "config/watch.yml", "config/server.cr",
+    "db/migrations/20250101000000_create_notes.cr", "tasks/db/seed/required_data.cr",
+    "tasks/db/seed/sample_data.cr", "spec/spec_helper.cr", "spec/requests/version/show_spec.cr",
+    "Docker/docker-compose.yml", "Docker/docker-compose.dev.yml", "Docker/docker-compose.prod.yml",
+    "Docker/docker-compose.traefik.yml", "Docker/docker-compose.https.yml",
+    "Docker/lucky/Dockerfile", "Docker/lucky/Dockerfile.prod", "Docker/hasura/Dockerfile",
+    "Docker/traefik/traefik.http.yml", "Docker/traefik/traefik.https.yml",
+    "Docker/traefik/dynamic/middlewares.yml",
+    "db/hasura/config.yaml", "db/hasura/metadata/databases/databases.yaml",
+    "db/hasura/metadata/databases/default/tables/public_notes.yaml",
+    "script/up", "script/down", "script/build", "script/deploy", "script/rollback", "script/bootstrap",
+    "script/ci_deploy", "script/test", "script/functions/common", "script/docker/wait_for_postgres",
+    "script/docker/update_db", "script/docker/hasura_healthcheck",
+    "README.md", ".gitignore", ".dockerignore", ".env.example", ".env", ".cruft.json",
+]
+
+# (option, value) -> files that exist exactly when option == value.
+OPTIONAL = {
+    ("ci", "gitlab"): [".gitlab-ci.yml"],
+    ("ci", "github"): [".github/workflows/ci.yml"],
+    ("dev_sync", "docker-sync"): ["docker-sync.yml", "Docker/docker-compose.docker-sync.yml"],
+    ("monitoring", "yes"): ["Docker/prometheus-swarm/docker-compose.yml", "script/monitoring",
+                            "Docker/prometheus-swarm/prometheus/prometheus.yml"],
+    ("tls", "origin-certs"): ["Docker/traefik/dynamic/tls.yml"],
+}
+
+
+def test_renders_complete_project(project, combo):
+    """Every always-present file exists and each option adds exactly its files."""
+    missing = [f for f in ALWAYS if not (project / f).is_file()]
+    assert not missing, f"missing: {missing}"
+    for (option, value), files in OPTIONAL.items():
+        for f in files:
+            assert (project / f).exists() == (combo[option] == value), f"{f} with {option}={combo[option]}"
+
+
+def test_no_unrendered_variables(project):
+    """No file keeps a `{{ cookiecutter.x }}` expression."""
+    found = [
+        f"{path.relative_to(project)}: {m.group(0)}"
+        for path in text_files(project)
+        for m in UNRENDERED.finditer(path.read_text(errors="replace"))
+    ]
+    assert not found
+
+
+def test_structured_files_parse(project):
+    """Every YAML, JSON and TOML file parses."""
+    checked = 0
+    for path in text_files(project):
+        text = path.read_text()
+        if path.suffix in (".yml", ".yaml"):
+            list(yaml.safe_load_all(text))
+        elif path.suffix == ".json":
+            json.loads(text)
+        elif path.suffix == ".toml":
+            tomllib.loads(text)
+        else:
+            continue
+        checked += 1
+    assert checked >= 20
+
+
+def test_scripts_are_executable_with_strict_mode(project):
+    """Runnable scripts are executable and strict; sourced helpers are not executable."""
+    for path in sorted((project / "script").iterdir()):
+        if path.is_dir():
+            continue
+        lines = path.read_text().splitlines()
+        assert os.access(path, os.X_OK), path.name
+        assert lines[0] == "#!/usr/bin/env bash", path.name
+        assert "set -euo pipefail" in lines, path.name
+    for path in sorted((project / "script/docker").iterdir()):
+        lines = path.read_text().splitlines()
+        assert os.access(path, os.X_OK), path.name
+        assert lines[0] == "#!/bin/sh" and "set -eu" in lines, path.name
+    for path in sorted((project / "script/functions").iterdir()):
+        assert not os.access(path, os.X_OK), path.name
+        assert path.read_text().startswith("# shellcheck shell=bash"), path.name
+
+
+def template_syntax_files(project):
+    """Relative paths of files that contain `{{` or `{%` after rendering."""
+    return {
+        str(p.relative_to(project))
+        for p in text_files(project)
+        if re.search(r"{{|{%", p.read_text(errors="replace"))
+    }
+
+
+def test_crystal_and_go_templates_exactly_where_expected(project, combo):
+    """Crystal macros, Go templates and Actions expressions survive, and nothing else has `{{`."""
+    expected = {
+        "src/version.cr",                 # Crystal macros
+        "script/functions/swarm",         # docker --format Go templates
+        "script/bootstrap",
+    }
+    if combo["monitoring"] == "yes":
+        expected |= {
+            "script/monitoring",
+            "Docker/prometheus-swarm/docker-compose.yml",            # {{.Node.Hostname}}
+            "Docker/prometheus-swarm/prometheus/rules/node.rules.yml",
+            "Docker/prometheus-swarm/prometheus/rules/task.rules.yml",
+            "Docker/prometheus-swarm/grafana/dashboards/nodes.json",    # legend templates
+            "Docker/prometheus-swarm/grafana/dashboards/services.json",
+        }
+    if combo["ci"] == "github":
+        expected.add(".github/workflows/ci.yml")                    # ${{ ... }}
+    assert template_syntax_files(project) == expected
+    version = (project / "src/version.cr").read_text()
+    assert "{{ `date -u +%Y-%m-%dT%H:%M:%SZ`.stringify.chomp }}" in version
+    assert "{% if flag?(:release) %}" in version
+    assert "{{.Spec.TaskTemplate.ContainerSpec.Image}}" in (project / "script/functions/swarm").read_text()
+    if combo["monitoring"] == "yes":
+        assert 'hostname: "{{.Node.Hostname}}"' in (project / "Docker/prometheus-swarm/docker-compose.yml").read_text()
+        assert "{{ $labels.node }}" in (project / "Docker/prometheus-swarm/prometheus/rules/node.rules.yml").read_text()
+
+
+def test_https_static_config_differs_only_by_tls(project, combo):
+    """traefik.https.yml is traefik.http.yml plus the TLS entry point, redirect and resolver."""
+    http = yaml.safe_load((project / "Docker/traefik/traefik.http.yml").read_text())
+    https = yaml.safe_load((project / "Docker/traefik/traefik.https.yml").read_text())
+    assert https["entryPoints"]["web"]["http"]["redirections"]["entryPoint"] == {
+        "to": "websecure", "scheme": "https", "permanent": True}
+    assert https["entryPoints"]["websecure"]["address"] == ":443"
+    assert ("certificatesResolvers" in https) == (combo["tls"] == "letsencrypt")
+    del https["entryPoints"]["websecure"], https["entryPoints"]["web"]["http"]
+    https.pop("certificatesResolvers", None)
+    assert https == http
+
+
+def test_names_follow_answers(bakes):
+    """project_name, swarm_name, owner, repo and domain land where they belong."""
+    combo = dict(SUPPORTED[0])
+    project = bake(bakes.base / "names", **combo, project_name="shop", swarm_name="shopswarm",
+                   repo_owner="acme", repo_name="shop-api", app_domain="shop.example.org")
+    prod = (project / "Docker/docker-compose.prod.yml").read_text()
+    assert "registry.gitlab.com/acme/shop-api/lucky:${LUCKY_TAG" in prod
+    traefik = (project / "Docker/docker-compose.traefik.yml").read_text()
+    assert "Host(`api.shop.example.org`) && Path(`/v1/graphql`)" in traefik
+    assert "Host(`traefik.shop.example.org`)" in traefik
+    assert 'SWARM_NAME="shopswarm"' in (project / "script/functions/common").read_text()
+    assert "network: shopswarm_public" in (project / "Docker/traefik/traefik.http.yml").read_text()
+    assert yaml.safe_load((project / "shard.yml").read_text())["name"] == "shop"
+
+
+def test_github_registry(bakes):
+    """git_host=github puts images on ghcr.io."""
+    project = bake(bakes.base / "gh", git_host="github", ci="github", repo_owner="acme", repo_name="shop")
+    assert "ghcr.io/acme/shop/lucky:" in (project / "Docker/docker-compose.prod.yml").read_text()
+
+
+def test_dev_secrets_fresh_and_ignored(bakes, tmp_path):
+    """.env gets random secrets per render and git never tracks it."""
+    first = bake(tmp_path / "a")
+    second = bake(tmp_path / "b")
+    env_a = dict(line.split("=", 1) for line in (first / ".env").read_text().splitlines() if "=" in line)
+    env_b = dict(line.split("=", 1) for line in (second / ".env").read_text().splitlines() if "=" in line)
+    for key in ("POSTGRES_PASSWORD", "HASURA_GRAPHQL_ADMIN_SECRET", "HASURA_JWT_KEY", "SECRET_KEY_BASE"):
+        assert len(env_a[key]) >= 32 and env_a[key] != env_b[key], key
+        assert "generated" not in env_a[key]
+    assert oct((first / ".env").stat().st_mode & 0o777) == "0o600"
+    run(["git", "init", "-q"], cwd=first)
+    run(["git", "add", "-A"], cwd=first)
+    tracked = run(["git", "ls-files"], cwd=first).stdout.split()
+    assert ".env" not in tracked and ".env.example" in tracked
+    for path in tracked:
+        text = (first / path).read_text(errors="replace")
+        assert not any(env_a[k] in text for k in ("POSTGRES_PASSWORD", "SECRET_KEY_BASE")), path
+
+
+def test_cruft_state_records_template_and_answers(default_project):
+    """.cruft.json names the template, the answers and the files cruft must skip."""
+    state = json.loads((default_project / ".cruft.json").read_text())
+    assert state["template"] == str(ROOT)
+    assert state["context"]["cookiecutter"]["project_name"] == "lhd_app"
+    assert {".env", ".cruft.json", ".env.production"} <= set(state["skip"])
+
+
+@pytest.mark.parametrize("combo", REJECTED, ids=combo_id)
+def test_unsupported_combinations_are_refused(tmp_path, combo):
+    """Combinations the hook forbids stop generation and leave no directory."""
+    from cookiecutter.exceptions import FailedHookException
+
+    with pytest.raises(FailedHookException):
+        bake(tmp_path, **combo)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,3 @@
+Spec.before_each do
+  AppDatabase.truncate
+end

@@ -1,0 +1,4 @@
+abstract class ApiAction < Lucky::Action
+  disable_cookies
+  accepted_formats [:json]
+end

@@ -1,0 +1,25 @@
+class Errors::Show < Lucky::ErrorAction
+  DEFAULT_MESSAGE = "Something went wrong."
+  default_format :json
+  dont_report [Lucky::RouteNotFoundError, Avram::RecordNotFoundError]
+
+  def render(error : Lucky::RouteNotFoundError | Avram::RecordNotFoundError)
+    error_json "Not found", status: 404
+  end
+
+  def render(error : Lucky::RenderableError)
+    error_json error.renderable_message, status: error.renderable_status
+  end
+
+  def render(error : Exception)
+    error_json DEFAULT_MESSAGE, status: 500
+  end
+
+  private def error_json(message : String, status : Int)
+    json ErrorSerializer.new(message: message), status: status
+  end
+
+  private def report(error : Exception) : Nil
+    # Send errors to an error tracker here.
+  end
+end

@@ -1,0 +1,2 @@
+class AppDatabase < Avram::Database
+end

@@ -1,0 +1,2 @@
+abstract class BaseEmail < Carbon::Email
+end

@@ -1,0 +1,2 @@
+class NoteQuery < Note::BaseQuery
+end
