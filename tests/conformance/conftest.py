@@ -1,0 +1,66 @@
+"""Fixtures for the conformance tier: every supported combination, rendered once."""
+
+import hashlib
+import subprocess
+
+import pytest
+
+from tests.combinations import SUPPORTED, combo_id
+
+
+@pytest.fixture(scope="session")
+def projects(bakes):
+    """(combination, project path) for every supported combination."""
+    return [(combo, bakes.get(combo)) for combo in SUPPORTED]
+
+
+def digest(project, relpaths):
+    h = hashlib.sha256()
+    for rel in relpaths:
+        path = project / rel
+        h.update(rel.encode())
+        h.update(path.read_bytes() if path.is_file() else b"<absent>")
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def variants(projects):
+    """variants(relpaths_fn) -> [(id, combo, project)] unique by the content the check reads."""
+
+    def pick(relpaths_fn):
+        seen, chosen = set(), []
+        for combo, project in projects:
+            rels = sorted(relpaths_fn(project))
+            key = digest(project, rels)
+            if key not in seen:
+                seen.add(key)
+                chosen.append((combo_id(combo), combo, project))
+        return chosen
+
+    return pick
+
+
+def rels(project, *patterns):
+    """Relative paths of the project's files matching glob patterns."""
+    return [str(p.relative_to(project)) for pattern in patterns for p in project.glob(pattern) if p.is_file()]
+
+
+@pytest.fixture(scope="session")
+def prod_env(tmp_path_factory):
+    """Per project: a server env file written by the project's own script/bootstrap."""
+    cache = {}
+
+    def make(project):
+        if project not in cache:
+            env_file = tmp_path_factory.mktemp("env") / "production.env"
+            subprocess.run([project / "script/bootstrap"], env={"LHD_ENV_FILE": str(env_file), "PATH": "/usr/bin:/bin:/usr/local/bin"},
+                           check=True, capture_output=True, text=True)
+            certs = project / "etc/certs"
+            if not (certs / "origin.crt").exists():
+                subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                                "-keyout", str(certs / "origin.key"), "-out", str(certs / "origin.crt"),
+                                "-subj", "/CN=*.example.com"], check=True, capture_output=True)
+            cache[project] = env_file
+        return cache[project]
+
+    return make

@@ -1,0 +1,159 @@
+"""Every conformance check fails on a deliberately broken fixture."""
+
+import copy
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conformance import checks
+
+pytestmark = pytest.mark.lint
+
+FIX = checks.HERE / "fixtures"
+
+# The smallest production stack that passes both stack and security rules.
+GOOD_STACK = {
+    "services": {
+        "traefik": {
+            "healthcheck": {"test": ["CMD", "traefik", "healthcheck", "--ping"]},
+            "ports": [{"target": 80, "published": 80, "mode": "host"}],
+            "networks": {"public": None, "socket_proxy": None},
+            "deploy": {"update_config": {"order": "stop-first", "failure_action": "rollback"},
+                       "restart_policy": {"condition": "any"},
+                       "labels": {"traefik.http.routers.dashboard.service": "api@internal",
+                                  "traefik.http.routers.dashboard.middlewares": "dashboard-auth@file"}},
+        },
+        "socket-proxy": {
+            "healthcheck": {"test": ["CMD-SHELL", "true"]},
+            "environment": {"POST": "0", "SERVICES": "1", "TASKS": "1", "NETWORKS": "1", "VERSION": "1", "PING": "1"},
+            "volumes": [{"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock"}],
+            "networks": {"socket_proxy": None},
+            "deploy": {"update_config": {"order": "start-first", "failure_action": "rollback"},
+                       "restart_policy": {"condition": "any"}},
+        },
+        "hasura": {
+            "healthcheck": {"test": ["CMD", "hasura_healthcheck"]},
+            "environment": {"HASURA_GRAPHQL_ENABLE_CONSOLE": "false", "HASURA_GRAPHQL_DEV_MODE": "false",
+                            "HASURA_GRAPHQL_ADMIN_SECRET": "3f" * 32,
+                            "HASURA_GRAPHQL_JWT_SECRET": '{"type":"HS256","key":"' + "k" * 40 + '"}'},
+            "networks": {"public": None},
+            "deploy": {"update_config": {"order": "start-first", "failure_action": "rollback"},
+                       "restart_policy": {"condition": "any"}},
+        },
+    }
+}
+
+
+def broken(mutate):
+    stack = copy.deepcopy(GOOD_STACK)
+    mutate(stack["services"])
+    return stack
+
+
+def test_good_stack_passes():
+    """The reference stack is clean, so each mutation below isolates one rule."""
+    assert checks.stack_problems(GOOD_STACK) == []
+    assert checks.security_problems(GOOD_STACK) == []
+
+
+STACK_BREAKS = {
+    "no-healthcheck": lambda s: s["hasura"].pop("healthcheck"),
+    "published-port": lambda s: s["hasura"].setdefault("ports", []).append({"published": 8080, "mode": "host"}),
+    "ingress-mode": lambda s: s["traefik"]["ports"][0].update(mode="ingress"),
+    "stop-first-app": lambda s: s["hasura"]["deploy"]["update_config"].update(order="stop-first"),
+    "no-rollback": lambda s: s["hasura"]["deploy"]["update_config"].update(failure_action="pause"),
+}
+
+
+@pytest.mark.parametrize("name", STACK_BREAKS)
+def test_stack_rules_bite(name):
+    """Each production stack rule reports its own violation."""
+    assert checks.stack_problems(broken(STACK_BREAKS[name]))
+
+
+SECURITY_BREAKS = {
+    "socket-in-app": lambda s: s["hasura"].setdefault("volumes", []).append("/var/run/docker.sock:/var/run/docker.sock"),
+    "host-root-mount": lambda s: s["hasura"].setdefault("volumes", []).append({"type": "bind", "source": "/"}),
+    "proxy-post": lambda s: s["socket-proxy"]["environment"].update(POST="1"),
+    "proxy-containers": lambda s: s["socket-proxy"]["environment"].update(CONTAINERS="1"),
+    "proxy-port": lambda s: s["socket-proxy"].update(ports=[{"published": 2375}]),
+    "proxy-network-shared": lambda s: s["hasura"]["networks"].update(socket_proxy=None),
+    "console-on": lambda s: s["hasura"]["environment"].update(HASURA_GRAPHQL_ENABLE_CONSOLE="true"),
+    "dev-mode-on": lambda s: s["hasura"]["environment"].update(HASURA_GRAPHQL_DEV_MODE="true"),
+    "weak-jwt": lambda s: s["hasura"]["environment"].update(HASURA_GRAPHQL_JWT_SECRET='{"type":"HS256","key":"short"}'),
+    "placeholder-admin-secret": lambda s: s["hasura"]["environment"].update(HASURA_GRAPHQL_ADMIN_SECRET="changeme"),
+    "trust-auth": lambda s: s["hasura"]["environment"].update(POSTGRES_HOST_AUTH_METHOD="trust"),
+    "open-dashboard": lambda s: s["traefik"]["deploy"]["labels"].pop("traefik.http.routers.dashboard.middlewares"),
+}
+
+
+@pytest.mark.parametrize("name", SECURITY_BREAKS)
+def test_security_rules_bite(name):
+    """Each static security rule reports its own violation."""
+    assert checks.security_problems(broken(SECURITY_BREAKS[name]))
+
+
+def test_shellcheck_bites():
+    assert checks.shellcheck(["bad_script"], cwd=FIX)
+
+
+def test_hadolint_bites():
+    assert checks.hadolint([FIX / "Dockerfile.bad"])
+
+
+def test_yamllint_bites():
+    assert checks.yamllint([FIX / "bad.yml"])
+
+
+def test_promtool_config_bites():
+    assert checks.promtool_config(FIX / "prometheus.bad.yml")
+
+
+def test_promtool_rules_bites():
+    assert checks.promtool_rules([FIX / "rules.bad.yml"])
+
+
+def test_amtool_bites():
+    assert checks.amtool(FIX / "alertmanager.bad.yml")
+
+
+def test_gitlab_schema_bites():
+    assert checks.jsonschema("vendor.gitlab-ci", [FIX / "gitlab-ci.bad.yml"])
+
+
+def test_github_schema_or_actionlint_bites():
+    assert checks.actionlint([FIX / "workflows/bad.yml"])
+
+
+def test_crystal_format_bites():
+    assert checks.crystal_format(["bad.cr"], cwd=FIX / "crystal")
+
+
+def test_grafana_bites(default_project):
+    base = default_project / "Docker/prometheus-swarm/grafana"
+    assert checks.grafana(base / "provisioning/datasources/prometheus.yml", base / "provisioning/dashboards/dashboards.yml",
+                          [FIX / "dashboard.bad.json"], "/var/lib/grafana/dashboards")
+
+
+def test_traefik_check_bites(default_project, tmp_path):
+    """A broken dynamic file next to the generated ones makes the Traefik check fail."""
+    traefik = default_project / "Docker/traefik"
+    assert checks.traefik_problems(traefik / "traefik.https.yml", [traefik / "dynamic/middlewares.yml"], tmp_path,
+                                   "example.com", extra_dynamic=FIX / "traefik-router.bad.yml")
+
+
+def test_fail_fast_check_bites():
+    """A variable without `:?` lets compose config succeed, which the check reports."""
+    def render(overrides):
+        env = checks.env_without(**overrides)
+        return subprocess.run(["docker", "compose", "-f", FIX / "compose.bad.yml", "config"], env=env,
+                              capture_output=True, text=True, check=False)
+
+    assert checks.fail_fast_problems(render, ["APP_PASSWORD"])
+
+
+def test_secret_scan_bites(tmp_path):
+    leaked = tmp_path / "config.yml"
+    leaked.write_text(yaml.safe_dump({"password": "a1" * 30}))
+    assert checks.secret_scan([leaked])
