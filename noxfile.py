@@ -25,6 +25,13 @@ def install(session):
     session.install(*REQUIREMENTS)
 
 
+def lint_tools(session):
+    """Install the system tools and the npm package the conformance tier runs."""
+    session.run("bash", "tests/tools/bootstrap", "tools", external=True)
+    session.run("bash", "tests/tools/bootstrap", "compose", external=True)
+    session.run("npm", "ci", "--silent", "--no-audit", "--no-fund", "--prefix", "tests/conformance/node", external=True)
+
+
 def make_cookie(session, **answers):
     """Render the template into the session's tmp dir; return the project path."""
     out = Path(session.create_tmp()) / "cookie"
@@ -47,9 +54,7 @@ def render(session):
 def lint(session):
     """Check every generated file with the real tool for its format."""
     args = session.posargs or ["-m", "lint", "-q"]
-    session.run("bash", "tests/tools/bootstrap", "tools", external=True)
-    session.run("bash", "tests/tools/bootstrap", "compose", external=True)
-    session.run("npm", "ci", "--silent", "--no-audit", "--no-fund", "--prefix", "tests/conformance/node", external=True)
+    lint_tools(session)
     install(session)
     session.run("pytest", *args)
 
@@ -73,8 +78,9 @@ def cookie(session, monitoring):
 
 @nox.session(default=False)
 def bench(session):
-    """Print the render and lint tiers' wall times."""
-    args = session.posargs or ["render", "lint"]
+    """Print the wall time of each test tier."""
+    args = session.posargs or ["render", "lint", "upgrade"]
+    lint_tools(session)
     install(session)
     for tier in args:
-        session.run("python", f"benchmarks/{tier}_tier.py")
+        session.run("python", "benchmarks/tier_time.py", tier)
