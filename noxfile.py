@@ -1,4 +1,4 @@
-"""Sessions that prove the template: `nox` runs render, lint and upgrade.
+"""Sessions that prove the template: `nox` runs render, lint, upgrade and e2e.
 
 Options come from cookiecutter.json (the one source of answers); harness
 packages are pinned in requirements/constraints.txt.
@@ -11,7 +11,7 @@ from pathlib import Path
 import nox
 
 nox.needs_version = ">=2024.4.15"
-nox.options.sessions = ["render", "lint", "upgrade"]
+nox.options.sessions = ["render", "lint", "upgrade", "e2e"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -65,6 +65,16 @@ def upgrade(session):
     args = session.posargs or ["-m", "upgrade", "-q"]
     install(session)
     session.run("pytest", *args)
+
+
+@nox.session
+def e2e(session):
+    """Run the Docker tier (image contracts) in the image mode LHD_IMAGE_MODE picks."""
+    args = session.posargs or ["-m", "docker", "-q"]
+    session.run("bash", "tests/tools/bootstrap", "engine", external=True)
+    session.run("bash", "tests/tools/bootstrap", "tools", external=True)
+    install(session)
+    session.run("pytest", *args, env={"TESTCONTAINERS_RYUK_DISABLED": "true"})
 
 
 @nox.session(default=False)

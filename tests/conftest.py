@@ -78,3 +78,33 @@ def combo(request):
 def project(bakes, combo):
     """The project rendered for the current combination (baked once)."""
     return bakes.get(combo)
+
+
+# --- the docker tier: image mode, kit, and the run report ------------------------
+
+def pytest_addoption(parser):
+    parser.addoption("--image-mode", default=None, choices=["auto", "upstream", "local"],
+                     help="upstream: official images; local: the image kit; auto (default): local without a registry")
+
+
+@pytest.fixture(scope="session")
+def image_mode(request):
+    """Resolve the image mode, build the local kit when needed, and remember it for the report."""
+    from tests.dockerlib import engine_available
+    from tests.images import kit
+
+    if not engine_available():
+        pytest.fail("the docker tier needs a running Docker engine: run tests/tools/bootstrap engine", pytrace=False)
+    mode = kit.resolve_mode(request.config.getoption("--image-mode"))
+    if mode == "local":
+        kit.build()
+    request.config._lhd_mode_report = kit.report(mode)
+    return mode
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    report = getattr(config, "_lhd_mode_report", None)
+    if report:
+        terminalreporter.section("image mode")
+        for line in report:
+            terminalreporter.write_line(line)

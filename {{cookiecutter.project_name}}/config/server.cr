@@ -23,9 +23,10 @@ private def secret_key_from_env
   required_env("SECRET_KEY_BASE")
 end
 
+# An unset or empty variable stops the app with a message naming it.
 def required_env(name : String) : String
-  ENV[name]? || begin
-    STDERR.puts "Missing environment variable #{name}: the app cannot start without it."
-    exit(1)
-  end
+  value = ENV[name]?
+  return value if value && !value.empty?
+  STDERR.puts "Missing environment variable #{name}: the app cannot start without it."
+  exit(1)
 end

@@ -46,7 +46,7 @@ MSG
   printf '%s\n' "${POSTGRES_PASSWORD}" >"$pwfile"
   chown postgres "$pwfile"
   # shellcheck disable=SC2086 # POSTGRES_INITDB_ARGS is a list of flags
-  as_postgres initdb --username="$POSTGRES_USER" --pwfile="$pwfile" -D "$PGDATA" ${POSTGRES_INITDB_ARGS:-} >/dev/null
+  as_postgres initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --encoding=UTF8 --locale=C.UTF-8 -D "$PGDATA" ${POSTGRES_INITDB_ARGS:-} >/dev/null
   rm -f "$pwfile"
   printf '\nhost all all all %s\n' "$auth" >>"$PGDATA/pg_hba.conf"
   as_postgres pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -c unix_socket_directories=/var/run/postgresql" -w start >/dev/null

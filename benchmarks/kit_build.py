@@ -1,0 +1,40 @@
+"""Print the local image kit's cold build time and warm no-op time.
+
+    python benchmarks/kit_build.py          # cold: removes the kit's images first
+    python benchmarks/kit_build.py --warm   # warm only
+
+Goals (issue tracker): cold < 8 min, warm no-op < 10 s on 2 cores.
+"""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.images import kit  # noqa: E402
+
+
+def remove_kit():
+    tags = [kit.BASE] + [image.tag for image in kit.images()]
+    subprocess.run(["docker", "rmi", "-f", *tags], capture_output=True, check=False)
+    subprocess.run(["docker", "builder", "prune", "-af"], capture_output=True, check=False)
+
+
+def timed(label):
+    start = time.perf_counter()
+    spent = kit.build()
+    elapsed = time.perf_counter() - start
+    print(f"{label}: wall_seconds={elapsed:.1f} images_built={len([t for t in spent if spent[t] > 0.05])}")
+    return elapsed
+
+
+def main():
+    if "--warm" not in sys.argv:
+        remove_kit()
+        timed("cold")
+    timed("warm")
+
+
+if __name__ == "__main__":
+    main()

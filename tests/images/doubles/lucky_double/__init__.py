@@ -1,0 +1,1 @@
+"""Contract double for the Crystal/Lucky toolchain and the Lucky app. Test code."""
