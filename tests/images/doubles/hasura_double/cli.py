@@ -23,7 +23,7 @@ def api_handler():
             print("console-api:", fmt % args, flush=True)
 
         def reply(self, status, body):
-            data = json.dumps(body).encode()
+            data = json.dumps(body, separators=(",", ":")).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

@@ -90,9 +90,14 @@ def apk(args):
 def git(args):
     urls = [a for a in args if "luckyframework/lucky_cli" in a]
     if args[:1] == ["clone"] and urls:
-        positional = [a for a in args[1:] if not a.startswith("-")]
-        branch = args[args.index("--branch") + 1] if "--branch" in args else None
-        positional = [a for a in positional if a != branch]
+        positional, branch, rest = [], None, args[1:]
+        while rest:
+            arg, rest = rest[0], rest[1:]
+            if arg in ("--depth", "--branch", "-b", "--origin", "-o"):
+                branch = rest[0] if arg in ("--branch", "-b") else branch
+                rest = rest[1:]
+            elif not arg.startswith("-"):
+                positional.append(arg)
         dest = Path(positional[1] if len(positional) > 1 else "lucky_cli")
         (dest / "src").mkdir(parents=True, exist_ok=True)
         (dest / "shard.yml").write_text("name: lucky_cli\ntargets:\n  lucky:\n    main: src/lucky.cr\n")

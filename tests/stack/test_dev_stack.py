@@ -1,0 +1,139 @@
+"""`script/up` brings the generated development stack up, and it works.
+
+Runs the generated project's own unmodified scripts; the image mode decides
+whether Hasura and Lucky are the real images or the kit's contract doubles.
+"""
+
+import json
+import subprocess
+import time
+
+import pytest
+import requests
+from gql import Client, gql
+from gql.transport.exceptions import TransportQueryError
+from gql.transport.requests import RequestsHTTPTransport
+
+from tests.dockerlib import wait_until
+from tests.stack.conftest import make_stack
+
+pytestmark = pytest.mark.docker
+
+SEEDED = {"Welcome to LHD", "GraphQL too", "A draft"}
+NOTES = gql("query { notes { title published } }")
+
+
+def graphql(stack, secret=True):
+    headers = {"x-hasura-admin-secret": read_env(stack)["HASURA_GRAPHQL_ADMIN_SECRET"]} if secret else {}
+    transport = RequestsHTTPTransport(url=stack.url("HASURA_PORT", "/v1/graphql"), headers=headers, timeout=10)
+    return Client(transport=transport, fetch_schema_from_transport=False)
+
+
+def read_env(stack):
+    lines = (stack.project / ".env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def test_up_returns_all_done(dev_stack):
+    """script/up exits 0 and ends with the success line."""
+    assert dev_stack.last_up.returncode == 0
+    assert dev_stack.last_up.stdout.rstrip().endswith("✔ All done.")
+
+
+def test_every_service_healthy(dev_stack):
+    """The engine reports every service healthy, by the project's own healthchecks."""
+    rows = [json.loads(line) for line in dev_stack.compose("ps", "--format", "json").stdout.splitlines() if line]
+    health = {row["Service"]: row["Health"] for row in rows}
+    assert health == {"postgres": "healthy", "hasura": "healthy", "lucky": "healthy"}
+
+
+def test_lucky_version(dev_stack):
+    answer = requests.get(dev_stack.url("LUCKY_PORT", "/version"), timeout=10)
+    assert answer.status_code == 200 and answer.json()["version"] == "development"
+
+
+def test_hasura_healthz(dev_stack):
+    assert requests.get(dev_stack.url("HASURA_PORT", "/healthz"), timeout=10).text == "OK"
+
+
+def test_migration_mode_is_off(dev_stack):
+    """The console API answers and script/up turned migration mode off."""
+    settings = requests.get(dev_stack.url("HASURA_CONSOLE_API_PORT", "/apis/migrate/settings"), timeout=10)
+    assert settings.json() == {"migration_mode": "false"}
+
+
+def test_graphql_returns_seeded_rows(dev_stack):
+    """A gql query with the admin secret returns the rows the seed task wrote."""
+    result = graphql(dev_stack).execute(NOTES)
+    assert {n["title"] for n in result["notes"]} == SEEDED
+
+
+def test_graphql_without_secret_is_denied(dev_stack):
+    with pytest.raises(TransportQueryError) as denied:
+        graphql(dev_stack, secret=False).execute(NOTES)
+    assert denied.value.errors[0]["extensions"]["code"] == "access-denied"
+
+
+def test_develop_watch_syncs_sources(dev_stack):
+    """An edit under src/ reaches the lucky container through develop.watch."""
+    files = ["-f", dev_stack.project / "Docker/docker-compose.yml", "-f", dev_stack.project / "Docker/docker-compose.dev.yml"]
+    watch = subprocess.Popen(["docker", "compose", "-p", dev_stack.name, "--env-file", str(dev_stack.project / ".env"),
+                              *map(str, files), "watch", "--no-up"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    marker = f"# synced-{time.time_ns()}"
+    try:
+        time.sleep(3)  # let watch take its first snapshot before the edit
+        target = dev_stack.project / "src/actions/home/index.cr"
+        target.write_text(target.read_text() + marker + "\n")
+
+        def synced():
+            cat = dev_stack.compose("exec", "-T", "lucky", "cat", "/app/src/actions/home/index.cr", check=False)
+            return marker in cat.stdout
+        wait_until(synced, 60, "the edit to appear in the lucky container")
+    finally:
+        watch.terminate()
+        try:
+            watch.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            watch.kill()
+
+
+def test_up_twice_is_safe(dev_stack):
+    """Running script/up on a running stack succeeds and keeps the data."""
+    again = dev_stack.up()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "✔ All done." in again.stdout
+    assert {n["title"] for n in graphql(dev_stack).execute(NOTES)["notes"]} == SEEDED
+
+
+def test_down_leaves_nothing_and_up_works_again(dev_stack):
+    """script/down removes containers, networks and volumes; script/up afterwards works."""
+    down = dev_stack.down()
+    assert down.returncode == 0 and "✔ All done." in down.stdout
+    assert dev_stack.leftovers() == {"containers": [], "networks": [], "volumes": []}
+    again = dev_stack.up()
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {n["title"] for n in graphql(dev_stack).execute(NOTES)["notes"]} == SEEDED
+
+
+def test_broken_database_url_never_comes_up_healthy(image_mode, tmp_path):
+    """With the database URL Hasura gets broken, script/up fails and says which service."""
+    stack = make_stack(tmp_path)
+    compose = stack.project / "Docker/docker-compose.yml"
+    text = compose.read_text()
+    broken = "HASURA_GRAPHQL_DATABASE_URL: postgres://${POSTGRES_USER}:${POSTGRES_PASSWORD}@nowhere:5432/${POSTGRES_DB}"
+    compose.write_text(text.replace(
+        "HASURA_GRAPHQL_DATABASE_URL: postgres://${POSTGRES_USER}:${POSTGRES_PASSWORD}@postgres:5432/${POSTGRES_DB}", broken))
+    assert broken in compose.read_text()
+    try:
+        result = stack.up(UP_TIMEOUT="120")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output
+        assert "hasura" in output.lower(), output
+        assert "All done" not in output
+        rows = [json.loads(line) for line in stack.compose("ps", "-a", "--format", "json").stdout.splitlines() if line]
+        hasura = [r for r in rows if r["Service"] == "hasura"]
+        assert hasura and hasura[0]["Health"] != "healthy"
+    finally:
+        stack.down()
+    assert stack.leftovers() == {"containers": [], "networks": [], "volumes": []}
