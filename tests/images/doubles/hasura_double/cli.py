@@ -9,6 +9,7 @@ POST /apis/migrate -> 400 {"code":"migration_mode_disabled"}.
 
 import argparse
 import json
+import signal
 import sys
 import threading
 import urllib.request
@@ -99,6 +100,7 @@ def console(argv):
     ui = ThreadingHTTPServer((host, args.console_port), console_handler())
     threading.Thread(target=ui.serve_forever, daemon=True).start()
     print(f"INFO console running at: http://{args.address}:{args.console_port}/", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     api.serve_forever()
 
 

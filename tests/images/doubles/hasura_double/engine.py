@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -454,6 +455,7 @@ def serve(argv):
         log("startup", kind="metadata-apply", message="metadata applied")
     port = int(env.get("HASURA_GRAPHQL_SERVER_PORT", "8080"))
     server = ThreadingHTTPServer(("0.0.0.0", port), make_handler(engine))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # graceful stop, like graphql-engine
     log("startup", kind="server", message=f"serving on port {port}", version=VERSION)
     server.serve_forever()
 
