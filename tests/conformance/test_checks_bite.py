@@ -26,7 +26,8 @@ GOOD_STACK = {
         },
         "socket-proxy": {
             "healthcheck": {"test": ["CMD-SHELL", "true"]},
-            "environment": {"POST": "0", "SERVICES": "1", "TASKS": "1", "NETWORKS": "1", "VERSION": "1", "PING": "1"},
+            "environment": {"POST": "0", "SERVICES": "1", "TASKS": "1", "NETWORKS": "1", "NODES": "1", "VERSION": "1",
+                            "PING": "1"},
             "volumes": [{"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock"}],
             "networks": {"socket_proxy": None},
             "deploy": {"update_config": {"order": "start-first", "failure_action": "rollback"},
