@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import requests
+import yaml
 from requests_toolbelt.adapters.host_header_ssl import HostHeaderSSLAdapter
 
 from tests.dockerlib import docker
@@ -88,13 +89,18 @@ class Deployment:
                     f"  {s}:\n    deploy:\n      endpoint_mode: dnsrr\n" for s in ("hasura", "lucky", "traefik", "socket-proxy")))
             self.notes.append("no IPVS on this kernel: applied the harness override endpoint_mode=dnsrr")
         self.monitoring_override = None
+        monitoring = {}
+        if not ipvs_available():
+            for service in ("prometheus", "alertmanager", "discovery-proxy", "node-exporter", "cadvisor", "grafana"):
+                monitoring.setdefault(service, {})["endpoint_mode"] = "dnsrr"
         if mode == "local":
-            self.monitoring_override = self.workdir / "local-monitoring.yml"
-            self.monitoring_override.write_text(
-                "# Harness-side: images that local mode cannot build are not run.\nservices:\n"
-                "  grafana:\n    deploy:\n      replicas: 0\n"
-                "  cadvisor:\n    deploy:\n      mode: replicated\n      replicas: 0\n")
+            monitoring.setdefault("grafana", {})["replicas"] = 0
+            monitoring.setdefault("cadvisor", {}).update(mode="replicated", replicas=0)
             self.notes.append("local mode: Grafana and cAdvisor scaled to 0 (no image can be had here)")
+        if monitoring:
+            self.monitoring_override = self.workdir / "monitoring-override.yml"
+            self.monitoring_override.write_text("# Harness-side override of the monitoring stack.\n" + yaml.safe_dump(
+                {"services": {name: {"deploy": deploy} for name, deploy in monitoring.items()}}))
         boot = self.script("bootstrap")
         match = re.search(r"login: admin / (\S+)", boot.stdout)
         self.dashboard_password = match.group(1)
