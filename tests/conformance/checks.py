@@ -314,7 +314,7 @@ def traefik_problems(static_file, dynamic_files, workdir, domain, extra_dynamic=
             time.sleep(0.2)
         time.sleep(1)  # let the file provider's first load settle
         middlewares = {m["name"]: m for m in requests.get(f"{api}/api/http/middlewares", timeout=5).json()}
-        for name in ("dashboard-auth@file", "secure-headers@file"):
+        for name in ("dashboard-auth@file", "secure-headers@file", "retry@file"):
             if middlewares.get(name, {}).get("status") != "enabled":
                 problems.append(f"middleware {name} not loaded: {middlewares.get(name)}")
         routers = requests.get(f"{api}/api/http/routers", timeout=5).json()

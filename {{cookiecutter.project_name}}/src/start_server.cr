@@ -10,11 +10,18 @@ end
 app_server = AppServer.new
 puts "Listening on http://#{app_server.host}:#{app_server.port} (version #{App::VERSION})"
 
+# On SIGTERM keep serving for SHUTDOWN_DELAY seconds (production: 10), so
+# Traefik stops sending requests here before the server closes: rolling
+# updates lose no requests.
+shutdown_delay = (ENV["SHUTDOWN_DELAY"]? || "0").to_i
 Signal::INT.trap do
   app_server.close
 end
 Signal::TERM.trap do
-  app_server.close
+  spawn do
+    sleep shutdown_delay.seconds
+    app_server.close
+  end
 end
 
 app_server.listen

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -182,7 +183,9 @@ def serve(program):
             return self.reply(404, {"message": "Not found", "details": None})
 
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Like src/start_server.cr: keep serving SHUTDOWN_DELAY seconds after SIGTERM.
+    delay = float(os.environ.get("SHUTDOWN_DELAY") or 0)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Timer(delay, lambda: os._exit(0)).start())
     print(f"Listening on http://0.0.0.0:{port} (version {version})", flush=True)
     server.serve_forever()
 
