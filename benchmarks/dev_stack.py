@@ -19,9 +19,7 @@ from tests.stack.conftest import make_stack  # noqa: E402
 
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-    mode = kit.resolve_mode()
-    if mode == "local":
-        kit.build()
+    mode = kit.ensure_images()
     print("\n".join(kit.report(mode)))
     with tempfile.TemporaryDirectory() as tmp:
         stack = make_stack(Path(tmp))

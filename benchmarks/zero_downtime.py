@@ -61,9 +61,7 @@ def measure(label, deployment, rate, action):
 
 def main():
     rate = float(sys.argv[1]) if len(sys.argv) > 1 else 25.0
-    mode = kit.resolve_mode()
-    if mode == "local":
-        kit.build()
+    mode = kit.ensure_images()
     print("\n".join(kit.report(mode)))
     with Swarm(), tempfile.TemporaryDirectory() as tmp:
         deployment = prepare(Path(tmp), mode)

@@ -27,7 +27,8 @@ MINOR = r"\d+\.\d+"
 RULES = {
     "project_name": (SLUG, "2-39 characters: a lowercase letter, then lowercase letters, digits or '_'"),
     "swarm_name": (SLUG, "2-39 characters: a lowercase letter, then lowercase letters, digits or '_'"),
-    "repo_owner": (OWNER, "lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit (image names must be lowercase)"),
+    "repo_owner": (OWNER, "lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit "
+                          "(image names must be lowercase)"),
     "repo_name": (REPO, "lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit"),
     "app_domain": (DOMAIN, "a lowercase domain name such as example.com, without scheme, port or path"),
     "letsencrypt_email": (EMAIL, "an e-mail address such as ops@example.com"),
@@ -80,7 +81,8 @@ def problems(answers):
         return found
     for name in ("project_name", "swarm_name"):
         if answers[name] in RESERVED_NAMES:
-            found.append(f"{name}={answers[name]!r} is not valid: it clashes with a Docker or stack name in use ({', '.join(sorted(RESERVED_NAMES))}).")
+            names = ", ".join(sorted(RESERVED_NAMES))
+            found.append(f"{name}={answers[name]!r} is not valid: it clashes with a Docker or stack name in use ({names}).")
     for holds, message in COMBINATION_RULES:
         if not holds(answers):
             found.append(message + ".")

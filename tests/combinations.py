@@ -32,7 +32,7 @@ def all_combinations():
     """Every cross product of the choice variables, as dicts."""
     keys = list(CHOICES)
     for values in itertools.product(*(CHOICES[k] for k in keys)):
-        yield dict(zip(keys, values))
+        yield dict(zip(keys, values, strict=True))
 
 
 SUPPORTED = [c for c in all_combinations() if not any(matches(c, p) for p in UNSUPPORTED)]

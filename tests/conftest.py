@@ -95,11 +95,20 @@ def image_mode(request):
 
     if not engine_available():
         pytest.fail("the docker tier needs a running Docker engine: run tests/tools/bootstrap engine", pytrace=False)
-    mode = kit.resolve_mode(request.config.getoption("--image-mode"))
-    if mode == "local":
-        kit.build()
+    mode = kit.ensure_images(request.config.getoption("--image-mode"))
     request.config._lhd_mode_report = kit.report(mode)
     return mode
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On failure, add what stack fixtures know (script output, service logs)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if hasattr(value, "failure_sections"):
+                report.sections.extend(value.failure_sections())
 
 
 def pytest_terminal_summary(terminalreporter, config):

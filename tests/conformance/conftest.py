@@ -53,8 +53,8 @@ def prod_env(tmp_path_factory):
     def make(project):
         if project not in cache:
             env_file = tmp_path_factory.mktemp("env") / "production.env"
-            subprocess.run([project / "script/bootstrap"], env={"LHD_ENV_FILE": str(env_file), "PATH": "/usr/bin:/bin:/usr/local/bin"},
-                           check=True, capture_output=True, text=True)
+            env = {"LHD_ENV_FILE": str(env_file), "PATH": "/usr/bin:/bin:/usr/local/bin"}
+            subprocess.run([project / "script/bootstrap"], env=env, check=True, capture_output=True, text=True)
             certs = project / "etc/certs"
             if not (certs / "origin.crt").exists():
                 subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",

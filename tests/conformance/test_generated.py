@@ -211,7 +211,7 @@ def test_trust_auth_only_in_development_files(variants):
 def test_no_secret_in_tracked_files(projects, tmp_path):
     """No file git would track contains a secret-like string; .env holds the real ones."""
     problems = []
-    for combo, project in projects[:1] + projects[-1:]:
+    for _combo, project in projects[:1] + projects[-1:]:
         tracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=project,
                                  capture_output=True, text=True, check=False)
         if tracked.returncode != 0:

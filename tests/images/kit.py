@@ -236,6 +236,14 @@ def resolve_mode(requested=None):
     return mode
 
 
+def ensure_images(requested=None):
+    """Resolve the image mode and, in local mode, build what is missing or stale."""
+    mode = resolve_mode(requested)
+    if mode == "local":
+        build()
+    return mode
+
+
 def report(mode):
     """Lines saying which mode runs and what is not the real service."""
     lines = [f"image mode: {mode}"]

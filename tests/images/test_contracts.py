@@ -13,8 +13,8 @@ import psycopg
 import pytest
 import requests
 
-from tests.images.kit import PINS
 from tests.dockerlib import Container, Network, docker, unique, wait_until
+from tests.images.kit import PINS
 
 pytestmark = pytest.mark.docker
 

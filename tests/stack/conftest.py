@@ -41,6 +41,12 @@ class DevStack:
         result = self.compose("logs", "--no-color", "--tail", tail, check=False)
         return result.stdout + result.stderr
 
+    def failure_sections(self):
+        sections = []
+        if self.last_up is not None:
+            sections.append(("script/up output", self.last_up.stdout[-4000:] + self.last_up.stderr[-4000:]))
+        return sections + [("service logs (last 40 lines each)", self.logs())]
+
     def down(self):
         result = self.script("down", timeout=180)
         if result.returncode != 0:  # never leave anything behind
@@ -73,15 +79,3 @@ def dev_stack(image_mode, tmp_path_factory):
         yield stack
     finally:
         stack.down()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """On failure, show the script output and the services' last log lines."""
-    outcome = yield
-    report = outcome.get_result()
-    stack = item.funcargs.get("dev_stack") if hasattr(item, "funcargs") else None
-    if report.failed and stack is not None:
-        if stack.last_up is not None:
-            report.sections.append(("script/up output", stack.last_up.stdout[-4000:] + stack.last_up.stderr[-4000:]))
-        report.sections.append(("service logs (last 40 lines each)", stack.logs()))

@@ -38,19 +38,3 @@ def deployment(image_mode, tmp_path_factory, request):
             yield d
         finally:
             d.close()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """On failure, show the stack's services and recent logs."""
-    from tests.dockerlib import docker
-
-    outcome = yield
-    report = outcome.get_result()
-    d = item.funcargs.get("deployment") if hasattr(item, "funcargs") else None
-    if report.failed and d is not None:
-        services = docker("service", "ls", check=False).stdout
-        logs = "".join(docker("service", "logs", "--tail", "30", f"{d.swarm_name}_{s}", check=False).stdout
-                       for s in ("lucky", "hasura", "traefik"))
-        report.sections.append(("swarm services", services))
-        report.sections.append(("service logs (last 30 lines each)", logs))

@@ -189,14 +189,20 @@ class Deployment:
         ids = docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={self.swarm_name}").stdout.split()
         return [json.loads(docker("inspect", i).stdout)[0] for i in ids]
 
+    def failure_sections(self):
+        services = docker("service", "ls", check=False).stdout
+        logs = "".join(docker("service", "logs", "--tail", "30", f"{self.swarm_name}_{s}", check=False).stdout
+                       for s in ("lucky", "hasura", "traefik"))
+        return [("swarm services", services), ("service logs (last 30 lines each)", logs)]
+
     def close(self):
         """Remove both stacks, then their volumes, secrets and configs."""
         for stack in (f"{self.swarm_name}_monitoring", self.swarm_name):
             docker("stack", "rm", stack, check=False)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            left = docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={self.swarm_name}").stdout.split()
-            left += docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={self.swarm_name}_monitoring").stdout.split()
+            left = [c for stack in (self.swarm_name, f"{self.swarm_name}_monitoring") for c in docker(
+                "ps", "-aq", "--filter", f"label=com.docker.stack.namespace={stack}").stdout.split()]
             nets = docker("network", "ls", "-q", "--filter", f"name={self.swarm_name}_").stdout.split()
             if not left and not nets:
                 break

@@ -56,7 +56,11 @@ MSG
   fi
   for f in /docker-entrypoint-initdb.d/*; do
     case "$f" in
-      *.sh) echo "running $f"; . "$f" ;;
+      *.sh)
+        echo "running $f"
+        # shellcheck source=/dev/null # init scripts are supplied at run time
+        . "$f"
+        ;;
       *.sql) echo "running $f"; as_postgres psql -v ON_ERROR_STOP=1 -h /var/run/postgresql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -f "$f" ;;
       *) ;;
     esac

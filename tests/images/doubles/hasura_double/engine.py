@@ -19,9 +19,24 @@ from pathlib import Path
 
 import psycopg
 import yaml
-from graphql import (GraphQLArgument, GraphQLBoolean, GraphQLEnumType, GraphQLError, GraphQLField, GraphQLFloat,
-                     GraphQLInputField, GraphQLInputObjectType, GraphQLInt, GraphQLList, GraphQLNonNull,
-                     GraphQLObjectType, GraphQLScalarType, GraphQLSchema, GraphQLString, graphql_sync)
+from graphql import (
+    GraphQLArgument,
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLField,
+    GraphQLFloat,
+    GraphQLInputField,
+    GraphQLInputObjectType,
+    GraphQLInt,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLSchema,
+    GraphQLString,
+    graphql_sync,
+)
 from psycopg import sql
 
 VERSION = "v2.51.0-lhd-double"
@@ -138,7 +153,8 @@ class Engine:
             for entry in source.get("tables", []):
                 t = entry["table"]
                 if not self.db.columns(t.get("schema", "public"), t["name"]):
-                    problems.append({"type": "table", "reason": f"Inconsistent object: no such table/view exists in source: \"{t['name']}\"",
+                    reason = f"Inconsistent object: no such table/view exists in source: \"{t['name']}\""
+                    problems.append({"type": "table", "reason": reason,
                                      "name": f"table {t['name']} in source {source['name']}"})
         return problems
 
@@ -215,7 +231,7 @@ class Engine:
             if offset:
                 statement += sql.SQL(" OFFSET {}").format(sql.Literal(int(offset)))
             names, rows = self.db.query(statement, params)
-            return [dict(zip(names, row)) for row in rows]
+            return [dict(zip(names, row, strict=True)) for row in rows]
         return resolve
 
     # auth [C: /v1/graphql access-denied; JWT secret]
@@ -399,7 +415,8 @@ def apply_migrations(engine, directory):
     if not directory.is_dir():
         return 0
     engine.db.query("CREATE SCHEMA IF NOT EXISTS hdb_catalog")
-    engine.db.query("CREATE TABLE IF NOT EXISTS hdb_catalog.schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL)")
+    engine.db.query("CREATE TABLE IF NOT EXISTS hdb_catalog.schema_migrations "
+                    "(version bigint PRIMARY KEY, dirty boolean NOT NULL)")
     applied = 0
     for up in sorted(directory.glob("*/*/up.sql")):
         version = int(up.parent.name.split("_")[0])

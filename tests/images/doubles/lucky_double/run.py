@@ -179,7 +179,7 @@ def serve(program):
                                             "ORDER BY created_at DESC").fetchall()
                 except psycopg.Error:
                     return self.reply(500, {"message": "Something went wrong.", "details": None})
-                return self.reply(200, [dict(zip(("id", "title", "body", "published"), r)) for r in rows])
+                return self.reply(200, [dict(zip(("id", "title", "body", "published"), r, strict=True)) for r in rows])
             return self.reply(404, {"message": "Not found", "details": None})
 
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
