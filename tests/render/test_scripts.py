@@ -1,0 +1,81 @@
+"""Generated scripts: usage errors and bad settings fail clearly (no Docker needed)."""
+
+import os
+import subprocess
+
+import pytest
+
+pytestmark = pytest.mark.render
+
+# (script and arguments, exit code, words the output must contain)
+USAGE = [
+    (["up", "--bogus"], 2, "usage: script/up"),
+    (["down", "extra"], 2, "usage: script/down"),
+    (["watch", "extra"], 2, "usage: script/watch"),
+    (["build", "--bogus"], 2, "usage: script/build"),
+    (["build", "aaaa1111", "bbbb2222"], 2, "usage: script/build"),
+    (["deploy", "--bogus"], 2, "usage: script/deploy"),
+    (["rollback"], 2, "usage: script/rollback"),
+    (["rollback", "--bogus", "aaaa1111"], 2, "usage: script/rollback"),
+    (["bootstrap", "--bogus"], 2, "usage: script/bootstrap"),
+    (["ci_deploy", "staging"], 2, "usage: script/ci_deploy"),
+    (["ci_deploy", "qa", "aaaa1111"], 2, "usage: script/ci_deploy"),
+    (["monitoring"], 2, "usage: script/monitoring"),
+    (["deploy", "not-a-sha"], 1, "'not-a-sha' is not an 8-character commit SHA"),
+    (["rollback", "XYZ"], 1, "'XYZ' is not an 8-character commit SHA"),
+    (["ci_deploy", "staging", "aaaa1111"], 1, "STAGING_SERVER_IP is not set"),
+]
+
+
+def run_script(project, args, **env):
+    return subprocess.run([project / "script" / args[0], *args[1:]], cwd=project, capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(("args", "code", "words"), USAGE, ids=[" ".join(a) for a, _, _ in USAGE])
+def test_bad_arguments_fail_clearly(default_project, args, code, words):
+    """A wrong call prints one clear line and exits non-zero."""
+    result = run_script(default_project, args, STAGING_SERVER_IP="")
+    assert result.returncode == code, result.stdout + result.stderr
+    assert words in result.stderr
+
+
+def test_help_exits_zero(default_project):
+    result = run_script(default_project, ["deploy", "--help"])
+    assert result.returncode == 0 and result.stdout.startswith("usage: script/deploy")
+
+
+def test_deploy_without_env_file_names_it(default_project, tmp_path):
+    missing = tmp_path / "nope.env"
+    result = run_script(default_project, ["deploy", "--config", "aaaa1111"], LHD_ENV_FILE=str(missing))
+    assert result.returncode == 1
+    assert f"{missing} does not exist: run script/bootstrap" in result.stderr
+
+
+def test_bad_https_switch_is_refused(default_project, tmp_path):
+    env_file = tmp_path / "prod.env"
+    assert run_script(default_project, ["bootstrap"], LHD_ENV_FILE=str(env_file)).returncode == 0
+    result = run_script(default_project, ["deploy", "--config", "aaaa1111"], LHD_ENV_FILE=str(env_file),
+                        HTTPS_SWITCH="maybe")
+    assert result.returncode == 1
+    assert "HTTPS_SWITCH must be 'on' or 'off', not 'maybe'" in result.stderr
+
+
+def test_bootstrap_keeps_existing_secrets(default_project, tmp_path):
+    """A second bootstrap never rotates secrets silently; --force does."""
+    env_file = tmp_path / "prod.env"
+    run_script(default_project, ["bootstrap"], LHD_ENV_FILE=str(env_file))
+    first = env_file.read_text()
+    again = run_script(default_project, ["bootstrap"], LHD_ENV_FILE=str(env_file))
+    assert "Keeping" in again.stdout and env_file.read_text() == first
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    run_script(default_project, ["bootstrap", "--force"], LHD_ENV_FILE=str(env_file))
+    assert env_file.read_text() != first
+
+
+def test_env_file_with_bad_line_names_it(default_project, tmp_path):
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("APP_DOMAIN=example.com\nthis is not a setting\n")
+    result = run_script(default_project, ["deploy", "--config", "aaaa1111"], LHD_ENV_FILE=str(env_file))
+    assert result.returncode == 1
+    assert f"{env_file}:2: expected KEY=VALUE" in result.stderr
