@@ -177,10 +177,20 @@ class Deployment:
         return ids[0] if ids else None
 
     def container_exec(self, service, *args):
+        """Run a command in the service's container; RuntimeError (retryable by wait_until) on failure."""
         cid = self.container(service)
         if cid is None:
             raise RuntimeError(f"no running container for {service}")
-        return docker("exec", cid, *args).stdout.strip()
+        result = docker("exec", cid, *args, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"{service}: {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout.strip()
+
+    def images(self):
+        """service -> image tag now specified, for the app services."""
+        return {s: docker("service", "inspect", f"{self.swarm_name}_{s}", "--format",
+                          "{{.Spec.TaskTemplate.ContainerSpec.Image}}").stdout.strip().split("@")[0].rsplit(":", 1)[1]
+                for s in ("lucky", "hasura")}
 
     def migrations(self):
         return [int(v) for v in self.sql("SELECT version FROM migrations ORDER BY version").split()]

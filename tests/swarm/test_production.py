@@ -122,8 +122,9 @@ def test_broken_image_leaves_previous_version_serving(deployment):
     """A version that fails its healthcheck is rolled back by swarm; SHA1 keeps serving throughout."""
     result = deployment.script("deploy", BROKEN, check=False)
     assert result.returncode != 0
-    assert "rolled back" in result.stderr
+    assert f"every service runs {SHA1} again" in result.stderr
     assert deployment.version() == SHA1
+    assert deployment.images() == {"lucky": SHA1, "hasura": SHA1}
 
 
 def test_killed_lucky_task_is_replaced(deployment):
