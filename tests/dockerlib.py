@@ -35,6 +35,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_process(proc, timeout=10):
+    """Terminate a child process, killing it if it has not exited within timeout seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -113,10 +122,7 @@ class Container:
             if not state.get("Running", False) and state.get("Status") == "exited":
                 pytest.fail(f"{self.image} exited ({state.get('ExitCode')}):\n{self.logs()}", pytrace=False)
             return self.health() == "healthy"
-        try:
-            wait_until(ready, timeout, f"{self.image} to be healthy")
-        except pytest.fail.Exception:
-            raise
+        wait_until(ready, timeout, f"{self.image} to be healthy")
         return self
 
     def wait_exit(self, timeout):

@@ -18,6 +18,8 @@ from pathlib import Path
 import requests
 import yaml
 
+from tests.dockerlib import free_port, stop_process
+
 HERE = Path(__file__).resolve().parent
 HADOLINT_CONFIG = HERE / "hadolint.yaml"
 YAMLLINT_CONFIG = HERE / "yamllint.yaml"
@@ -248,12 +250,6 @@ def fail_fast_problems(render_config, variables):
 
 # --- a real Traefik on loopback -------------------------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def make_cert(directory, domain):
     """A throwaway self-signed certificate for *.domain; returns (cert, key)."""
     cert, key = directory / "cert.pem", directory / "key.pem"
@@ -341,11 +337,7 @@ def traefik_problems(static_file, dynamic_files, workdir, domain, extra_dynamic=
         elif "websecure" in entrypoints:
             problems.append("HTTPS is off but a websecure entry point exists")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     for line in log_file.read_text().splitlines() if log_file.exists() else []:
         if '"level":"error"' in line:
             problems.append(f"traefik log: {line}")
@@ -361,7 +353,8 @@ def served_certificate(port, server_name):
             return tls.getpeercert(binary_form=True)
 
 
-def env_without(**overrides):
+def env_with(**overrides):
+    """This process's environment plus overrides."""
     env = dict(os.environ)
     env.update(overrides)
     return env

@@ -1,11 +1,13 @@
 """Fixtures for the conformance tier: every supported combination, rendered once."""
 
 import hashlib
+import shutil
 import subprocess
 
 import pytest
 
 from tests.combinations import SUPPORTED, combo_id
+from tests.conformance.checks import make_cert
 
 
 @pytest.fixture(scope="session")
@@ -57,9 +59,9 @@ def prod_env(tmp_path_factory):
             subprocess.run([project / "script/bootstrap"], env=env, check=True, capture_output=True, text=True)
             certs = project / "etc/certs"
             if not (certs / "origin.crt").exists():
-                subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                                "-keyout", str(certs / "origin.key"), "-out", str(certs / "origin.crt"),
-                                "-subj", "/CN=*.example.com"], check=True, capture_output=True)
+                cert, key = make_cert(tmp_path_factory.mktemp("cert"), "example.com")
+                shutil.copy(cert, certs / "origin.crt")
+                shutil.copy(key, certs / "origin.key")
             cache[project] = env_file
         return cache[project]
 

@@ -147,7 +147,7 @@ def test_traefik_check_bites(default_project, tmp_path):
 def test_fail_fast_check_bites():
     """A variable without `:?` lets compose config succeed, which the check reports."""
     def render(overrides):
-        env = checks.env_without(**overrides)
+        env = checks.env_with(**overrides)
         return subprocess.run(["docker", "compose", "-f", FIX / "compose.bad.yml", "config"], env=env,
                               capture_output=True, text=True, check=False)
 

@@ -114,13 +114,13 @@ def compose_relpaths(project):
 
 
 def deploy_config(project, env_file, https, **overrides):
-    env = checks.env_without(LHD_ENV_FILE=str(env_file), HTTPS_SWITCH=https, **overrides)
+    env = checks.env_with(LHD_ENV_FILE=str(env_file), HTTPS_SWITCH=https, **overrides)
     return subprocess.run([project / "script/deploy", "--config", "0123abcd"], env=env, capture_output=True, text=True,
                           check=False, timeout=60)
 
 
 def monitoring_config(project, env_file, https):
-    env = checks.env_without(LHD_ENV_FILE=str(env_file), HTTPS_SWITCH=https)
+    env = checks.env_with(LHD_ENV_FILE=str(env_file), HTTPS_SWITCH=https)
     return subprocess.run([project / "script/monitoring", "config"], env=env, capture_output=True, text=True,
                           check=False, timeout=60)
 
@@ -166,7 +166,7 @@ def test_development_config(variants):
     """`script/up --config`: merges, ports only on 127.0.0.1, trust auth here only."""
     def check(combo, project):
         result = subprocess.run([project / "script/up", "--config"], capture_output=True, text=True, check=False,
-                                env=checks.env_without(COMPOSE_PROJECT_NAME="lint"), timeout=60)
+                                env=checks.env_with(COMPOSE_PROJECT_NAME="lint"), timeout=60)
         config = loaded(result)
         found = []
         for name, svc in config["services"].items():
@@ -189,7 +189,7 @@ def test_development_config(variants):
 def test_development_fails_fast_on_missing_variables(default_project):
     """With any required variable empty, script/up --config fails naming it."""
     def render(overrides):
-        env = checks.env_without(COMPOSE_PROJECT_NAME="lint", **overrides)
+        env = checks.env_with(COMPOSE_PROJECT_NAME="lint", **overrides)
         return subprocess.run([default_project / "script/up", "--config"], env=env, capture_output=True, text=True,
                               check=False, timeout=60)
 

@@ -14,7 +14,7 @@ from gql import Client, gql
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.requests import RequestsHTTPTransport
 
-from tests.dockerlib import wait_until
+from tests.dockerlib import stop_process, wait_until
 from tests.stack.conftest import make_stack
 
 pytestmark = pytest.mark.docker
@@ -91,11 +91,7 @@ def test_develop_watch_syncs_sources(dev_stack):
             return marker in cat.stdout
         wait_until(synced, 60, "the edit to appear in the lucky container")
     finally:
-        watch.terminate()
-        try:
-            watch.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            watch.kill()
+        stop_process(watch, timeout=15)
 
 
 def test_up_twice_is_safe(dev_stack):
