@@ -108,8 +108,11 @@ STOP_FIRST = {"postgres": "two servers must never share one data volume",
               "traefik": "host-mode ports cannot be bound twice"}
 
 
-def stack_problems(config):
-    """Rules for a merged production stack (output of `docker stack config`)."""
+def stack_problems(config, check_updates=True):
+    """Rules for a merged production stack (output of `docker stack config`).
+
+    check_updates=False skips the update_config rules (for the monitoring stack).
+    """
     problems = []
     services = config["services"]
     for name, svc in services.items():
@@ -124,12 +127,13 @@ def stack_problems(config):
         deploy = svc.get("deploy", {})
         if deploy.get("mode") == "global":
             continue
-        update = deploy.get("update_config", {})
-        if update.get("failure_action") != "rollback":
-            problems.append(f"{name}: update_config.failure_action is {update.get('failure_action')!r}, not rollback")
-        expected = "stop-first" if name in STOP_FIRST else "start-first"
-        if update.get("order") != expected:
-            problems.append(f"{name}: update_config.order is {update.get('order')!r}, expected {expected}")
+        if check_updates:
+            update = deploy.get("update_config", {})
+            if update.get("failure_action") != "rollback":
+                problems.append(f"{name}: update_config.failure_action is {update.get('failure_action')!r}, not rollback")
+            expected = "stop-first" if name in STOP_FIRST else "start-first"
+            if update.get("order") != expected:
+                problems.append(f"{name}: update_config.order is {update.get('order')!r}, expected {expected}")
         if not deploy.get("restart_policy"):
             problems.append(f"{name}: no restart_policy")
     if "traefik" in services and not any(p.get("published") in (80, "80") for p in services["traefik"].get("ports", [])):
