@@ -11,7 +11,7 @@ from pathlib import Path
 import nox
 
 nox.needs_version = ">=2024.4.15"
-nox.options.sessions = ["render", "lint", "upgrade", "e2e"]
+nox.options.sessions = ["render", "lint", "upgrade", "compile", "e2e"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -67,14 +67,27 @@ def upgrade(session):
     session.run("pytest", *args)
 
 
-@nox.session
-def e2e(session):
-    """Run the Docker tier (image contracts) in the image mode LHD_IMAGE_MODE picks."""
-    args = session.posargs or ["-m", "docker", "-q"]
+def docker_tier(session, args):
+    """Start the engine, install the harness, run pytest, then check no kit image kept an upstream name."""
     session.run("bash", "tests/tools/bootstrap", "engine", external=True)
     session.run("bash", "tests/tools/bootstrap", "tools", external=True)
     install(session)
     session.run("pytest", *args, env={"TESTCONTAINERS_RYUK_DISABLED": "true"})
+    session.run("python", "-m", "tests.images.kit", "leftovers")
+
+
+@nox.session(name="compile")
+def compile_check(session):
+    """Check the rendered Lucky app with the real Crystal compiler before any stack starts."""
+    args = session.posargs or ["-m", "compile", "-q"]
+    docker_tier(session, args)
+
+
+@nox.session
+def e2e(session):
+    """Run the Docker tier (image contracts, dev stack, swarm) in the image mode LHD_IMAGE_MODE picks."""
+    args = session.posargs or ["-m", "docker and not compile", "-q"]
+    docker_tier(session, args)
 
 
 @nox.session(default=False)

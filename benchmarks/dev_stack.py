@@ -19,9 +19,8 @@ from tests.stack.conftest import make_stack  # noqa: E402
 
 def main():
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 2
-    mode = kit.ensure_images()
-    print("\n".join(kit.report(mode)))
-    with tempfile.TemporaryDirectory() as tmp:
+    with kit.images_for_run() as (_, report), tempfile.TemporaryDirectory() as tmp:
+        print("\n".join(report))
         stack = make_stack(Path(tmp))
         stack.script("up")  # first run builds the project's images
         stack.down()

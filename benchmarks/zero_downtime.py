@@ -61,9 +61,8 @@ def measure(label, deployment, rate, action):
 
 def main():
     rate = float(sys.argv[1]) if len(sys.argv) > 1 else 25.0
-    mode = kit.ensure_images()
-    print("\n".join(kit.report(mode)))
-    with Swarm(), tempfile.TemporaryDirectory() as tmp:
+    with kit.images_for_run() as (mode, report), Swarm(), tempfile.TemporaryDirectory() as tmp:
+        print("\n".join(report))
         deployment = prepare(Path(tmp), mode)
         try:
             first = deployment.script("deploy", "--first", SHA1)

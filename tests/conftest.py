@@ -2,6 +2,7 @@
 
 import shutil
 import subprocess
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -89,15 +90,19 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def image_mode(request):
-    """Resolve the image mode, build the local kit when needed, and remember it for the report."""
+    """Resolve the image mode; in local mode build the kit and lend its images their upstream names for the run."""
     from tests.dockerlib import engine_available
-    from tests.images import kit
+    from tests.images import kit, shards_mirror
 
     if not engine_available():
         pytest.fail("the docker tier needs a running Docker engine: run tests/tools/bootstrap engine", pytrace=False)
-    mode = kit.ensure_images(request.config.getoption("--image-mode"))
-    request.config._lhd_mode_report = kit.report(mode)
-    return mode
+    with ExitStack() as stack:
+        try:
+            mode, report = stack.enter_context(kit.images_for_run(request.config.getoption("--image-mode")))
+        except shards_mirror.MirrorMissing as error:
+            pytest.exit(str(error), returncode=1)
+        request.config._lhd_mode_report = report
+        yield mode
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -149,6 +149,17 @@ def test_https_static_config_differs_only_by_tls(project, combo):
     assert https == http
 
 
+def crystal_inputs(project):
+    """Every file the Crystal compiler or shards read, with its text."""
+    files = sorted(p for p in project.rglob("*") if p.is_file() and (p.suffix == ".cr" or p.name == "shard.yml"))
+    return {str(p.relative_to(project)): p.read_text() for p in files}
+
+
+def test_crystal_inputs_vary_only_with_free_text_answers(project, default_project):
+    """No choice option changes what the compiler sees, so tests/images/test_lucky_compiles.py's variants cover all."""
+    assert crystal_inputs(project) == crystal_inputs(default_project)
+
+
 def test_names_follow_answers(bakes):
     """project_name, swarm_name, owner, repo and domain land where they belong."""
     combo = dict(SUPPORTED[0])

@@ -11,7 +11,9 @@ class Errors::Show < Lucky::ErrorAction
     error_json error.renderable_message, status: error.renderable_status
   end
 
-  def render(error : Exception)
+  # Lucky 1.5 makes this abstract (Lucky::ErrorAction in luckyframework/lucky
+  # v1.5.0, src/lucky/error_action.cr): the answer when no `render` matched.
+  def default_render(error : Exception) : Lucky::Response
     error_json DEFAULT_MESSAGE, status: 500
   end
 

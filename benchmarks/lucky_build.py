@@ -1,0 +1,49 @@
+"""Print how long the real Lucky builds take: the development image (shards,
+healthcheck, lucky_cli) and one production release build (script/build), both
+without Docker's layer cache for the project, on the images the mode picks.
+
+    python benchmarks/lucky_build.py
+
+Local mode builds the kit first (real Crystal and shards, Lucky from the
+shards mirror); the kit's own build time is benchmarks/kit_build.py's.
+"""
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cookiecutter.main import cookiecutter  # noqa: E402
+
+from tests.harness.proc import run  # noqa: E402
+from tests.images import kit  # noqa: E402
+
+
+def timed(label, argv, cwd):
+    start = time.perf_counter()
+    run(argv, cwd=cwd, timeout=3600)
+    seconds = time.perf_counter() - start
+    print(f"{label}: wall_seconds={seconds:.1f}", flush=True)
+    return seconds
+
+
+def main():
+    with kit.images_for_run() as (_, report), tempfile.TemporaryDirectory() as tmp:
+        print("\n".join(report))
+        project = Path(cookiecutter(str(kit.ROOT), no_input=True, output_dir=tmp, extra_context={"project_name": "bench_app"}))
+        dev = f"bench-{int(time.time())}-lucky:dev"
+        registry = "registry.gitlab.com/my-group/bench-app"
+        try:
+            timed("dev image (no cache)", ["docker", "build", "--no-cache", "--target", "development",
+                                           "-f", "Docker/lucky/Dockerfile", "-t", dev, "."], project)
+            timed("release build (script/build, base cached)", [project / "script/build", "feed0001"], project)
+            size = run(["docker", "image", "inspect", "--format", "{{.Size}}", f"{registry}/lucky:feed0001"]).stdout
+            print(f"production image: size_mb={int(size) / 1e6:.1f}")
+        finally:
+            images = [dev] + [f"{registry}/{name}:feed0001" for name in ("lucky", "lucky-base", "hasura")]
+            run(["docker", "image", "rm", "-f", *images], check=False)
+
+
+if __name__ == "__main__":
+    main()
