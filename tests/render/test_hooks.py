@@ -1,13 +1,17 @@
 """Unit tests of the hooks' functions, without rendering."""
 
 import json
+import os
 import stat
+import sys
+from pathlib import Path
 
 import pytest
 
 from hooks import post_gen_project as post
 from hooks import pre_gen_project as pre
-from tests.combinations import rendered_defaults
+from tests.combinations import ROOT, rendered_defaults
+from tests.conftest import run
 
 DEFAULTS = rendered_defaults()
 
@@ -85,3 +89,179 @@ def test_cruft_state_not_overwritten(tmp_path):
     (tmp_path / ".cruft.json").write_text('{"mine": true}')
     post.write_cruft_state(tmp_path, dict(DEFAULTS, _template="."))
     assert json.loads((tmp_path / ".cruft.json").read_text()) == {"mine": True}
+
+
+# --- .cruft.json: where the template lives, and its commit (issue 16) --------------
+
+def plain_copy(path):
+    """A template directory that is not a git checkout (an unpacked archive)."""
+    (path / "hooks").mkdir(parents=True)
+    (path / "cookiecutter.json").write_text("{}\n")
+    (path / "hooks" / "post_gen_project.py").write_text("\n")
+    return path
+
+
+def git_repo(path, template_at=".", origin=None):
+    """A git repository at path with template files under template_at, committed; return the commit."""
+    plain_copy(path / template_at)
+    run(["git", "-C", path, "init", "-q", "-b", "main"])
+    run(["git", "-C", path, "add", "-A"])
+    run(["git", "-C", path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "A"])
+    if origin:
+        run(["git", "-C", path, "remote", "add", "origin", origin])
+    return run(["git", "-C", path, "rev-parse", "HEAD"]).stdout.strip()
+
+
+def nowhere():
+    """A launcher_cwd stand-in for a system that does not say where the parent process is."""
+    return None
+
+
+@pytest.mark.parametrize(
+    ("template", "origin"),
+    [
+        ("gh:acme/lhd", "https://github.com/acme/lhd.git"),
+        ("gl:acme/lhd", "https://gitlab.com/acme/lhd.git"),
+    ],
+)
+def test_abbreviation_records_clone_origin_and_commit(tmp_path, template, origin):
+    """gh:/gl: record the expanded URL, the commit and checkout of cookiecutter's clone (faked here: no network)."""
+    clone = tmp_path / ".cookiecutters" / "lhd"
+    commit = git_repo(clone, origin=origin)
+    answers = dict(DEFAULTS, _template=template, _repo_dir=str(clone), _checkout="v1")
+    state, problem = post.template_state(answers, launcher=nowhere)
+    assert problem is None
+    assert state == {"template": origin, "commit": commit, "checkout": "v1", "directory": None}
+
+
+def test_clone_subdirectory_records_directory(tmp_path):
+    """A template in a subdirectory of a cloned repository (--directory) records the repository and the directory."""
+    clone = tmp_path / "lhd"
+    commit = git_repo(clone, "templates/web", origin="https://gitlab.com/acme/lhd.git")
+    answers = dict(DEFAULTS, _template="gl:acme/lhd", _repo_dir=str(clone / "templates" / "web"), _checkout=None)
+    state, problem = post.template_state(answers, launcher=nowhere)
+    assert (state, problem) == ({"template": "https://gitlab.com/acme/lhd.git", "commit": commit, "checkout": None,
+                                 "directory": "templates/web"}, None)
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("git+file:///srv/git/lhd", "file:///srv/git/lhd"),
+        ("git+https://example.org/lhd", "https://example.org/lhd"),
+    ],
+)
+def test_git_plus_prefix_is_not_recorded(template, expected):
+    """cookiecutter's "git+" only picks the VCS; cruft gets the URL git clones."""
+    assert post.template_source({"_template": template}, launcher=nowhere) == expected
+
+
+def test_user_abbreviation_is_expanded(tmp_path, monkeypatch):
+    """Abbreviations from the user's cookiecutter config expand like cookiecutter expands them."""
+    config = tmp_path / "cookiecutterrc"
+    config.write_text("abbreviations:\n  corp: https://git.corp.example/{0}.git\n")
+    monkeypatch.setenv("COOKIECUTTER_CONFIG", str(config))
+    assert post.template_source({"_template": "corp:web/lhd"}, launcher=nowhere) == "https://git.corp.example/web/lhd.git"
+
+
+def test_relative_path_resolved_from_cookiecutters_directory(tmp_path, monkeypatch):
+    """`cookiecutter .` records the template directory the parent process stands in, not the hook's cwd."""
+    template = tmp_path / "lhd"
+    commit = git_repo(template)
+    project = tmp_path / "out" / "lhd_app"
+    project.mkdir(parents=True)
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("PWD", raising=False)
+    answers = dict(DEFAULTS, _template=".", _repo_dir=".", _checkout="stable")
+    state, problem = post.template_state(answers, launcher=lambda: template)
+    assert problem is None
+    # cookiecutter 2.7.1 checks out only what it clones (cookiecutter/repository.py, determine_repo_dir):
+    # a local path renders its work tree as it is, so a --checkout given with it is not recorded
+    assert state == {"template": str(template), "commit": commit, "checkout": None, "directory": None}
+
+
+def test_relative_path_falls_back_to_shell_pwd(tmp_path, monkeypatch):
+    """Where the parent's directory is unknown, `cookiecutter ../lhd` resolves against the shell's PWD."""
+    template = tmp_path / "lhd"
+    commit = git_repo(template)
+    (tmp_path / "work").mkdir()
+    monkeypatch.setenv("PWD", str(tmp_path / "work"))
+    answers = dict(DEFAULTS, _template="../lhd", _repo_dir="../lhd")
+    assert (post.template_source(answers, launcher=nowhere), post.template_commit(answers, launcher=nowhere)) == (
+        str(template), commit)
+
+
+def test_relative_path_directory_of_local_repository(tmp_path):
+    """`cookiecutter . --directory templates/web` records the repository and the directory."""
+    repo = tmp_path / "lhd"
+    commit = git_repo(repo, "templates/web")
+    answers = dict(DEFAULTS, _template=".", _repo_dir="./templates/web")
+    state, problem = post.template_state(answers, launcher=lambda: repo / "templates" / "web")
+    assert (state, problem) == ({"template": str(repo), "commit": commit, "checkout": None,
+                                 "directory": "templates/web"}, None)
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="reads /proc (Linux)")
+def test_launcher_cwd_is_the_parent_process_directory(tmp_path):
+    """launcher_cwd() in a child process names the directory its parent works in, not its own."""
+    code = "from hooks import post_gen_project as p; print(p.launcher_cwd())"
+    result = run([sys.executable, "-c", code], cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.stdout.strip() == str(Path.cwd().resolve())
+
+
+def test_unlocatable_relative_path_records_no_commit(tmp_path, monkeypatch, capsys):
+    """When the relative template path cannot be resolved, nothing claims a commit, and the hook says so."""
+    monkeypatch.delenv("PWD", raising=False)
+    post.write_cruft_state(tmp_path, dict(DEFAULTS, _template=".", _repo_dir="."), launcher=nowhere)
+    state = json.loads((tmp_path / ".cruft.json").read_text())
+    assert "commit" not in state
+    assert "cannot be located" in capsys.readouterr().err
+
+
+def test_copy_without_git_records_no_commit_and_warns(tmp_path, capsys):
+    """A template that is not a git checkout: answers kept, no commit key at all, a two-line warning on stderr."""
+    copy = plain_copy(tmp_path / "lhd-1.0")
+    project = tmp_path / "lhd_app"
+    project.mkdir()
+    post.write_cruft_state(project, dict(DEFAULTS, _template=str(copy), _repo_dir=str(copy)), launcher=nowhere)
+    state = json.loads((project / ".cruft.json").read_text())
+    assert "commit" not in state and "_commit" not in state["context"]["cookiecutter"]
+    assert state["template"] == str(copy)
+    assert state["context"]["cookiecutter"]["project_name"] == DEFAULTS["project_name"]
+    assert state["skip"] == post.CRUFT_SKIP
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("WARNING: .cruft.json names no template commit")
+    assert "git source" in lines[1] and captured.out == ""
+
+
+def test_copy_inside_another_repository_is_not_that_repository(tmp_path):
+    """An unpacked template lying untracked inside some other git repository gets no commit of that repository."""
+    git_repo(tmp_path / "home")
+    copy = plain_copy(tmp_path / "home" / "Downloads" / "lhd-1.0")
+    state, problem = post.template_state(dict(DEFAULTS, _template=str(copy), _repo_dir=str(copy)), launcher=nowhere)
+    assert "commit" not in state and "error-unmatch" in problem
+    assert state["template"] == str(copy)
+
+
+def test_git_checkout_records_commit_without_warning(tmp_path, capsys):
+    """A template in a git checkout gets template, commit (also in the context) and no warning."""
+    template = tmp_path / "lhd"
+    commit = git_repo(template)
+    project = tmp_path / "lhd_app"
+    project.mkdir()
+    post.write_cruft_state(project, dict(DEFAULTS, _template=str(template), _repo_dir=str(template)), launcher=nowhere)
+    state = json.loads((project / ".cruft.json").read_text())
+    assert (state["template"], state["commit"], state["directory"]) == (str(template), commit, None)
+    assert state["context"]["cookiecutter"]["_commit"] == commit
+    assert state["context"]["cookiecutter"]["_template"] == str(template)
+    assert "_repo_dir" not in state["context"]["cookiecutter"] and "_output_dir" not in state["context"]["cookiecutter"]
+    assert capsys.readouterr().err == ""
+
+
+def test_cruft_rendering_writes_no_state(tmp_path, capsys):
+    """When cruft renders (its context has _commit), the hook writes no .cruft.json and prints nothing."""
+    answers = dict(DEFAULTS, _template="https://github.com/acme/lhd.git", _commit="0" * 40)
+    post.write_cruft_state(tmp_path, answers, launcher=nowhere)
+    assert not (tmp_path / ".cruft.json").exists()
+    assert capsys.readouterr().err == ""
