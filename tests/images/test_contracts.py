@@ -7,13 +7,16 @@ HAProxy, Prometheus; Hasura and Lucky doubles).
 """
 
 import json
+import struct
 import subprocess
+import time
 
 import psycopg
 import pytest
 import requests
 
 from tests.dockerlib import Container, Network, docker, unique, wait_until
+from tests.images import hasura_contract as hc
 from tests.images.kit import PINS
 
 pytestmark = pytest.mark.docker
@@ -62,6 +65,9 @@ def test_postgres_refuses_to_start_without_password(image_mode):
 
 
 # --- Hasura ------------------------------------------------------------------------
+# Every assertion goes through hasura_contract.expect, which names the upstream fact
+# (file and tag) a failure contradicts. The same tests run against the official image
+# (upstream mode) and the double (local mode).
 
 @pytest.fixture(scope="module")
 def database(image_mode):
@@ -74,10 +80,16 @@ def database(image_mode):
 
 
 def hasura_env(database, **extra):
+    """The generated project's auth mode: admin secret and an HS256 JWT secret, no unauthorized role."""
     env = {"HASURA_GRAPHQL_DATABASE_URL": database["url"], "HASURA_GRAPHQL_ADMIN_SECRET": ADMIN,
            "HASURA_GRAPHQL_JWT_SECRET": json.dumps({"type": "HS256", "key": JWT_KEY})}
     env.update(extra)
-    return env
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def serving(container):
+    """True once /healthz answers at all (whatever its verdict)."""
+    return requests.get(container.url(8080, "/healthz"), timeout=3).status_code in (200, 500)
 
 
 @pytest.fixture(scope="module")
@@ -91,32 +103,81 @@ def hasura(database, default_project):
         yield h
 
 
+@pytest.fixture
+def fresh_database(database):
+    """A database of its own (with `notes`), for tests that change metadata or catalog state."""
+    name = unique("db").replace("-", "_")
+    admin = ["psql", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "app", "-d", "app", "-c"]
+    database["pg"].exec(*admin, f"CREATE DATABASE {name}")
+    database["pg"].exec("psql", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "app", "-d", name, "-c", NOTES_SQL)
+    yield dict(database, url=database["url"].rsplit("/", 1)[0] + f"/{name}", name=name)
+    database["pg"].exec(*admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", check=False)
+
+
 def gql(hasura, query, headers=None):
     answer = requests.post(hasura.url(8080, "/v1/graphql"), json={"query": query}, headers=headers or {}, timeout=10)
-    assert answer.status_code == 200  # [contracts: /v1/graphql answers 200 even for errors]
+    hc.expect(hc.GRAPHQL_STATUS, answer.status_code == 200, (answer.status_code, answer.text))
     return answer.json()
+
+
+def first_error(body):
+    error = (body.get("errors") or [{}])[0]
+    return error.get("extensions", {}).get("code"), error.get("message")
+
+
+def metadata_call(hasura, kind, args=None, secret=ADMIN):
+    headers = {"X-Hasura-Admin-Secret": secret} if secret else {}
+    return requests.post(hasura.url(8080, "/v1/metadata"), json={"type": kind, "args": args or {}},
+                         headers=headers, timeout=10)
+
+
+def set_migration_mode(hasura, value):
+    """Write cli_state.settings.migration_mode through the catalog state API, as the CLI does."""
+    state = metadata_call(hasura, "get_catalog_state").json().get("cli_state") or {}
+    state.setdefault("settings", {})["migration_mode"] = value
+    assert metadata_call(hasura, "set_catalog_state", {"type": "cli", "state": state}).status_code == 200
 
 
 def test_hasura_healthz(hasura):
     """/healthz answers OK, and strict mode agrees when metadata is consistent."""
-    assert requests.get(hasura.url(8080, "/healthz?strict=true"), timeout=5).text == "OK"
+    answer = requests.get(hasura.url(8080, "/healthz?strict=true"), timeout=5)
+    hc.expect(hc.HEALTHZ, (answer.status_code, answer.text) == (200, "OK"), (answer.status_code, answer.text))
 
 
-def test_hasura_requires_admin_secret(hasura):
-    """Without the secret (and no unauthorized role) the answer is access-denied."""
-    errors = gql(hasura, "{ notes { title } }")["errors"]
-    assert errors[0]["extensions"]["code"] == "access-denied"
+ANONYMOUS = {
+    "admin-secret-only": ({"HASURA_GRAPHQL_JWT_SECRET": None}, hc.ADMIN_SECRET_ONLY,
+                          ("access-denied", "x-hasura-admin-secret/x-hasura-access-key required, but not found")),
+    "admin-secret-and-jwt": ({}, hc.JWT_NO_HEADER,
+                             ("invalid-headers", "Missing 'Authorization' or 'Cookie' header in JWT authentication mode")),
+    "unauthorized-role": ({"HASURA_GRAPHQL_UNAUTHORIZED_ROLE": "anonymous"}, hc.UNAUTHORIZED_ROLE,
+                          ("validation-failed", "field 'notes' not found in type: 'query_root'")),
+}
+
+
+@pytest.mark.parametrize("mode", list(ANONYMOUS))
+def test_hasura_anonymous_request_per_auth_mode(database, default_project, mode):
+    """A request without credentials gets what the auth mode decides (the project uses admin-secret-and-jwt)."""
+    extra, fact, wanted = ANONYMOUS[mode]
+    metadata = default_project / "db/hasura/metadata"
+    with Container(HASURA, network=database["network"], env=hasura_env(database, **extra), ports=[8080],
+                   volumes=[f"{metadata}:/hasura-metadata:ro"]) as h:
+        wait_until(lambda: serving(h), 120, lambda: f"hasura /healthz\n{h.logs()}")
+        got = first_error(gql(h, "{ notes { title } }"))
+        hc.expect(fact, got == wanted, got)
 
 
 def test_hasura_queries_tracked_table_as_admin(hasura):
     """A query on the tracked table returns the rows from PostgreSQL."""
     data = gql(hasura, "{ notes(order_by: [{title: asc}]) { title published } }", {"x-hasura-admin-secret": ADMIN})
-    assert data == {"data": {"notes": [{"title": "draft", "published": False}, {"title": "public one", "published": True}]}}
+    hc.expect(hc.ROLE_PERMISSIONS, data == {"data": {"notes": [{"title": "draft", "published": False},
+                                                               {"title": "public one", "published": True}]}}, data)
 
 
 def test_hasura_unknown_field_is_validation_failed(hasura):
-    errors = gql(hasura, "{ no_such_table { id } }", {"x-hasura-admin-secret": ADMIN})["errors"]
-    assert errors[0]["extensions"]["code"] == "validation-failed"
+    """An unknown root field is validation-failed with Hasura's message."""
+    got = first_error(gql(hasura, "{ no_such_table { id } }", {"x-hasura-admin-secret": ADMIN}))
+    hc.expect(hc.UNKNOWN_FIELD, got == ("validation-failed", "field 'no_such_table' not found in type: 'query_root'"),
+              got)
 
 
 def test_hasura_user_role_sees_published_only(hasura):
@@ -124,7 +185,7 @@ def test_hasura_user_role_sees_published_only(hasura):
     token = jwt_token({"https://hasura.io/jwt/claims": {"x-hasura-default-role": "user",
                                                          "x-hasura-allowed-roles": ["user"], "x-hasura-user-id": "1"}})
     data = gql(hasura, "{ notes { title } }", {"Authorization": f"Bearer {token}"})
-    assert data == {"data": {"notes": [{"title": "public one"}]}}
+    hc.expect(hc.ROLE_PERMISSIONS, data == {"data": {"notes": [{"title": "public one"}]}}, data)
 
 
 def jwt_token(claims):
@@ -140,55 +201,174 @@ def jwt_token(claims):
 
 
 def test_hasura_metadata_and_schema_api(hasura):
-    """export_metadata lists the tracked table; run_sql runs SQL; both need the secret."""
-    meta = requests.post(hasura.url(8080, "/v1/metadata"), json={"type": "export_metadata", "args": {}},
-                         headers={"X-Hasura-Admin-Secret": ADMIN}, timeout=10)
-    assert meta.status_code == 200
+    """export_metadata lists the tracked table; run_sql runs SQL; both need credentials."""
+    meta = metadata_call(hasura, "export_metadata")
+    assert meta.status_code == 200, meta.text
     tables = [t["table"] for s in meta.json()["sources"] for t in s["tables"]]
     assert {"schema": "public", "name": "notes"} in tables
-    denied = requests.post(hasura.url(8080, "/v1/metadata"), json={"type": "export_metadata", "args": {}}, timeout=10)
-    assert denied.status_code in (400, 401) and denied.json()["code"] == "access-denied"
+    denied = metadata_call(hasura, "export_metadata", secret=None)
+    hc.expect(hc.METADATA_API_DENIED, (denied.status_code, denied.json().get("code")) == (400, "invalid-headers"),
+              (denied.status_code, denied.text))
     result = requests.post(hasura.url(8080, "/v2/query"), headers={"X-Hasura-Admin-Secret": ADMIN}, timeout=10,
                            json={"type": "run_sql", "args": {"source": "default", "sql": "SELECT count(*) FROM notes"}})
-    assert result.status_code == 200 and result.json()["result"][1] == ["2"]
+    assert result.status_code == 200 and result.json()["result"][1] == ["2"], result.text
 
 
-def test_hasura_console_migration_mode(hasura):
-    """hasura-cli console's API: migration mode on by default, PUT turns it off, writes are refused."""
+def test_hasura_console_migration_mode(hasura, database):
+    """hasura-cli console's API: migration mode on by default, PUT turns it off, writes are refused, state in cli_state."""
     hasura.exec("sh", "-c", "hasura-cli console --project /hasura --no-browser --skip-update-check --address 0.0.0.0 "
                 f"--api-port 9693 --console-port 9695 --endpoint http://127.0.0.1:8080 --admin-secret {ADMIN} "
                 ">/tmp/console.log 2>&1 &")
     settings = hasura.url(9693, "/apis/migrate/settings")
-    first = wait_until(lambda: requests.get(settings, timeout=3).json(), 60, "the console API")
-    assert first == {"migration_mode": "true"}
-    put = requests.put(settings, json={"name": "migration_mode", "value": "false"}, timeout=5)
-    assert put.status_code == 200 and put.json() == {"message": "Successfuly set"}
-    assert requests.get(settings, timeout=5).json() == {"migration_mode": "false"}
-    assert requests.delete(settings, timeout=5).status_code == 405
-    refused = requests.post(hasura.url(9693, "/apis/migrate"), json={}, timeout=5)
-    assert refused.status_code == 400 and refused.json()["code"] == "migration_mode_disabled"
+    try:
+        first = wait_until(lambda: requests.get(settings, timeout=3).json(), 60,
+                           lambda: f"the console API\n{hasura.exec('cat', '/tmp/console.log', check=False).stdout}")
+        hc.expect(hc.CONSOLE_SETTINGS, first == {"migration_mode": "true"}, first)
+        put = requests.put(settings, json={"name": "migration_mode", "value": "false"}, timeout=5)
+        hc.expect(hc.CONSOLE_SETTINGS, (put.status_code, put.json()) == (200, {"message": "Successfuly set"}), put.text)
+        now = requests.get(settings, timeout=5).json()
+        hc.expect(hc.CONSOLE_SETTINGS, now == {"migration_mode": "false"}, now)
+        bad = requests.put(settings, data="not json", timeout=5)
+        hc.expect(hc.CONSOLE_SETTINGS, (bad.status_code, bad.json().get("code")) == (500, "internal_error"), bad.text)
+        other = requests.delete(settings, timeout=5)
+        hc.expect(hc.CONSOLE_SETTINGS, (other.status_code, other.json()) == (405, {"message": "Method not allowed"}),
+                  other.text)
+        migrate = hasura.url(9693, "/apis/migrate")
+        nameless = requests.post(migrate, json={"name": "x", "up": []}, timeout=5)
+        hc.expect(hc.CONSOLE_MIGRATE, (nameless.status_code, nameless.json()) ==
+                  (500, {"code": "internal_error", "message": "datasource key not found in body"}), nameless.text)
+        step = {"type": "pg_track_table", "args": {"source": "default", "table": {"schema": "public", "name": "notes"}}}
+        refused = requests.post(migrate, json={"name": "x", "datasource": "default", "up": [step], "down": []}, timeout=5)
+        hc.expect(hc.CONSOLE_MIGRATE, (refused.status_code, refused.json().get("code")) == (400, "migration_mode_disabled"),
+                  refused.text)
+        cli_state = metadata_call(hasura, "get_catalog_state").json().get("cli_state") or {}
+        legacy = database["pg"].exec("psql", "-tA", "-h", "127.0.0.1", "-U", "app", "-d", "app", "-c",
+                                     "SELECT to_regclass('hdb_catalog.schema_migrations') IS NULL").stdout.strip()
+        hc.expect(hc.CLI_STATE, (cli_state.get("settings", {}).get("migration_mode"), legacy) == ("false", "t"),
+                  (cli_state, legacy))
+    finally:
+        set_migration_mode(hasura, "true")
+
+
+def test_hasura_entrypoint_applies_migrations_into_cli_state(fresh_database, default_project, tmp_path):
+    """With a migrations directory the entrypoint applies it after metadata and records it in cli_state, not schema_migrations."""
+    up = tmp_path / "migrations/default/1700000000000_probe/up.sql"
+    up.parent.mkdir(parents=True)
+    up.write_text("CREATE TABLE entrypoint_probe (id int);\n")
+    volumes = [f"{default_project / 'db/hasura/metadata'}:/hasura-metadata:ro",
+               f"{tmp_path / 'migrations'}:/hasura-migrations:ro"]
+    with Container(HASURA, network=fresh_database["network"], env=hasura_env(fresh_database), ports=[8080],
+                   volumes=volumes) as h:
+        wait_until(lambda: serving(h), 120, lambda: f"hasura /healthz\n{h.logs()}")
+        logs = h.logs(tail=400)
+        cli_state = metadata_call(h, "get_catalog_state").json().get("cli_state") or {}
+    legacy = fresh_database["pg"].exec("psql", "-tA", "-h", "127.0.0.1", "-U", "app", "-d", fresh_database["name"], "-c",
+                                       "SELECT to_regclass('hdb_catalog.schema_migrations') IS NULL").stdout.strip()
+    order = logs.find("applying metadata"), logs.find("applying migrations")
+    hc.expect(hc.ENTRYPOINT_ORDER, 0 <= order[0] < order[1], logs)
+    applied = (cli_state.get("migrations") or {}).get("default", {})
+    hc.expect(hc.CLI_STATE, "1700000000000" in applied and legacy == "t", (cli_state, legacy))
+
+
+def test_hasura_entrypoint_stops_when_migration_mode_is_off(fresh_database, default_project, tmp_path):
+    """A /hasura-migrations directory makes the entrypoint stop once migration mode is off (why the project ships none)."""
+    metadata = f"{default_project / 'db/hasura/metadata'}:/hasura-metadata:ro"
+    with Container(HASURA, network=fresh_database["network"], env=hasura_env(fresh_database), ports=[8080],
+                   volumes=[metadata]) as first:
+        wait_until(lambda: serving(first), 120, lambda: f"hasura /healthz\n{first.logs()}")
+        set_migration_mode(first, "false")
+    (tmp_path / "migrations/default").mkdir(parents=True)
+    volumes = [metadata, f"{tmp_path / 'migrations'}:/hasura-migrations:ro"]
+    with Container(HASURA, network=fresh_database["network"], env=hasura_env(fresh_database), volumes=volumes) as h:
+        code = h.wait_exit(180)
+        hc.expect(hc.MIGRATION_MODE_OFF, code != 0, (code, h.logs()))
 
 
 @pytest.mark.parametrize("broken", ["wrong-host", "wrong-password"])
 def test_hasura_fails_on_bad_database_url(database, default_project, broken):
-    """With a wrong database URL Hasura never becomes healthy: it exits."""
+    """With a wrong database URL Hasura never serves: the entrypoint gives up on its temporary server's port."""
     url = {"wrong-host": "postgres://app:pw@no-such-host:5432/app",
            "wrong-password": database["url"].replace(":pw@", ":nope@")}[broken]
-    env = hasura_env(database, HASURA_GRAPHQL_DATABASE_URL=url)
+    env = hasura_env(database, HASURA_GRAPHQL_DATABASE_URL=url, HASURA_GRAPHQL_MIGRATIONS_SERVER_PORT="9797",
+                     HASURA_GRAPHQL_MIGRATIONS_SERVER_TIMEOUT="10")
     with Container(HASURA, network=database["network"], env=env,
                    volumes=[f"{default_project / 'db/hasura/metadata'}:/hasura-metadata:ro"]) as h:
-        assert h.wait_exit(180) != 0, h.logs()
+        code = h.wait_exit(120)
+        hc.expect(hc.BAD_DATABASE, code != 0, (code, h.logs()))
+        hc.expect(hc.ENTRYPOINT_TIMEOUT, "9797" in h.logs(tail=200), h.logs())
 
 
-def test_hasura_fails_on_inconsistent_metadata(database, tmp_path, default_project):
-    """Metadata tracking a missing table stops start-up."""
+def copy_metadata(default_project, tmp_path):
     import shutil
     meta = tmp_path / "metadata"
     shutil.copytree(default_project / "db/hasura/metadata", meta)
+    return meta
+
+
+def healthcheck(container):
+    """The generated project's own healthcheck, run inside the container."""
+    return container.exec("sh", "/usr/local/bin/hasura_healthcheck", check=False).returncode
+
+
+def test_hasura_inconsistent_metadata_is_never_healthy(fresh_database, tmp_path, default_project):
+    """Metadata tracking a missing table: it stops, or serves with strict /healthz 500; the project's healthcheck fails."""
+    meta = copy_metadata(default_project, tmp_path)
     table = meta / "databases/default/tables/public_notes.yaml"
     table.write_text(table.read_text().replace("name: notes", "name: no_such_table"))
+    check = default_project / "script/docker/hasura_healthcheck"
+    volumes = [f"{meta}:/hasura-metadata:ro", f"{check}:/usr/local/bin/hasura_healthcheck:ro"]
+    with Container(HASURA, network=fresh_database["network"], env=hasura_env(fresh_database), ports=[8080], volumes=volumes) as h:
+        def settled():
+            state = h.state()
+            return "exited" if state.get("Status") == "exited" else serving(h) and "serving"
+        outcome = wait_until(settled, 180, lambda: f"hasura to serve or stop\n{h.logs()}")
+        if outcome == "exited":
+            return  # packaging/cli-migrations/v3/test/test.sh's expectation: it never comes up
+        strict = requests.get(h.url(8080, "/healthz?strict=true"), timeout=5)
+        plain = requests.get(h.url(8080, "/healthz"), timeout=5)
+        got = (plain.status_code, plain.text, strict.status_code, strict.text)
+        hc.expect(hc.HEALTHZ, got == (200, "WARN: inconsistent objects in schema",
+                                      500, "ERROR: inconsistent objects in schema"), got)
+        hc.expect(hc.INCONSISTENT_METADATA, healthcheck(h) != 0, "the project's healthcheck passed")
+
+
+def test_hasura_healthcheck_recovers_once_the_table_exists(fresh_database, tmp_path, default_project):
+    """Metadata that names a table created later (first deploy) becomes healthy once the table exists."""
+    meta = copy_metadata(default_project, tmp_path)
+    table = meta / "databases/default/tables/public_notes.yaml"
+    table.write_text(table.read_text().replace("name: notes", "name: created_later"))
+    check = default_project / "script/docker/hasura_healthcheck"
+    volumes = [f"{meta}:/hasura-metadata:ro", f"{check}:/usr/local/bin/hasura_healthcheck:ro"]
+    psql = ["psql", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "app", "-d", fresh_database["name"], "-c"]
+    with Container(HASURA, network=fresh_database["network"], env=hasura_env(fresh_database), ports=[8080], volumes=volumes) as h:
+        wait_until(lambda: h.state().get("Status") == "exited" or serving(h), 180, lambda: h.logs())
+        fresh_database["pg"].exec(*psql, "CREATE TABLE created_later (LIKE notes INCLUDING ALL)")
+        if h.state().get("Status") == "exited":
+            docker("start", h.name)  # what a restart policy or swarm does
+            wait_until(lambda: serving(h), 120, lambda: h.logs())
+        wait_until(lambda: healthcheck(h) == 0, 60, lambda: f"the project's healthcheck to pass\n{h.logs()}")
+
+
+UNREADABLE = {
+    "missing-include": lambda meta: (meta / "databases/default/tables/tables.yaml").write_text(
+        '- "!include public_missing.yaml"\n'),
+    "broken-yaml": lambda meta: (meta / "databases/default/tables/public_notes.yaml").write_text("table: [unclosed\n"),
+    "action-not-in-sdl": lambda meta: (meta / "actions.yaml").write_text(
+        "actions:\n  - name: ghost\n    definition:\n      kind: synchronous\n      handler: http://lucky:5000/ghost\n"
+        "custom_types: {}\n"),
+    "allow-list-not-a-list": lambda meta: (meta / "allow_list.yaml").write_text("collection: nope\n"),
+}
+
+
+@pytest.mark.parametrize("broken", list(UNREADABLE))
+def test_hasura_refuses_unreadable_metadata(database, tmp_path, default_project, broken):
+    """Metadata the CLI cannot build or the server cannot parse stops the container with 'error applying metadata'."""
+    meta = copy_metadata(default_project, tmp_path)
+    UNREADABLE[broken](meta)
     with Container(HASURA, network=database["network"], env=hasura_env(database), volumes=[f"{meta}:/hasura-metadata:ro"]) as h:
-        assert h.wait_exit(180) != 0, h.logs()
+        code = h.wait_exit(180)
+        logs = h.logs(tail=200)
+        hc.expect(hc.UNREADABLE_METADATA, code != 0 and "error applying metadata" in logs, (code, logs))
 
 
 # --- the Lucky image, built by the project's own script/build ---------------------
@@ -251,6 +431,45 @@ def test_lucky_task_runner_bookkeeping(lucky_image, database):
     task("lucky_tasks", "db.rollback_to", "20240101000000")
     assert psql("SELECT count(*) FROM migrations") == "0"
     assert psql("SELECT to_regclass('notes') IS NULL") == "t"
+
+
+def program_headers(elf):
+    """The p_type of every program header of a 64-bit little-endian ELF file (bytes)."""
+    assert elf[:4] == b"\x7fELF" and elf[4] == 2, "not a 64-bit ELF executable"
+    phoff, = struct.unpack_from("<Q", elf, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
+    return [struct.unpack_from("<I", elf, phoff + i * phentsize)[0] for i in range(phnum)]
+
+
+@pytest.mark.parametrize("binary", ["/app/bin/server", "/usr/local/bin/lucky_tasks", "/usr/local/bin/healthcheck"])
+def test_lucky_image_binaries_are_static(lucky_image, tmp_path, binary):
+    """Each binary is a real ELF executable with no program interpreter (PT_INTERP = 3): fully static."""
+    name = unique("lhd-elf")
+    docker("create", "--name", name, lucky_image)
+    try:
+        docker("cp", f"{name}:{binary}", tmp_path / "binary")
+    finally:
+        docker("rm", "-f", name, check=False)
+    assert 3 not in program_headers((tmp_path / "binary").read_bytes())
+
+
+def test_lucky_healthcheck_fails_when_nothing_answers(lucky_image):
+    """The healthcheck binary exits 1 when the app does not answer on PORT."""
+    result = docker("run", "--rm", "-e", "PORT=5999", "--entrypoint", "healthcheck", lucky_image, check=False)
+    assert result.returncode == 1 and "healthcheck:" in result.stderr
+
+
+def test_lucky_keeps_serving_for_shutdown_delay(lucky_image, database):
+    """After SIGTERM the app answers for SHUTDOWN_DELAY seconds, then exits 0 (rolling updates drain)."""
+    env = lucky_env(database, SHUTDOWN_DELAY="4")
+    with Container(lucky_image, network=database["network"], env=env, ports=[5000]) as app:
+        app.wait_healthy(90)
+        docker("kill", "--signal", "TERM", app.name)
+        stopped_at = time.monotonic()
+        assert requests.get(app.url(5000, "/version"), timeout=5).status_code == 200
+        assert app.state()["Running"], "the app stopped before its shutdown delay"
+        assert app.wait_exit(30) == 0
+        assert time.monotonic() - stopped_at >= 3
 
 
 # --- socket proxy, Traefik, Prometheus ------------------------------------------------

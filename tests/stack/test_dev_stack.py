@@ -5,8 +5,11 @@ whether Hasura and Lucky are the real images or the kit's contract doubles.
 """
 
 import json
+import re
+import select
 import subprocess
 import time
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -69,29 +72,77 @@ def test_graphql_returns_seeded_rows(dev_stack):
 
 
 def test_graphql_without_secret_is_denied(dev_stack):
+    """Without the admin secret or a JWT the project refuses GraphQL: Hasura's JWT-mode invalid-headers error."""
     with pytest.raises(TransportQueryError) as denied:
         graphql(dev_stack, secret=False).execute(NOTES)
-    assert denied.value.errors[0]["extensions"]["code"] == "access-denied"
+    error = denied.value.errors[0]
+    assert error["extensions"]["code"] == "invalid-headers", error
+    assert error["message"] == "Missing 'Authorization' or 'Cookie' header in JWT authentication mode", error
+
+
+@contextmanager
+def watching(stack, timeout=60):
+    """`docker compose watch --no-up` on the stack, yielded once it says it watches; stopped afterwards."""
+    files = ["-f", stack.project / "Docker/docker-compose.yml", "-f", stack.project / "Docker/docker-compose.dev.yml"]
+    watch = subprocess.Popen(["docker", "compose", "-p", stack.name, "--env-file", str(stack.project / ".env"),
+                              *map(str, files), "watch", "--no-up"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        deadline = time.monotonic() + timeout
+        while not any("watch enabled" in line.lower() for line in seen):
+            ready, _, _ = select.select([watch.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            line = watch.stdout.readline() if ready else ""
+            if not line:
+                pytest.fail("compose watch did not start:\n" + "".join(seen), pytrace=False)
+            seen.append(line)
+        yield watch
+    finally:
+        stop_process(watch, timeout=15)
 
 
 def test_develop_watch_syncs_sources(dev_stack):
     """An edit under src/ reaches the lucky container through develop.watch."""
-    files = ["-f", dev_stack.project / "Docker/docker-compose.yml", "-f", dev_stack.project / "Docker/docker-compose.dev.yml"]
-    watch = subprocess.Popen(["docker", "compose", "-p", dev_stack.name, "--env-file", str(dev_stack.project / ".env"),
-                              *map(str, files), "watch", "--no-up"],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     marker = f"# synced-{time.time_ns()}"
-    try:
-        time.sleep(3)  # let watch take its first snapshot before the edit
-        target = dev_stack.project / "src/actions/home/index.cr"
-        target.write_text(target.read_text() + marker + "\n")
+    target = dev_stack.project / "src/actions/home/index.cr"
+    original = target.read_text()
+    with watching(dev_stack):
+        try:
+            target.write_text(original + marker + "\n")
 
-        def synced():
-            cat = dev_stack.compose("exec", "-T", "lucky", "cat", "/app/src/actions/home/index.cr", check=False)
-            return marker in cat.stdout
-        wait_until(synced, 60, "the edit to appear in the lucky container")
-    finally:
-        stop_process(watch, timeout=15)
+            def synced():
+                cat = dev_stack.compose("exec", "-T", "lucky", "cat", "/app/src/actions/home/index.cr", check=False)
+                return marker in cat.stdout
+            wait_until(synced, 60, "the edit to appear in the lucky container")
+        finally:
+            target.write_text(original)
+
+
+def test_lucky_watch_serves_an_edit(dev_stack):
+    """An edited action, synced by develop.watch, is recompiled by `lucky watch` and served."""
+    marker = f"edited-{time.time_ns()}"
+    target = dev_stack.project / "src/actions/home/index.cr"
+    original = target.read_text()
+    with watching(dev_stack):
+        try:
+            target.write_text(original.replace('name: "lucky"', f'name: "{marker}"'))
+            assert marker in target.read_text()
+
+            def served():
+                answer = requests.get(dev_stack.url("LUCKY_PORT", "/"), timeout=5)
+                return answer.status_code == 200 and answer.json()["name"] == marker
+            wait_until(served, 240, lambda: "lucky watch to serve the edit:\n" + dev_stack.logs())
+        finally:
+            target.write_text(original)
+
+
+def test_script_test_runs_the_real_specs(dev_stack):
+    """script/test runs `crystal spec` in the lucky image against a test database, and it passes."""
+    result = dev_stack.script("test", timeout=900)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert re.search(r"\b(\d+) examples, 0 failures, 0 errors", output), output
+    assert "✔ All done." in result.stdout
 
 
 def test_up_twice_is_safe(dev_stack):

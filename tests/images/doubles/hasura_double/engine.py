@@ -1,24 +1,28 @@
-"""A stand-in for Hasura GraphQL Engine v2, for local-mode tests only.
+"""A stand-in for `graphql-engine serve` (Hasura GraphQL Engine v2), for local mode only.
 
-Cited facts are from ../shared/contracts.md, section "Hasura GraphQL Engine v2"
-(marked [C:...] below). Anything the generated project does not use is left
-out on purpose; unknown requests get Hasura-shaped errors.
+Each behaviour names the upstream file it follows (hasura/graphql-engine at
+SOURCE_TAG, see __init__.py). The metadata and the CLI state live in the
+catalog of the metadata database, as upstream keeps them, so a restarted
+server, the entrypoint's temporary server and the console all see the same
+state. Left out on purpose: mutations, subscriptions, event triggers, actions
+at run time, every data source kind but PostgreSQL.
 """
 
+import argparse
 import base64
 import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from urllib.parse import parse_qs
 
 import psycopg
-import yaml
 from graphql import (
     GraphQLArgument,
     GraphQLBoolean,
@@ -39,75 +43,105 @@ from graphql import (
 )
 from psycopg import sql
 
-VERSION = "v2.51.0-lhd-double"
-ACCESS_DENIED = "x-hasura-admin-secret/x-hasura-access-key required, but not found"  # [C: /v1/graphql]
+from hasura_double import SOURCE_TAG
+from hasura_double.metadata import ParseFailed, inconsistencies, parse_metadata
+
+VERSION = f"{SOURCE_TAG}-lhd-double"
 CLAIMS = "https://hasura.io/jwt/claims"
+EMPTY_METADATA = {"version": 3, "sources": []}
 
 
 def log(log_type, **detail):
-    print(json.dumps({"type": log_type, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "detail": detail}), flush=True)
+    print(json.dumps({"type": log_type, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"), "level": "info",
+                      "detail": detail}), flush=True)
 
 
-# --- metadata (CLI config v3 layout) [C: metadata layout] ------------------------
-
-def load_yaml_include(path):
-    value = yaml.safe_load(Path(path).read_text())
-    return resolve_includes(value, Path(path).parent)
-
-
-def resolve_includes(value, base):
-    if isinstance(value, str) and value.startswith("!include "):
-        return load_yaml_include(base / value.split(" ", 1)[1])
-    if isinstance(value, list):
-        return [resolve_includes(v, base) for v in value]
-    if isinstance(value, dict):
-        return {k: resolve_includes(v, base) for k, v in value.items()}
-    return value
+def fatal(message):
+    """How graphql-engine reports a configuration it refuses: one line on stderr, exit 1."""
+    print(message, file=sys.stderr, flush=True)
+    sys.exit(1)
 
 
-def load_metadata(directory):
-    """Read a metadata directory into Hasura's export_metadata JSON shape."""
-    directory = Path(directory)
-    sources = load_yaml_include(directory / "databases/databases.yaml") or []
-    for source in sources:
-        source["tables"] = source.get("tables") or []
-    return {"version": 3, "sources": sources}
+class Failure(Exception):
+    """An API error: HTTP status, Hasura error code, message, JSON path."""
+
+    def __init__(self, status, code, message, path="$", internal=None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.path, self.internal = status, code, message, path, internal
+
+    def body(self):
+        body = {"path": self.path, "error": self.message, "code": self.code}
+        if self.internal is not None:
+            body["internal"] = self.internal
+        return body
 
 
-# --- database --------------------------------------------------------------------
+# --- databases and the catalog ------------------------------------------------------
 
-class Database:
+def connect(url):
+    return psycopg.connect(url, connect_timeout=3, autocommit=True)
+
+
+def query(url, statement, params=()):
+    with connect(url) as conn, conn.cursor() as cur:
+        cur.execute(statement, params)
+        if cur.description is None:
+            return None, []
+        return [d.name for d in cur.description], cur.fetchall()
+
+
+class Catalog:
+    """The metadata and catalog state in `hdb_catalog` of the metadata database.
+
+    Upstream: server/src-lib/Hasura/Server/Migrate.hs creates hdb_catalog (hdb_version with
+    cli_state/console_state, hdb_metadata); server/src-lib/Hasura/RQL/DDL/Metadata.hs
+    (runGetCatalogState / runSetCatalogState) serves get_catalog_state / set_catalog_state,
+    where config v3 CLIs keep migration state and settings, not in schema_migrations
+    (cli/migrate/database/hasuradb/migration_state_catalog_state.go, settings.go)."""
+
     def __init__(self, url):
         self.url = url
 
-    def connect(self):
-        return psycopg.connect(self.url, connect_timeout=3, autocommit=True)
+    def prepare(self):
+        query(self.url, """
+            CREATE SCHEMA IF NOT EXISTS hdb_catalog;
+            CREATE TABLE IF NOT EXISTS hdb_catalog.hdb_version (
+              hasura_uuid uuid PRIMARY KEY DEFAULT gen_random_uuid(), version text NOT NULL,
+              upgraded_on timestamptz NOT NULL DEFAULT now(),
+              cli_state jsonb NOT NULL DEFAULT '{}'::jsonb, console_state jsonb NOT NULL DEFAULT '{}'::jsonb);
+            CREATE TABLE IF NOT EXISTS hdb_catalog.hdb_metadata (
+              id integer PRIMARY KEY, metadata json NOT NULL, resource_version integer NOT NULL DEFAULT 1);
+            INSERT INTO hdb_catalog.hdb_version (version)
+              SELECT '48' WHERE NOT EXISTS (SELECT 1 FROM hdb_catalog.hdb_version);
+        """)
 
-    def query(self, statement, params=()):
-        with self.connect() as conn, conn.cursor() as cur:
-            cur.execute(statement, params)
-            if cur.description is None:
-                return None, []
-            return [d.name for d in cur.description], cur.fetchall()
+    def metadata(self):
+        _, rows = query(self.url, "SELECT metadata FROM hdb_catalog.hdb_metadata WHERE id = 1")
+        return rows[0][0] if rows else None
 
-    def columns(self, schema, table):
-        _, rows = self.query(
-            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
-            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position", (schema, table))
-        return rows
+    def store(self, metadata):
+        query(self.url, "INSERT INTO hdb_catalog.hdb_metadata (id, metadata) VALUES (1, %s) ON CONFLICT (id) "
+                        "DO UPDATE SET metadata = EXCLUDED.metadata, resource_version = "
+                        "hdb_catalog.hdb_metadata.resource_version + 1", (json.dumps(metadata),))
 
-    def primary_key(self, schema, table):
-        _, rows = self.query(
-            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
-            "WHERE i.indrelid = %s::regclass AND i.indisprimary", (f'"{schema}"."{table}"',))
-        return [r[0] for r in rows]
+    def state(self):
+        _, rows = query(self.url, "SELECT hasura_uuid::text, cli_state, console_state FROM hdb_catalog.hdb_version")
+        uuid, cli, console = rows[0]
+        return {"id": uuid, "cli_state": cli, "console_state": console}
+
+    def set_state(self, kind, state):
+        column = {"cli": "cli_state", "console": "console_state"}.get(kind)
+        if column is None:
+            raise Failure(400, "parse-failed", f"unexpected catalog state type: {kind}", "$.args.type")
+        query(self.url, sql.SQL("UPDATE hdb_catalog.hdb_version SET {} = %s").format(sql.Identifier(column)),
+              (json.dumps(state),))
 
 
 SCALARS = {}
 
 
 def scalar(name):
-    """Hasura names Postgres scalars after the Postgres type (bigint, timestamptz...)."""
+    """Hasura names PostgreSQL scalars after the PostgreSQL type (bigint, timestamptz...)."""
     if name not in SCALARS:
         SCALARS[name] = GraphQLScalarType(name, serialize=lambda v: v.isoformat() if hasattr(v, "isoformat") else v)
     return SCALARS[name]
@@ -124,48 +158,145 @@ def graphql_type(pg_type):
 
 
 ORDER_BY = GraphQLEnumType("order_by", {"asc": "ASC", "desc": "DESC"})
+UNKNOWN_FIELD = re.compile(r"Cannot query field '(\w+)' on type '(\w+)'")
 
 
-# --- the engine --------------------------------------------------------------------
+# --- authentication ------------------------------------------------------------------
+# server/src-lib/Hasura/Server/Auth.hs (setupAuthMode, getUserInfoWithExpTime_) and
+# server/src-lib/Hasura/Server/Auth/JWT.hs (processJwt_, withoutAuthZ).
+
+class Auth:
+    def __init__(self, env):
+        self.admin_secret = env.get("HASURA_GRAPHQL_ADMIN_SECRET") or env.get("HASURA_GRAPHQL_ACCESS_KEY")
+        self.unauthorized_role = env.get("HASURA_GRAPHQL_UNAUTHORIZED_ROLE") or None
+        jwt = env.get("HASURA_GRAPHQL_JWT_SECRET")
+        self.jwt = None
+        needs = " requires --admin-secret (HASURA_GRAPHQL_ADMIN_SECRET) or  --access-key (HASURA_GRAPHQL_ACCESS_KEY) to be set"
+        # Auth.hs setupAuthMode: JWT or an unauthorized role without an admin secret is fatal.
+        if jwt and not self.admin_secret:
+            fatal("Fatal Error : --jwt-secret (HASURA_GRAPHQL_JWT_SECRET)" + needs)
+        if self.unauthorized_role and not self.admin_secret:
+            fatal("Fatal Error: --unauthorized-role (HASURA_GRAPHQL_UNAUTHORIZED_ROLE)" + needs +
+                  " and is not allowed when --auth-hook (HASURA_GRAPHQL_AUTH_HOOK) is set")
+        if jwt:
+            try:  # JWT.hs FromJSON JWTConfig; JWT/Internal.hs parseHmacKey: HS256 needs 32+ bytes
+                self.jwt = json.loads(jwt)
+                assert self.jwt.get("type") == "HS256", "only HS256 is implemented by the double"
+                assert len(self.jwt.get("key", "")) >= 32, "Key size too small; should be atleast 32 characters"
+            except (json.JSONDecodeError, AssertionError) as exc:
+                fatal(f"Fatal Error: HASURA_GRAPHQL_JWT_SECRET: Invalid JWK: {exc}")
+
+    def session(self, headers):
+        """(role, error): error is a Failure with the status the metadata/query APIs use."""
+        sent = headers.get("x-hasura-admin-secret") or headers.get("x-hasura-access-key")
+        requested = headers.get("x-hasura-role")
+        if self.admin_secret is None:  # AMNoAuth: admin unless a role header says otherwise
+            return requested or "admin"
+        if sent is not None:  # checkingSecretIfSent
+            if not hmac.compare_digest(sent, self.admin_secret):
+                raise Failure(401, "access-denied", "invalid x-hasura-admin-secret/x-hasura-access-key")
+            return requested or "admin"
+        if self.jwt is None:  # AMAdminSecret
+            if self.unauthorized_role:
+                return self.unauthorized_role
+            raise Failure(401, "access-denied", "x-hasura-admin-secret/x-hasura-access-key required, but not found")
+        auth = headers.get("authorization")  # AMAdminSecretAndJWT -> processJwt_
+        if auth is None:  # withoutAuthZ
+            if self.unauthorized_role:
+                return self.unauthorized_role
+            raise Failure(400, "invalid-headers", "Missing 'Authorization' or 'Cookie' header in JWT authentication mode")
+        parts = auth.split()
+        if len(parts) != 2 or parts[0] != "Bearer":
+            raise Failure(400, "invalid-headers", "Malformed Authorization header")
+        claims = self.verify(parts[1])
+        hasura = claims.get(CLAIMS)
+        if not isinstance(hasura, dict):
+            raise Failure(400, "jwt-invalid-claims", f"claims key: '{CLAIMS}' not found")
+        allowed = hasura.get("x-hasura-allowed-roles")
+        default = hasura.get("x-hasura-default-role")
+        if allowed is None:
+            raise Failure(400, "jwt-missing-role-claims", "JWT claim does not contain x-hasura-allowed-roles")
+        if default is None:
+            raise Failure(400, "jwt-missing-role-claims", "JWT claim does not contain x-hasura-default-role")
+        role = requested or default
+        if role not in allowed:
+            raise Failure(400, "access-denied", "Your requested role is not in allowed roles")
+        return role
+
+    def verify(self, token):
+        def b64(part):
+            return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        try:
+            head, body, signature = token.split(".")
+            expected = hmac.new(self.jwt["key"].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+            if not hmac.compare_digest(expected, b64(signature)):
+                raise Failure(400, "invalid-jwt", "Could not verify JWT: JWSError JWSInvalidSignature")
+            claims = json.loads(b64(body))
+        except (ValueError, json.JSONDecodeError) as exc:
+            raise Failure(400, "invalid-jwt", "Could not verify JWT: JWSError CompactDecodeError") from exc
+        if claims.get("exp") and claims["exp"] < time.time():
+            raise Failure(400, "invalid-jwt", "Could not verify JWT: JWTExpired")
+        return claims
+
+
+# --- the engine -----------------------------------------------------------------------
 
 class Engine:
-    def __init__(self, env):
+    def __init__(self, env, apis):
         self.env = env
-        self.admin_secret = env.get("HASURA_GRAPHQL_ADMIN_SECRET")
-        jwt = env.get("HASURA_GRAPHQL_JWT_SECRET")
-        self.jwt = json.loads(jwt) if jwt else None
-        self.unauthorized_role = env.get("HASURA_GRAPHQL_UNAUTHORIZED_ROLE")
-        self.db = Database(env["HASURA_GRAPHQL_DATABASE_URL"])
-        self.metadata = {"version": 3, "sources": []}
+        self.apis = apis
+        self.auth = Auth(env)
+        url = env.get("HASURA_GRAPHQL_METADATA_DATABASE_URL") or env.get("HASURA_GRAPHQL_DATABASE_URL")
+        if not url:
+            fatal("Fatal Error: Either of --metadata-database-url or --database-url option expected")
+        self.catalog = Catalog(url)
+        self.metadata = EMPTY_METADATA
         self.inconsistent = []
         self.schemas = {}
         self.lock = threading.Lock()
 
-    # consistency + schema generation
-    def tables(self):
-        for source in self.metadata["sources"]:
-            for entry in source.get("tables", []):
-                yield source["name"], entry
+    # sources
+    def source_url(self, source):
+        conn = (source.get("configuration") or {}).get("connection_info") or {}
+        value = conn.get("database_url")
+        if isinstance(value, dict) and "from_env" in value:
+            return self.env.get(value["from_env"])
+        return value
 
-    def check_consistency(self, metadata):
-        problems = []
-        for source in metadata["sources"]:
-            for entry in source.get("tables", []):
-                t = entry["table"]
-                if not self.db.columns(t.get("schema", "public"), t["name"]):
-                    reason = f"Inconsistent object: no such table/view exists in source: \"{t['name']}\""
-                    problems.append({"type": "table", "reason": reason,
-                                     "name": f"table {t['name']} in source {source['name']}"})
-        return problems
+    def columns(self, source, schema, table):
+        url = self.source_url(source)
+        if not url:
+            return None
+        _, rows = query(url, "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                             "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position", (schema, table))
+        return rows or None
 
-    def set_metadata(self, metadata):
-        problems = self.check_consistency(metadata)
+    def column_names(self, source, schema, table):
+        try:
+            cols = self.columns(source, schema, table)
+        except psycopg.Error:
+            return None
+        return [c[0] for c in cols] if cols else None
+
+    def load(self):
+        """Start-up: the stored metadata, or a `default` source on HASURA_GRAPHQL_DATABASE_URL
+        when there is none yet (server/src-lib/Hasura/Server/Migrate.hs: a fresh catalog gets
+        the v1-compatible default source)."""
+        stored = self.catalog.metadata()
+        if stored is None:
+            stored = dict(EMPTY_METADATA)
+            if self.env.get("HASURA_GRAPHQL_DATABASE_URL"):
+                stored["sources"] = [{"name": "default", "kind": "postgres", "tables": [], "configuration": {
+                    "connection_info": {"database_url": {"from_env": "HASURA_GRAPHQL_DATABASE_URL"}}}}]
+        self.rebuild(parse_metadata(stored))
+
+    def rebuild(self, metadata):
+        problems = inconsistencies(metadata, self.column_names)
         with self.lock:
-            self.metadata = metadata
-            self.inconsistent = problems
-            self.schemas = {}
+            self.metadata, self.inconsistent, self.schemas = metadata, problems, {}
         return problems
 
+    # GraphQL
     def schema_for(self, role):
         with self.lock:
             if role not in self.schemas:
@@ -173,39 +304,48 @@ class Engine:
             return self.schemas[role]
 
     def build_schema(self, role):
+        bad = {json.dumps(p["definition"], sort_keys=True) for p in self.inconsistent}
         fields = {}
-        for _, entry in self.tables():
-            t = entry["table"]
-            schema_name, name = t.get("schema", "public"), t["name"]
-            columns = self.db.columns(schema_name, name)
-            if not columns:
-                continue
-            permission = None
-            if role != "admin":
-                perms = [p for p in entry.get("select_permissions", []) if p["role"] == role]
-                if not perms:
+        for source in self.metadata["sources"]:
+            for entry in source.get("tables", []):
+                table = entry["table"]
+                if json.dumps(table, sort_keys=True) in bad:
                     continue
-                permission = perms[0]["permission"]
-                allowed = set(permission.get("columns", []))
-                columns = [c for c in columns if c[0] in allowed]
-            gql_name = name if schema_name == "public" else f"{schema_name}_{name}"
-            object_type = GraphQLObjectType(gql_name, {
-                c[0]: GraphQLField(graphql_type(c[1]) if c[2] == "YES" else GraphQLNonNull(graphql_type(c[1])))
-                for c in columns})
-            comparison = {c[0]: GraphQLInputField(GraphQLInputObjectType(
-                f"{gql_name}_{c[0]}_comparison_exp", {"_eq": GraphQLInputField(graphql_type(c[1]))})) for c in columns}
-            where = GraphQLInputObjectType(f"{gql_name}_bool_exp", comparison)
-            order = GraphQLInputObjectType(f"{gql_name}_order_by", {c[0]: GraphQLInputField(ORDER_BY) for c in columns})
-            fields[gql_name] = GraphQLField(
-                GraphQLNonNull(GraphQLList(GraphQLNonNull(object_type))),
-                args={"limit": GraphQLArgument(GraphQLInt), "offset": GraphQLArgument(GraphQLInt),
-                      "where": GraphQLArgument(where), "order_by": GraphQLArgument(GraphQLList(GraphQLNonNull(order)))},
-                resolve=self.resolver(schema_name, name, [c[0] for c in columns], permission))
+                columns = self.columns(source, table["schema"], table["name"])
+                if not columns:
+                    continue
+                permission = None
+                if role != "admin":
+                    perms = [p for p in entry.get("select_permissions", []) if p["role"] == role
+                             and json.dumps(p, sort_keys=True) not in bad]
+                    if not perms:
+                        continue  # a role without a select permission does not see the table at all
+                    permission = perms[0]["permission"]
+                    allowed = permission.get("columns")
+                    if allowed != "*":
+                        columns = [c for c in columns if c[0] in set(allowed)]
+                name = table["name"] if table["schema"] == "public" else f"{table['schema']}_{table['name']}"
+                fields[name] = self.table_field(source, table, name, columns, permission)
         if not fields:
+            # server/src-lib/Hasura/GraphQL/Schema.hs: an empty query_root gets a placeholder field
             fields["no_queries_available"] = GraphQLField(GraphQLString, resolve=lambda *_: "")
         return GraphQLSchema(GraphQLObjectType("query_root", fields))
 
-    def resolver(self, schema_name, table, columns, permission):
+    def table_field(self, source, table, name, columns, permission):
+        object_type = GraphQLObjectType(name, {
+            c[0]: GraphQLField(graphql_type(c[1]) if c[2] == "YES" else GraphQLNonNull(graphql_type(c[1])))
+            for c in columns})
+        comparison = {c[0]: GraphQLInputField(GraphQLInputObjectType(
+            f"{name}_{c[0]}_comparison_exp", {"_eq": GraphQLInputField(graphql_type(c[1]))})) for c in columns}
+        where = GraphQLInputObjectType(f"{name}_bool_exp", comparison)
+        order = GraphQLInputObjectType(f"{name}_order_by", {c[0]: GraphQLInputField(ORDER_BY) for c in columns})
+        return GraphQLField(
+            GraphQLNonNull(GraphQLList(GraphQLNonNull(object_type))),
+            args={"limit": GraphQLArgument(GraphQLInt), "offset": GraphQLArgument(GraphQLInt),
+                  "where": GraphQLArgument(where), "order_by": GraphQLArgument(GraphQLList(GraphQLNonNull(order)))},
+            resolve=self.resolver(self.source_url(source), table, [c[0] for c in columns], permission))
+
+    def resolver(self, url, table, columns, permission):
         def resolve(_, info, limit=None, offset=None, where=None, order_by=None):
             selected = [f.name.value for f in info.field_nodes[0].selection_set.selections
                         if getattr(f, "name", None) and f.name.value in columns] or columns[:1]
@@ -214,11 +354,12 @@ class Engine:
             for column, exp in list(filters.items()) + list((where or {}).items()):
                 for op, value in exp.items():
                     if op != "_eq":
-                        raise GraphQLError(f"operator {op} is not supported by the double")
+                        raise GraphQLError(f"operator {op} is not implemented by the double")
                     clauses.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
                     params.append(value)
             statement = sql.SQL("SELECT {} FROM {}.{}").format(
-                sql.SQL(", ").join(map(sql.Identifier, selected)), sql.Identifier(schema_name), sql.Identifier(table))
+                sql.SQL(", ").join(map(sql.Identifier, selected)), sql.Identifier(table["schema"]),
+                sql.Identifier(table["name"]))
             if clauses:
                 statement += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(clauses)
             if order_by:
@@ -230,70 +371,114 @@ class Engine:
                 statement += sql.SQL(" LIMIT {}").format(sql.Literal(int(limit)))
             if offset:
                 statement += sql.SQL(" OFFSET {}").format(sql.Literal(int(offset)))
-            names, rows = self.db.query(statement, params)
+            names, rows = query(url, statement, params)
             return [dict(zip(names, row, strict=True)) for row in rows]
         return resolve
 
-    # auth [C: /v1/graphql access-denied; JWT secret]
-    def role_for(self, headers):
-        secret = headers.get("x-hasura-admin-secret") or headers.get("x-hasura-access-key")
-        if secret is not None:
-            if self.admin_secret is None or hmac.compare_digest(secret, self.admin_secret):
-                return headers.get("x-hasura-role", "admin"), None
-            return None, ("access-denied", "invalid x-hasura-admin-secret/x-hasura-access-key")
-        auth = headers.get("authorization", "")
-        if auth.lower().startswith("bearer ") and self.jwt:
-            claims = self.verify_jwt(auth.split(" ", 1)[1])
-            if claims is None:
-                return None, ("invalid-jwt", "Could not verify JWT: JWSError JWSInvalidSignature")
-            hasura = claims.get(CLAIMS, {})
-            role = headers.get("x-hasura-role") or hasura.get("x-hasura-default-role")
-            if role not in hasura.get("x-hasura-allowed-roles", [role]):
-                return None, ("access-denied", "Your requested role is not in allowed roles")
-            return role, None
-        if self.admin_secret is None:
-            return "admin", None
-        if self.unauthorized_role:
-            return self.unauthorized_role, None
-        return None, ("access-denied", ACCESS_DENIED)
-
-    def verify_jwt(self, token):
-        try:
-            head, body, signature = token.split(".")
-            expected = hmac.new(self.jwt["key"].encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-            given = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
-            if self.jwt.get("type") != "HS256" or not hmac.compare_digest(expected, given):
-                return None
-            claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-            if claims.get("exp") and claims["exp"] < time.time():
-                return None
-            return claims
-        except (ValueError, KeyError, json.JSONDecodeError):
-            return None
-
     def graphql(self, headers, payload):
-        role, error = self.role_for(headers)
-        if error:
-            return {"errors": [{"extensions": {"path": "$", "code": error[0]}, "message": error[1]}]}
+        """/v1/graphql answers HTTP 200 with {"errors": [...]} for every request-level error
+        (server/src-lib/Hasura/GraphQL/Transport/HTTP.hs, encodeGQErr)."""
+        try:
+            role = self.auth.session(headers)
+        except Failure as failure:
+            return {"errors": [{"extensions": {"path": "$", "code": failure.code}, "message": failure.message}]}
         result = graphql_sync(self.schema_for(role), payload.get("query") or "",
                               variable_values=payload.get("variables"), operation_name=payload.get("operationName"))
-        if result.errors:
-            code = "validation-failed" if result.data is None else "unexpected"
-            return {"errors": [{"extensions": {"path": "$", "code": code}, "message": e.message} for e in result.errors]}
-        return {"data": result.data}
+        if not result.errors:
+            return {"data": result.data}
+        errors = []
+        for error in result.errors:
+            unknown = UNKNOWN_FIELD.search(error.message)
+            if unknown:
+                # server/lib/schema-parsers/src/Hasura/GraphQL/Parser/Internal/Parser.hs (selectionSet)
+                errors.append({"extensions": {"path": f"$.selectionSet.{unknown.group(1)}", "code": "validation-failed"},
+                               "message": f"field '{unknown.group(1)}' not found in type: '{unknown.group(2)}'"})
+            else:
+                code = "validation-failed" if result.data is None else "unexpected"
+                errors.append({"extensions": {"path": "$", "code": code}, "message": error.message})
+        return {"errors": errors}
+
+    # metadata API: server/src-lib/Hasura/Server/API/Metadata.hs, Hasura/RQL/DDL/Metadata.hs
+    def metadata_api(self, payload):
+        kind, args = payload.get("type"), payload.get("args") or {}
+        if kind == "bulk":
+            return 200, [self.metadata_api(item)[1] for item in args]
+        if kind == "export_metadata":
+            return 200, self.metadata
+        if kind in ("reload_metadata", "get_inconsistent_metadata"):
+            if kind == "reload_metadata":
+                self.rebuild(self.metadata)
+            body = {"is_consistent": not self.inconsistent, "inconsistent_objects": self.inconsistent}
+            if kind == "reload_metadata":
+                body = {"message": "success", **body}
+            return 200, body
+        if kind == "replace_metadata":
+            # v2 args: {allow_inconsistent_metadata, metadata}; v1 args: the metadata itself
+            v2 = payload.get("version") == 2 or "metadata" in args
+            document = args.get("metadata") if v2 else args
+            allow = bool(args.get("allow_inconsistent_metadata")) if v2 else False
+            try:
+                parsed = parse_metadata(document, "$.args.metadata" if v2 else "$.args")
+            except ParseFailed as failure:
+                raise Failure(400, "parse-failed", str(failure), failure.path) from failure
+            problems = inconsistencies(parsed, self.column_names)
+            if problems and not allow:
+                raise Failure(400, "unexpected", "cannot continue due to inconsistent metadata", "$.args", problems)
+            self.catalog.store(parsed)
+            self.rebuild(parsed)
+            if v2:
+                return 200, {"is_consistent": not problems, "inconsistent_objects": problems}
+            return 200, {"message": "success"}
+        if kind == "get_catalog_state":
+            return 200, self.catalog.state()
+        if kind == "set_catalog_state":
+            self.catalog.set_state(args.get("type"), args.get("state") or {})
+            return 200, {"message": "success"}
+        if kind in ("pg_track_table", "pg_track_tables"):
+            return self.track(kind, args)
+        raise Failure(400, "parse-failed", f"unknown metadata command \"{kind}\"", "$.type")
+
+    def track(self, kind, args):
+        items = args.get("tables", []) if kind == "pg_track_tables" else [args]
+        metadata = json.loads(json.dumps(self.metadata, default=str))
+        for item in items:
+            table = item["table"] if isinstance(item["table"], dict) else {"name": item["table"]}
+            table = {"name": table["name"], "schema": table.get("schema", "public")}
+            source = next((s for s in metadata["sources"] if s["name"] == item.get("source", "default")), None)
+            if source is None:
+                raise Failure(400, "not-exists", "source not found", "$.args.source")
+            if any(t["table"] == table for t in source["tables"]):
+                raise Failure(400, "already-tracked", f"view/table already tracked: \"{table['name']}\"", "$.args")
+            if self.column_names(source, table["schema"], table["name"]) is None:
+                raise Failure(400, "invalid-configuration",
+                              f"Inconsistent object: no such table/view exists in source: \"{table['name']}\"", "$.args")
+            source["tables"].append({"table": table})
+        self.catalog.store(metadata)
+        self.rebuild(metadata)
+        return 200, {"message": "success"}
+
+    def query_api(self, payload):
+        """/v2/query run_sql (server/src-lib/Hasura/Backends/Postgres/DDL/RunSQL.hs, runRunSQL)."""
+        if payload.get("type") != "run_sql":
+            raise Failure(400, "parse-failed", f"unknown query type \"{payload.get('type')}\"", "$.type")
+        args = payload.get("args") or {}
+        source = next((s for s in self.metadata["sources"] if s["name"] == args.get("source", "default")), None)
+        if source is None:
+            raise Failure(400, "not-exists", f"source with name \"{args.get('source')}\" does not exist", "$.args")
+        try:
+            names, rows = query(self.source_url(source), args["sql"])
+        except psycopg.Error as exc:
+            raise Failure(400, "postgres-error", "query execution failed", "$",
+                          {"error": {"message": str(exc).strip()}}) from exc
+        if args.get("check_metadata_consistency", True):
+            self.rebuild(self.metadata)
+        if names is None:
+            return 200, {"result_type": "CommandOk", "result": None}
+        return 200, {"result_type": "TuplesOk",
+                     "result": [names] + [[None if v is None else str(v) for v in row] for row in rows]}
 
 
-def sign_jwt(key, claims):
-    """Make an HS256 JWT (used by tests to act as a signed-in user)."""
-    def b64(data):
-        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64(json.dumps(claims).encode())
-    signature = b64(hmac.new(key.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
-    return f"{head}.{body}.{signature}"
-
-
-# --- HTTP -----------------------------------------------------------------------
+# --- HTTP -------------------------------------------------------------------------------
 
 def make_handler(engine):
     class Handler(BaseHTTPRequestHandler):
@@ -313,167 +498,82 @@ def make_handler(engine):
         def headers_lower(self):
             return {k.lower(): v for k, v in self.headers.items()}
 
-        def body(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            try:
-                return json.loads(self.rfile.read(length) or b"{}")
-            except json.JSONDecodeError:
-                return None
-
         def do_GET(self):
-            path, _, query = self.path.partition("?")
-            if path in ("/healthz", "/hasura/healthz"):  # [C: GET /healthz]
-                try:
-                    engine.db.query("SELECT 1")
-                except psycopg.Error:
-                    return self.reply(500, "ERROR", "text/plain")
-                if engine.inconsistent:
-                    if "strict=true" in query:
-                        return self.reply(500, "ERROR: inconsistent objects in schema", "text/plain")
-                    return self.reply(200, "WARN: inconsistent objects in schema", "text/plain")
-                return self.reply(200, "OK", "text/plain")
+            path, _, raw = self.path.partition("?")
+            if path in ("/healthz", "/hasura/healthz"):
+                return self.healthz(parse_qs(raw).get("strict", ["false"])[0] == "true")
             if path == "/v1/version":
                 return self.reply(200, {"version": VERSION})
             return self.reply(404, {"path": "$", "error": "resource does not exist", "code": "not-found"})
 
+        def healthz(self, strict):
+            """server/src-lib/Hasura/Server/App.hs (healthzAction): metadata storage down -> 500
+            "ERROR"; inconsistent objects -> 200 "WARN: ..." or, with ?strict=true, 500 "ERROR: ..."."""
+            try:
+                query(engine.catalog.url, "SELECT 1")
+            except psycopg.Error:
+                return self.reply(500, "ERROR", "text/plain")
+            if engine.inconsistent:
+                if strict:
+                    return self.reply(500, "ERROR: inconsistent objects in schema", "text/plain")
+                return self.reply(200, "WARN: inconsistent objects in schema", "text/plain")
+            return self.reply(200, "OK", "text/plain")
+
         def do_POST(self):
-            payload = self.body()
-            if payload is None:
+            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                payload = json.loads(self.rfile.read(length) or b"{}")
+            except json.JSONDecodeError:
                 return self.reply(400, {"path": "$", "error": "invalid json", "code": "invalid-json"})
             headers = self.headers_lower()
-            if self.path == "/v1/graphql":  # [C: /v1/graphql answers 200 even for errors]
+            if self.path == "/v1/graphql" and "graphql" in engine.apis:
                 return self.reply(200, engine.graphql(headers, payload))
-            if self.path in ("/v1/metadata", "/v2/query"):
-                role, error = engine.role_for(headers)
-                if error or role != "admin":  # [C: JSON API errors]
-                    message = error[1] if error else "restricted access : admin only"
-                    return self.reply(400, {"path": "$", "error": message, "code": "access-denied"})
-                handler = metadata_api if self.path == "/v1/metadata" else query_api
-                status, body = handler(engine, payload)
-                return self.reply(status, body)
-            return self.reply(404, {"path": "$", "error": "resource does not exist", "code": "not-found"})
+            # server/src-lib/Hasura/Server/App.hs: the metadata and schema (query) APIs are one
+            # group, "metadata" in --enabled-apis; /v1/graphql is the "graphql" group.
+            handlers = {"/v1/metadata": ("metadata", engine.metadata_api), "/v2/query": ("metadata", engine.query_api)}
+            if self.path not in handlers or handlers[self.path][0] not in engine.apis:
+                return self.reply(404, {"path": "$", "error": "resource does not exist", "code": "not-found"})
+            try:
+                role = engine.auth.session(headers)
+                if role != "admin":  # server/src-lib/Hasura/App.hs: authorizeV1QueryApi / accessDeniedErrMsg
+                    raise Failure(400, "access-denied", "restricted access : admin only", "$.args")
+                status, body = handlers[self.path][1](payload)
+            except Failure as failure:
+                return self.reply(failure.status, failure.body())
+            return self.reply(status, body)
 
     return Handler
 
 
-def metadata_api(engine, payload):
-    """export/replace/reload_metadata, pg_track_table(s) [C: Metadata API]."""
-    kind, args = payload.get("type"), payload.get("args") or {}
-    if kind == "export_metadata":
-        return 200, engine.metadata
-    if kind == "reload_metadata":
-        engine.set_metadata(engine.metadata)
-        return 200, {"message": "success", "is_consistent": not engine.inconsistent}
-    if kind == "replace_metadata":
-        metadata = args.get("metadata", args)
-        problems = engine.check_consistency(metadata)
-        if problems and not args.get("allow_inconsistent_metadata"):
-            return 400, {"path": "$.args", "error": "cannot continue due to inconsistent metadata",
-                         "code": "unexpected", "internal": problems}
-        engine.set_metadata(metadata)
-        return 200, {"message": "success"}
-    if kind in ("pg_track_table", "pg_track_tables"):
-        items = args.get("tables", []) if kind == "pg_track_tables" else [args]
-        metadata = json.loads(json.dumps(engine.metadata, default=str))
-        for item in items:
-            table = item["table"] if isinstance(item["table"], dict) else {"schema": "public", "name": item["table"]}
-            source = next((s for s in metadata["sources"] if s["name"] == item.get("source", "default")), None)
-            if source is None:
-                return 400, {"path": "$.args.source", "error": "source not found", "code": "not-exists"}
-            if any(t["table"] == table for t in source["tables"]):
-                return 400, {"path": "$.args", "error": f"view/table already tracked: \"{table['name']}\"",
-                             "code": "already-tracked"}
-            source["tables"].append({"table": table})
-        problems = engine.check_consistency(metadata)
-        if problems:
-            return 400, {"path": "$.args", "error": problems[0]["reason"], "code": "invalid-configuration"}
-        engine.set_metadata(metadata)
-        return 200, {"message": "success"}
-    return 400, {"path": "$.type", "error": f"unknown metadata command \"{kind}\"", "code": "parse-failed"}
-
-
-def query_api(engine, payload):
-    """run_sql on the default source [C: Schema API /v2/query]."""
-    if payload.get("type") != "run_sql":
-        return 400, {"path": "$.type", "error": f"unknown query type \"{payload.get('type')}\"", "code": "parse-failed"}
-    try:
-        names, rows = engine.db.query(payload["args"]["sql"])
-    except psycopg.Error as exc:
-        return 400, {"path": "$", "error": "query execution failed", "code": "postgres-error",
-                     "internal": {"error": {"message": str(exc).strip()}}}
-    engine.schemas = {}
-    if names is None:
-        return 200, {"result_type": "CommandOk", "result": None}
-    return 200, {"result_type": "TuplesOk",
-                 "result": [names] + [[None if v is None else str(v) for v in row] for row in rows]}
-
-
-# --- start-up like cli-migrations-v3 [C: cli-migrations-v3 image at start] ------------
-
-def apply_migrations(engine, directory):
-    directory = Path(directory)
-    if not directory.is_dir():
-        return 0
-    engine.db.query("CREATE SCHEMA IF NOT EXISTS hdb_catalog")
-    engine.db.query("CREATE TABLE IF NOT EXISTS hdb_catalog.schema_migrations "
-                    "(version bigint PRIMARY KEY, dirty boolean NOT NULL)")
-    applied = 0
-    for up in sorted(directory.glob("*/*/up.sql")):
-        version = int(up.parent.name.split("_")[0])
-        _, done = engine.db.query("SELECT 1 FROM hdb_catalog.schema_migrations WHERE version = %s", (version,))
-        if done:
-            continue
-        engine.db.query(up.read_text())
-        engine.db.query("INSERT INTO hdb_catalog.schema_migrations VALUES (%s, false)", (version,))
-        applied += 1
-    return applied
-
-
-def wait_for_database(engine, timeout):
+def wait_for_database(url, timeout):
     deadline = time.monotonic() + timeout
     while True:
         try:
-            engine.db.query("SELECT 1")
+            query(url, "SELECT 1")
             return
         except psycopg.Error as exc:
             if time.monotonic() > deadline:
-                log("startup", kind="postgres_connection", error=str(exc).strip())
-                print(f"FATAL: cannot connect to the database: {str(exc).strip()}", file=sys.stderr, flush=True)
-                sys.exit(1)
+                log("startup", kind="db_init", error=str(exc).strip())
+                fatal(f"Fatal Error: could not connect to the metadata database: {str(exc).strip()}")
             time.sleep(1)
 
 
 def serve(argv):
-    env = os.environ
-    if not env.get("HASURA_GRAPHQL_DATABASE_URL") and not env.get("HASURA_GRAPHQL_METADATA_DATABASE_URL"):
-        print("Fatal Error: Either of --metadata-database-url or --database-url option expected", file=sys.stderr)
-        sys.exit(1)
-    if env.get("HASURA_GRAPHQL_JWT_SECRET") and not env.get("HASURA_GRAPHQL_ADMIN_SECRET"):
-        print("Fatal Error: HASURA_GRAPHQL_ADMIN_SECRET is mandatory when JWT secret is set", file=sys.stderr)
-        sys.exit(1)
-    if env.get("HASURA_GRAPHQL_JWT_SECRET"):
-        try:
-            jwt = json.loads(env["HASURA_GRAPHQL_JWT_SECRET"])
-            assert jwt.get("type") == "HS256" and len(jwt.get("key", "")) >= 32
-        except (json.JSONDecodeError, AssertionError):
-            print("Fatal Error: HASURA_GRAPHQL_JWT_SECRET: key size too small or invalid JSON", file=sys.stderr)
-            sys.exit(1)
-    engine = Engine(env)
-    wait_for_database(engine, float(env.get("LHD_DOUBLE_DB_TIMEOUT", "20")))
-    metadata_dir = env.get("HASURA_GRAPHQL_METADATA_DIR", "/hasura-metadata")
-    migrations_dir = env.get("HASURA_GRAPHQL_MIGRATIONS_DIR", "/hasura-migrations")
-    log("startup", kind="migrations-startup", message="applying migrations", applied=apply_migrations(engine, migrations_dir))
-    if Path(metadata_dir, "databases/databases.yaml").is_file():
-        problems = engine.set_metadata(load_metadata(metadata_dir))
-        if problems:
-            log("startup", kind="metadata-apply", inconsistent=problems)
-            print("FATAL: metadata is inconsistent: " + "; ".join(p["reason"] for p in problems), file=sys.stderr)
-            sys.exit(1)
-        log("startup", kind="metadata-apply", message="metadata applied")
-    port = int(env.get("HASURA_GRAPHQL_SERVER_PORT", "8080"))
-    server = ThreadingHTTPServer(("0.0.0.0", port), make_handler(engine))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # graceful stop, like graphql-engine
-    log("startup", kind="server", message=f"serving on port {port}", version=VERSION)
+    """`graphql-engine serve [--server-port N] [--enabled-apis a,b]` (flags as in
+    server/src-lib/Hasura/Server/Init/Arg/Command/Serve.hs; env wins when no flag)."""
+    parser = argparse.ArgumentParser(prog="graphql-engine serve")
+    parser.add_argument("--server-port", type=int, default=int(os.environ.get("HASURA_GRAPHQL_SERVER_PORT", "8080")))
+    parser.add_argument("--enabled-apis", default=os.environ.get("HASURA_GRAPHQL_ENABLED_APIS", "metadata,graphql"))
+    args = parser.parse_args(argv)
+    engine = Engine(os.environ, {a.strip() for a in args.enabled_apis.split(",")})
+    wait_for_database(engine.catalog.url, float(os.environ.get("LHD_DOUBLE_DB_TIMEOUT", "20")))
+    engine.catalog.prepare()
+    engine.load()
+    if engine.inconsistent:
+        log("startup", kind="schema-sync", message="inconsistent objects in schema", inconsistent=engine.inconsistent)
+    server = ThreadingHTTPServer(("0.0.0.0", args.server_port), make_handler(engine))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # graceful stop on SIGTERM, like graphql-engine
+    log("startup", kind="server", message=f"serving on port {args.server_port}", version=VERSION)
     server.serve_forever()
 
 
@@ -481,10 +581,9 @@ def main():
     args = sys.argv[1:]
     if args[:1] == ["graphql-engine"]:
         args = args[1:]
-    if args and args[0] == "version":
+    if args[:1] == ["version"]:
         print(VERSION)
         return
-    if args and args[0] != "serve":
-        print(f"graphql-engine double: unsupported command {args[0]!r}", file=sys.stderr)
-        sys.exit(1)
-    serve(args)
+    if args[:1] != ["serve"]:
+        fatal(f"graphql-engine double: only `serve` and `version` are implemented, not {args[:1]}")
+    serve(args[1:])

@@ -1,0 +1,166 @@
+"""Upstream image mode's preparation, proven here without a registry, root or apt.
+
+`tests/tools/bootstrap` runs as a non-root user (nobody, when the suite runs as
+root) with fake `sudo`, `apt-get` and `docker` first on PATH, the way the
+template's GitHub workflow runs it on a runner with passwordless sudo. The
+fakes record every call, so the tests see what was installed, through what,
+and what a missing precondition prints.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.combinations import ROOT
+from tests.images import kit
+
+pytestmark = pytest.mark.render
+
+NOBODY = 65534
+# Real programs the bootstrap script (and the fakes: chmod) call; everything else is a fake or absent.
+REAL = ["bash", "sh", "env", "id", "find", "head", "grep", "cut", "dirname", "mkdir", "ln", "timeout", "sleep",
+        "tail", "sed", "cat", "chmod"]
+# command a fake package provides, per package name (tests/tools/bootstrap's tables)
+PROVIDES = {"git": "git", "prometheus": "promtool", "prometheus-alertmanager": "amtool", "crystal": "crystal",
+            "openssl": "openssl", "nodejs": "node", "npm": "npm", "debootstrap": "debootstrap", "unzip": "unzip",
+            "docker.io": "dockerd"}
+
+FAKE_SUDO = """#!/bin/sh
+echo "sudo $*" >> "$LHD_FAKE_LOG"
+[ "$LHD_FAKE_SUDO" = works ] || exit 1
+[ "$1" = -n ] && shift
+[ "$1" = true ] && exit 0
+LHD_VIA_SUDO=1 exec "$@"
+"""
+FAKE_APT = """#!/bin/sh
+echo "apt-get uid=$(id -u) sudo=${LHD_VIA_SUDO:-0} $*" >> "$LHD_FAKE_LOG"
+[ "$1" = install ] || exit 0
+for arg in "$@"; do
+  case "$arg" in
+    install|-*) ;;
+    *) tool=$(grep "^$arg " "$LHD_FAKE_PROVIDES" | cut -d' ' -f2)
+       printf '#!/bin/sh\\nexit 0\\n' > "$LHD_FAKE_BIN/$tool"; chmod +x "$LHD_FAKE_BIN/$tool" ;;
+  esac
+done
+"""
+FAKE_DOCKER = """#!/bin/sh
+echo "docker $*" >> "$LHD_FAKE_LOG"
+case "$1" in
+  info) exit 0 ;;
+  compose) echo "Docker Compose version v2.40.0"; exit 0 ;;
+  version) echo 28.0.0 ;;
+esac
+"""
+
+
+def write(path, text, mode=0o755):
+    path.write_text(text)
+    path.chmod(mode)
+
+
+@pytest.fixture
+def sandbox():
+    """A world-readable directory (nobody cannot enter pytest's tmp_path) with the fakes and a copy of the script."""
+    base = Path(tempfile.mkdtemp(prefix="lhd-bootstrap-", dir="/tmp"))
+    try:
+        base.chmod(0o755)
+        bin_dir, home = base / "bin", base / "home"
+        for directory in (bin_dir, home, base / "repo/tests/tools", base / "repo/requirements"):
+            directory.mkdir(parents=True)
+        bin_dir.chmod(0o777)
+        home.chmod(0o777)
+        for name in REAL:
+            found = shutil.which(name)
+            assert found, f"{name} is needed to run tests/tools/bootstrap"
+            (bin_dir / name).symlink_to(found)
+        write(bin_dir / "sudo", FAKE_SUDO)
+        write(bin_dir / "apt-get", FAKE_APT)
+        write(bin_dir / "docker", FAKE_DOCKER)  # a runner has Docker, engine running
+        write(base / "provides", "".join(f"{p} {c}\n" for p, c in PROVIDES.items()), 0o644)
+        write(base / "log", "", 0o666)
+        shutil.copy(ROOT / "tests/tools/bootstrap", base / "repo/tests/tools/bootstrap")
+        shutil.copy(ROOT / "requirements/constraints.txt", base / "repo/requirements/constraints.txt")
+        for path in base.glob("repo/**/*"):
+            path.chmod(0o755)
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def bootstrap(sandbox, command, sudo="works", mode=None):
+    """Run the copied script as a non-root user; return (result, recorded calls)."""
+    env = {"PATH": str(sandbox / "bin"), "HOME": str(sandbox / "home"), "LHD_FAKE_LOG": str(sandbox / "log"),
+           "LHD_FAKE_SUDO": sudo, "LHD_FAKE_BIN": str(sandbox / "bin"), "LHD_FAKE_PROVIDES": str(sandbox / "provides")}
+    if mode:
+        env["LHD_IMAGE_MODE"] = mode
+    argv = [shutil.which("bash"), str(sandbox / "repo/tests/tools/bootstrap"), command]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: cannot drop to a non-root user")
+        argv = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
+    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    return result, (sandbox / "log").read_text().splitlines()
+
+
+def installed(calls):
+    packages = []
+    for call in calls:
+        if call.startswith("apt-get") and " install " in f"{call} ":
+            packages += [word for word in call.split(" install ", 1)[1].split() if not word.startswith("-")]
+    return set(packages)
+
+
+def test_upstream_preparation_installs_through_sudo_as_non_root(sandbox):
+    """`bootstrap upstream` as a non-root user installs the conformance tools through sudo and nothing of the kit."""
+    result, calls = bootstrap(sandbox, "upstream")
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{calls}"
+    apt = [c for c in calls if c.startswith("apt-get")]
+    assert apt and all("sudo=1" in c and "uid=0" not in c for c in apt), calls
+    assert {"prometheus", "prometheus-alertmanager", "crystal"} <= installed(calls), calls
+    assert not installed(calls) & {"debootstrap", "unzip"}, calls
+    assert "docker info" in calls and not any("dockerd" in c for c in calls if c.startswith("sudo")), calls
+
+
+@pytest.mark.parametrize(("command", "mode"), [("local", None), ("tools", "local"), ("tools", None)])
+def test_local_preparation_adds_the_kit_tools(sandbox, command, mode):
+    """Local image mode (and `auto`, which may resolve to it) also installs what the kit builds with."""
+    result, calls = bootstrap(sandbox, command, mode=mode)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{calls}"
+    assert {"debootstrap", "unzip"} <= installed(calls), calls
+
+
+def test_upstream_tools_skip_the_kit(sandbox):
+    """`bootstrap tools` with LHD_IMAGE_MODE=upstream (what nox runs in the workflow) installs no kit tool."""
+    result, calls = bootstrap(sandbox, "tools", mode="upstream")
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{calls}"
+    assert installed(calls) and not installed(calls) & {"debootstrap", "unzip"}, calls
+
+
+def test_upstream_preparation_without_sudo_fails_in_one_line(sandbox):
+    """Without root or passwordless sudo the preparation stops at once with one line saying so."""
+    result, calls = bootstrap(sandbox, "upstream", sudo="refused")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, (result.stdout, result.stderr)
+    assert lines[0].startswith("bootstrap: ") and "passwordless sudo" in lines[0], lines
+    assert not any(c.startswith("apt-get") for c in calls), calls
+
+
+def test_upstream_mode_without_a_registry_fails_fast_in_one_line(monkeypatch):
+    """resolve_mode('upstream') with no registry answering raises at once, one line naming the hosts and the way out."""
+    def unreachable(*args, **kwargs):
+        raise OSError("no route to a registry (test)")
+
+    monkeypatch.setattr(kit.socket, "create_connection", unreachable)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError) as refused:
+        kit.resolve_mode("upstream")
+    message = str(refused.value)
+    assert time.monotonic() - start < 5
+    assert "\n" not in message and "upstream" in message and "LHD_IMAGE_MODE=local" in message, message
+    assert all(host in message for host in kit.REGISTRY_HOSTS), message
