@@ -1,0 +1,43 @@
+"""The Docker CLI under the harness's subprocess convention, and small helpers
+for names and loopback ports. Containers and compose projects go through
+testcontainers (see devstack.py and the image contract tests)."""
+
+import socket
+import subprocess
+import uuid
+
+from tests.harness.proc import run
+
+
+def docker(*args, check=True, timeout=300, input=None):
+    """Run `docker ARGS`; raise CommandFailed (argv, stdout, stderr) on a non-zero exit when check."""
+    return run(["docker", *args], check=check, timeout=timeout, input=input)
+
+
+def engine_available():
+    """True when a Docker engine answers `docker info` within 10 s."""
+    try:
+        return docker("info", check=False, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def unique(prefix):
+    """prefix-<8 hex>: a name no other run uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def stop_process(proc, timeout=10):
+    """Terminate a child process, killing it if it has not exited within timeout seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
