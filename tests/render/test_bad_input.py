@@ -24,16 +24,19 @@ BAD_INPUT = [
     ({"app_domain": "example.com:443"}, ["app_domain", "port"]),
     ({"app_domain": "Example.com"}, ["app_domain", "lowercase domain"]),
     ({"app_domain": "-bad.example.com"}, ["app_domain"]),
-    ({"letsencrypt_email": "ops"}, ["letsencrypt_email", "e-mail"]),
+    ({"tls": "ops"}, ["tls", "'ops'", "e-mail"]),
+    ({"tls": "maybe"}, ["tls", "'maybe'", "origin-certs, letsencrypt"]),
+    ({"tls": "letsencrypt", "__letsencrypt_email": "ops"}, ["__letsencrypt_email", "e-mail"]),
     ({"git_host": "gitlab", "ci": "github"}, ["ci=github needs git_host=github"]),
     ({"git_host": "github", "ci": "gitlab"}, ["ci=gitlab needs git_host=gitlab"]),
-    ({"hasura_version": "2.51.0"}, ["hasura_version", "v2.51.0"]),
-    ({"hasura_version": "v1.3.3"}, ["hasura_version must be a v2 release"]),
-    ({"traefik_version": "v2.11.0"}, ["traefik_version must be a v3 release"]),
-    ({"postgres_version": "17.6"}, ["postgres_version must be 18 or newer"]),
-    ({"crystal_version": "latest"}, ["crystal_version", "'latest'"]),
-    ({"grafana_version": "v12.1.0"}, ["grafana_version", "12.1.0"]),
-    ({"lucky_version": "1.5"}, ["lucky_version"]),
+    ({"_hasura_version": "2.51.0"}, ["_hasura_version", "v2.51.0"]),
+    ({"_hasura_version": "v1.3.3"}, ["_hasura_version must be a v2 release"]),
+    ({"_traefik_version": "v2.11.0"}, ["_traefik_version must be a v3 release"]),
+    ({"_postgres_version": "17.6"}, ["_postgres_version must be 18 or newer"]),
+    ({"_crystal_version": "latest"}, ["_crystal_version", "'latest'"]),
+    ({"_grafana_version": "v12.1.0"}, ["_grafana_version", "12.1.0"]),
+    ({"_lucky_version": "1.5"}, ["_lucky_version"]),
+    ({"__registry": "docker.io/acme/shop"}, ["__registry", "ghcr.io"]),
 ]
 
 
@@ -62,7 +65,7 @@ def test_enough_kinds_of_bad_input():
     assert len({bad_id(c) for c in BAD_INPUT}) >= 15
 
 
-@pytest.mark.parametrize("option", ["monitoring", "tls", "dev_sync"])
+@pytest.mark.parametrize("option", ["git_host", "ci", "monitoring", "template_update_check"])
 def test_unknown_choice_is_refused(tmp_path, option):
     """A value outside a choice list is refused before anything is written."""
     out = tmp_path / "out"

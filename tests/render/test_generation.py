@@ -1,8 +1,10 @@
 """Render tier: every supported combination renders into a complete project."""
 
+import hashlib
 import json
 import os
 import re
+import stat
 import tomllib
 
 import pytest
@@ -38,7 +40,6 @@ ALWAYS = [
 OPTIONAL = {
     ("ci", "gitlab"): [".gitlab-ci.yml"],
     ("ci", "github"): [".github/workflows/ci.yml"],
-    ("dev_sync", "docker-sync"): ["docker-sync.yml", "Docker/docker-compose.docker-sync.yml"],
     ("monitoring", "yes"): ["Docker/prometheus-swarm/docker-compose.yml", "script/monitoring",
                             "Docker/prometheus-swarm/prometheus/prometheus.yml"],
     ("tls", "origin-certs"): ["Docker/traefik/dynamic/tls.yml"],
@@ -52,6 +53,50 @@ def test_renders_complete_project(project, combo):
     for (option, value), files in OPTIONAL.items():
         for f in files:
             assert (project / f).exists() == (combo[option] == value), f"{f} with {option}={combo[option]}"
+
+
+def test_docker_sync_is_gone(project):
+    """No docker-sync file or script step is left; only the README's note for former users names it."""
+    names = {str(p.relative_to(project)) for p in text_files(project)
+             if re.search(r"docker[-_]sync|dev_sync", p.read_text(errors="replace"), re.IGNORECASE)}
+    assert names == {"README.md"}
+    note = (project / "README.md").read_text().split("**Coming from docker-sync?**")[1].split("\n\n")[0]
+    assert "script/up" in note and "script/watch" in note and "docker compose watch" in note
+
+
+# Files that differ between two renders of the same answers: the answers recorded for cruft and the
+# random development secrets.
+PER_RENDER = {".cruft.json", ".env"}
+
+
+def fingerprint(project):
+    """Hash of every file's path, mode and bytes, the per-render files left out."""
+    digest = hashlib.sha256()
+    for path in sorted(project.rglob("*")):
+        rel = path.relative_to(project).as_posix()
+        if path.is_file() and rel not in PER_RENDER:
+            digest.update(f"{rel}\0{stat.S_IMODE(path.stat().st_mode):o}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_no_two_combinations_render_the_same_project(bakes):
+    """Every supported combination renders a project of its own, so no bake is wasted."""
+    seen = {}
+    for combo in SUPPORTED:
+        seen.setdefault(fingerprint(bakes.get(combo)), []).append(combo_id(combo))
+    same = [ids for ids in seen.values() if len(ids) > 1]
+    assert not same, f"these combinations render identical projects: {same}"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [({}, {}), ({"ci": "none"}, {"ci": "none", "template_update_check": "no"})],
+    ids=["same-answers", "update-check-without-ci"],
+)
+def test_fingerprint_sees_through_per_render_files(tmp_path, first, second):
+    """Equal answers, or answers differing only where nothing renders differently, give equal fingerprints."""
+    assert fingerprint(bake(tmp_path / "a", **first)) == fingerprint(bake(tmp_path / "b", **second))
 
 
 def test_no_unrendered_variables(project):
@@ -173,6 +218,35 @@ def test_names_follow_answers(bakes):
     assert 'SWARM_NAME="shopswarm"' in (project / "script/functions/common").read_text()
     assert "network: shopswarm_public" in (project / "Docker/traefik/traefik.http.yml").read_text()
     assert yaml.safe_load((project / "shard.yml").read_text())["name"] == "shop"
+
+
+@pytest.mark.parametrize(
+    ("tls", "account"),
+    [("letsencrypt", "ops@shop.example.org"), ("certs@shop.example.org", "certs@shop.example.org")],
+    ids=["letsencrypt", "e-mail"],
+)
+def test_letsencrypt_account_follows_tls_answer(tmp_path, tls, account):
+    """tls=letsencrypt uses ops@<app_domain>; an e-mail as the tls answer means Let's Encrypt with that account."""
+    project = bake(tmp_path, tls=tls, app_domain="shop.example.org")
+    acme = yaml.safe_load((project / "Docker/traefik/traefik.https.yml").read_text())["certificatesResolvers"]
+    assert acme["letsencrypt"]["acme"]["email"] == account
+    assert f"account `{account}`" in (project / "README.md").read_text()
+    assert not (project / "Docker/traefik/dynamic/tls.yml").exists()
+
+
+def test_pins_are_not_asked_but_overridable(tmp_path):
+    """A pin given as extra context lands wherever the pinned image or release is used."""
+    project = bake(tmp_path, _crystal_version="1.22.0", _postgres_version="18.4", _traefik_version="v3.8.0")
+    assert "ARG CRYSTAL_VERSION=1.22.0" in (project / "Docker/lucky/Dockerfile").read_text()
+    assert 'crystal: ">= 1.22.0"' in (project / "shard.yml").read_text()
+    assert "image: postgres:18.4" in (project / "Docker/docker-compose.yml").read_text()
+    assert "image: traefik:v3.8.0" in (project / "Docker/docker-compose.traefik.yml").read_text()
+
+
+def test_answers_to_removed_options_change_nothing(tmp_path):
+    """Keys cookiecutter.json no longer has (old .cruft.json files carry them) are ignored: the defaults render."""
+    project = bake(tmp_path / "old", dev_sync="docker-sync", letsencrypt_email="me@example.org", crystal_version="1.0.0")
+    assert fingerprint(project) == fingerprint(bake(tmp_path / "defaults"))
 
 
 def test_github_registry(bakes):

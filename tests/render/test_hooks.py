@@ -24,8 +24,16 @@ def test_defaults_pass_validation():
 
 
 def test_every_answer_has_a_rule():
-    """No variable of cookiecutter.json escapes validation."""
+    """No variable of cookiecutter.json escapes validation, asked or not (pins, derived values)."""
     assert set(DEFAULTS) == set(pre.RULES)
+
+
+def test_remove_unselected_keeps_tls_files_for_origin_certs_only(tmp_path):
+    """A Let's Encrypt account given as the tls answer drops the origin-certificate config like tls=letsencrypt."""
+    (tmp_path / "Docker/traefik/dynamic").mkdir(parents=True)
+    (tmp_path / "Docker/traefik/dynamic/tls.yml").write_text("x")
+    post.remove_unselected(tmp_path, dict(DEFAULTS, tls="ops@example.com"))
+    assert not (tmp_path / "Docker/traefik/dynamic/tls.yml").exists()
 
 
 def test_all_problems_reported_in_order():
@@ -37,12 +45,11 @@ def test_all_problems_reported_in_order():
 
 def test_remove_unselected_prunes_files(tmp_path):
     """Files of options not chosen are deleted, others kept."""
-    for rel in (".gitlab-ci.yml", ".github/workflows/ci.yml", "docker-sync.yml",
-                "Docker/docker-compose.docker-sync.yml", "Docker/prometheus-swarm/x.yml",
+    for rel in (".gitlab-ci.yml", ".github/workflows/ci.yml", "Docker/prometheus-swarm/x.yml",
                 "script/monitoring", "Docker/traefik/dynamic/tls.yml"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
-    answers = dict(DEFAULTS, ci="none", dev_sync="compose-watch", monitoring="no", tls="letsencrypt")
+    answers = dict(DEFAULTS, ci="none", monitoring="no", tls="letsencrypt")
     post.remove_unselected(tmp_path, answers)
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == []
 
