@@ -25,7 +25,8 @@ DNS_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 DOMAIN = "(?:" + DNS_LABEL + r"\.)+[a-z]{2,63}"
 OWNER = r"[a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?"
 REPO = r"[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?"
-EMAIL = r"[A-Za-z0-9._%+-]+@" + DOMAIN
+# The local part takes RFC 5322's atext and dots (o'brien@example.com is a real address).
+EMAIL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@" + DOMAIN
 SEMVER = r"\d+\.\d+\.\d+"
 VSEMVER = r"v\d+\.\d+\.\d+"
 MINOR = r"\d+\.\d+"
@@ -89,6 +90,15 @@ COMBINATION_RULES = [
 ]
 
 RESERVED_NAMES = {"traefik", "monitoring", "docker", "ingress", "bridge", "host", "none"}
+# Words YAML 1.1 reads as booleans or null: unquoted in a generated file they stop being names.
+YAML_WORDS = {"yes", "no", "on", "off", "true", "false", "null"}
+# Swarm limits names: services 63 characters, configs and secrets 64. The longest the stacks make
+# are `<swarm_name>_monitoring_discovery-proxy` (a service: +26) and
+# `<swarm_name>_grafana_admin_password_<12-character hash>` (a secret: +36), so 64 - 36 = 28.
+# tests/render/test_bad_input.py renders the longest allowed name and checks every name against the limits.
+MAX_SWARM_NAME = 28
+# A host name is at most 253 characters; the longest the project routes is `alertmanager.<app_domain>`.
+MAX_APP_DOMAIN = 253 - len("alertmanager.")
 
 
 def problems(answers):
@@ -104,6 +114,15 @@ def problems(answers):
         if answers[name] in RESERVED_NAMES:
             names = ", ".join(sorted(RESERVED_NAMES))
             found.append(f"{name}={answers[name]!r} is not valid: it clashes with a Docker or stack name in use ({names}).")
+        if answers[name] in YAML_WORDS:
+            found.append(f"{name}={answers[name]!r} is not valid: YAML reads it as a boolean or null, not a name.")
+    if len(answers["swarm_name"]) > MAX_SWARM_NAME:
+        found.append(f"swarm_name={answers['swarm_name']!r} is not valid: at most {MAX_SWARM_NAME} characters, so that "
+                     "swarm's service, config and secret names stay within their 63/64-character limits "
+                     "(swarm_name defaults to project_name: give a shorter swarm_name).")
+    if len(answers["app_domain"]) > MAX_APP_DOMAIN:
+        found.append(f"app_domain is not valid: {len(answers['app_domain'])} characters, at most {MAX_APP_DOMAIN} "
+                     "so that alertmanager.<app_domain> stays within DNS's 253.")
     for holds, message in COMBINATION_RULES:
         if not holds(answers):
             found.append(message + ".")

@@ -1,6 +1,9 @@
 """Bad answers stop generation with one clear message and write nothing."""
 
+import re
+
 import pytest
+import yaml
 from cookiecutter.exceptions import FailedHookException, OutputDirExistsException
 
 from tests.conftest import bake
@@ -37,6 +40,13 @@ BAD_INPUT = [
     ({"_grafana_version": "v12.1.0"}, ["_grafana_version", "12.1.0"]),
     ({"_lucky_version": "1.5"}, ["_lucky_version"]),
     ({"__registry": "docker.io/acme/shop"}, ["__registry", "ghcr.io"]),
+    ({"project_name": "yes"}, ["project_name", "'yes'", "boolean or null"]),
+    ({"project_name": "on"}, ["project_name", "'on'", "boolean or null"]),
+    ({"project_name": "null"}, ["project_name", "'null'", "boolean or null"]),
+    ({"project_name": "app", "swarm_name": "off"}, ["swarm_name", "'off'", "boolean or null"]),
+    ({"swarm_name": "s" * 29}, ["swarm_name", "at most 28 characters", "63/64"]),
+    ({"project_name": "p" * 30}, ["swarm_name", "defaults to project_name"]),
+    ({"app_domain": ("a" * 60 + ".") * 4 + "com"}, ["app_domain", "247 characters", "at most 240", "253"]),
 ]
 
 
@@ -82,3 +92,30 @@ def test_empty_project_name_is_refused(tmp_path):
     with pytest.raises(OutputDirExistsException):
         bake(out, project_name="")
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("email", ["o'brien@example.com", "ops+certs@example.com", "a.b@mail.example.com"])
+def test_valid_email_is_accepted(tmp_path, email):
+    """RFC 5322 local parts (apostrophe, plus) are accepted and land quoted in Traefik's static config."""
+    project = bake(tmp_path, tls=email)
+    static = yaml.safe_load((project / "Docker/traefik/traefik.https.yml").read_text())
+    assert static["certificatesResolvers"]["letsencrypt"]["acme"]["email"] == email
+
+
+def test_longest_swarm_name_keeps_every_name_within_swarm_limits(tmp_path):
+    """With a 28-character swarm_name every service (63) and config or secret (64) name fits."""
+    swarm = "s" * 28
+    project = bake(tmp_path, swarm_name=swarm, monitoring="yes")
+    hashed = "0123456789ab"  # script/functions/swarm: content hashes are 12 characters
+    names = {"services": [], "configs": [], "secrets": []}
+    for path in sorted((project / "Docker").rglob("docker-compose*.yml")):
+        stack = f"{swarm}_monitoring" if "prometheus-swarm" in path.parts else swarm
+        compose = yaml.safe_load(path.read_text())
+        for kind, found in names.items():
+            for key, spec in (compose.get(kind) or {}).items():
+                name = (spec or {}).get("name") or f"{stack}_{key}"
+                found.append(re.sub(r"\$\{[A-Z_]+_VERSION:\?[^}]*\}", hashed, name))
+    assert names["services"] and names["configs"] and names["secrets"]
+    assert max(map(len, names["services"])) <= 63, names["services"]
+    assert max(map(len, names["configs"] + names["secrets"])) <= 64, names["configs"] + names["secrets"]
+    assert max(map(len, names["configs"] + names["secrets"])) == 64, "28 is no longer the tightest bound"
