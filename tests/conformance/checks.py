@@ -18,7 +18,8 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.dockerlib import free_port, stop_process
+from tests.harness.certs import make_ca
+from tests.harness.docker import free_port, stop_process
 
 HERE = Path(__file__).resolve().parent
 HADOLINT_CONFIG = HERE / "hadolint.yaml"
@@ -255,12 +256,8 @@ def fail_fast_problems(render_config, variables):
 # --- a real Traefik on loopback -------------------------------------------------
 
 def make_cert(directory, domain):
-    """A throwaway self-signed certificate for *.domain; returns (cert, key)."""
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN=*.{domain}",
-                    "-addext", f"subjectAltName=DNS:*.{domain},DNS:{domain}"],
-                   check=True, capture_output=True)
+    """A throwaway certificate for *.domain (signed by a throwaway CA); returns (cert, key)."""
+    _, cert, key = make_ca(directory, domain)
     return cert, key
 
 

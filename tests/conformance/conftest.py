@@ -1,59 +1,50 @@
-"""Fixtures for the conformance tier: every supported combination, rendered once."""
+"""Fixtures for the conformance tier: every supported combination, rendered once.
 
-import hashlib
+A check that reads a set of files runs once per distinct content of those
+files across the supported combinations (`@pytest.mark.files(*globs)` on a
+test taking `variant`), so a failing variant has its own id in the report
+(`key:value-...`) and identical renderings are checked once.
+"""
+
 import shutil
 import subprocess
 
 import pytest
 
-from tests.combinations import SUPPORTED, combo_id
+from tests.combinations import combo_id
 from tests.conformance.checks import make_cert
+from tests.harness.variants import rendered, unique_variants
+
+
+def lint_selected(config):
+    """True when this run may select lint tests (no -m, or an -m naming lint)."""
+    expression = config.option.markexpr or ""
+    return not expression or "lint" in expression
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrize `variant` by the files named in the test's `files` marker."""
+    if "variant" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("files")
+    assert marker is not None, f"{metafunc.function.__name__} takes `variant` but has no @pytest.mark.files(...)"
+    found = unique_variants(marker.args, marker.kwargs.get("when", {})) if lint_selected(metafunc.config) else []
+    metafunc.parametrize("variant", found, ids=[combo_id(c) for c, _ in found])
 
 
 @pytest.fixture(scope="session")
-def projects(bakes):
+def projects():
     """(combination, project path) for every supported combination."""
-    return [(combo, bakes.get(combo)) for combo in SUPPORTED]
-
-
-def digest(project, relpaths):
-    h = hashlib.sha256()
-    for rel in relpaths:
-        path = project / rel
-        h.update(rel.encode())
-        h.update(path.read_bytes() if path.is_file() else b"<absent>")
-    return h.hexdigest()
-
-
-@pytest.fixture(scope="session")
-def variants(projects):
-    """variants(relpaths_fn) -> [(id, combo, project)] unique by the content the check reads."""
-
-    def pick(relpaths_fn):
-        seen, chosen = set(), []
-        for combo, project in projects:
-            rels = sorted(relpaths_fn(project))
-            key = digest(project, rels)
-            if key not in seen:
-                seen.add(key)
-                chosen.append((combo_id(combo), combo, project))
-        return chosen
-
-    return pick
-
-
-def rels(project, *patterns):
-    """Relative paths of the project's files matching glob patterns."""
-    return [str(p.relative_to(project)) for pattern in patterns for p in project.glob(pattern) if p.is_file()]
+    return rendered()
 
 
 @pytest.fixture(scope="session")
 def prod_env(tmp_path_factory):
     """Per project: a server env file written by the project's own script/bootstrap."""
-    cache = {}
+    cache_ = {}
 
     def make(project):
-        if project not in cache:
+        if project not in cache_:
             env_file = tmp_path_factory.mktemp("env") / "production.env"
             env = {"LHD_ENV_FILE": str(env_file), "PATH": "/usr/bin:/bin:/usr/local/bin"}
             subprocess.run([project / "script/bootstrap"], env=env, check=True, capture_output=True, text=True)
@@ -62,7 +53,7 @@ def prod_env(tmp_path_factory):
                 cert, key = make_cert(tmp_path_factory.mktemp("cert"), "example.com")
                 shutil.copy(cert, certs / "origin.crt")
                 shutil.copy(key, certs / "origin.key")
-            cache[project] = env_file
-        return cache[project]
+            cache_[project] = env_file
+        return cache_[project]
 
     return make

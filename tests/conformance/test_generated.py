@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from tests.conformance import checks
-from tests.conformance.conftest import rels
+from tests.harness.variants import rels, unique_variants
 
 pytestmark = pytest.mark.lint
 
@@ -20,97 +20,83 @@ DEV_REQUIRED = ["POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "HASURA_GRA
                 "HASURA_JWT_KEY", "SECRET_KEY_BASE"]
 
 
-def each(variants, relpaths_fn, check):
-    """Run check(project) on each unique variant; collect problems by variant."""
-    problems = []
-    for vid, combo, project in variants(relpaths_fn):
-        problems += [f"[{vid}] {p}" for p in check(combo, project)]
-    return problems
+YAML_GLOBS = ("**/*.yml", "**/*.yaml", ".gitlab-ci.yml", ".github/workflows/*.yml")
+MONITORING = "Docker/prometheus-swarm"
+CRYSTAL_GLOBS = ("src/**/*.cr", "spec/**/*.cr", "config/*.cr", "tasks/**/*.cr")
+COMPOSE_GLOBS = ("Docker/**/*", "script/**/*", ".env.example")
 
 
-def test_shellcheck(variants):
+@pytest.mark.files(*SCRIPT_GLOBS)
+def test_shellcheck(variant):
     """Every script, helper and in-container script passes shellcheck."""
-    problems = each(variants, lambda p: rels(p, *SCRIPT_GLOBS),
-                    lambda c, p: checks.shellcheck(rels(p, *SCRIPT_GLOBS), cwd=p))
-    assert not problems, "\n".join(problems)
+    _, project = variant
+    assert not checks.shellcheck(rels(project, *SCRIPT_GLOBS), cwd=project)
 
 
-def test_hadolint(variants):
+@pytest.mark.files(*DOCKERFILES)
+def test_hadolint(variant):
     """Every Dockerfile passes hadolint (ignored rules justified in hadolint.yaml)."""
-    problems = each(variants, lambda p: DOCKERFILES, lambda c, p: checks.hadolint([p / f for f in DOCKERFILES]))
-    assert not problems, "\n".join(problems)
+    _, project = variant
+    assert not checks.hadolint([project / f for f in DOCKERFILES])
 
 
-def test_yamllint(variants):
+@pytest.mark.files(*YAML_GLOBS)
+def test_yamllint(variant):
     """Every YAML file passes yamllint with the repo's config."""
-    globs = ("**/*.yml", "**/*.yaml", ".gitlab-ci.yml", ".github/workflows/*.yml")
-    problems = each(variants, lambda p: rels(p, *globs),
-                    lambda c, p: checks.yamllint(sorted({str(p / r) for r in rels(p, *globs)})))
-    assert not problems, "\n".join(problems)
+    _, project = variant
+    assert not checks.yamllint(sorted({str(project / r) for r in rels(project, *YAML_GLOBS)}))
 
 
-def test_prometheus_and_alertmanager(variants):
+@pytest.mark.files(f"{MONITORING}/prometheus/**/*.yml", f"{MONITORING}/alertmanager/*.yml", when={"monitoring": "yes"})
+def test_prometheus_and_alertmanager(variant):
     """promtool checks the config and rules; amtool checks Alertmanager."""
-    base = "Docker/prometheus-swarm"
-    files = lambda p: rels(p, f"{base}/prometheus/**/*.yml", f"{base}/alertmanager/*.yml")  # noqa: E731
-
-    def check(combo, project):
-        if combo["monitoring"] != "yes":
-            return []
-        return (checks.promtool_config(project / base / "prometheus/prometheus.yml")
-                + checks.promtool_rules(sorted(map(str, (project / base / "prometheus/rules").glob("*.yml"))))
-                + checks.amtool(project / base / "alertmanager/alertmanager.yml"))
-
-    monitored = [v for v in variants(files) if v[1]["monitoring"] == "yes"]
-    assert monitored, "no combination renders the monitoring stack"
-    problems = each(variants, files, check)
-    assert not problems, "\n".join(problems)
+    _, project = variant
+    base = project / MONITORING
+    assert not (checks.promtool_config(base / "prometheus/prometheus.yml")
+                + checks.promtool_rules(sorted(map(str, (base / "prometheus/rules").glob("*.yml"))))
+                + checks.amtool(base / "alertmanager/alertmanager.yml"))
 
 
-def test_grafana_provisioning(variants):
+def test_some_combination_renders_monitoring():
+    """The monitoring checks above have at least one variant to run on."""
+    assert unique_variants([f"{MONITORING}/**/*"], {"monitoring": "yes"})
+
+
+@pytest.mark.files(f"{MONITORING}/grafana/**/*", f"{MONITORING}/docker-compose.yml", when={"monitoring": "yes"})
+def test_grafana_provisioning(variant):
     """Dashboards parse and use the provisioned datasource, where the provider reads them."""
-    base = "Docker/prometheus-swarm"
-
-    def check(combo, project):
-        if combo["monitoring"] != "yes":
-            return []
-        compose = yaml.safe_load((project / base / "docker-compose.yml").read_text())
-        targets = {c["target"] for c in compose["services"]["grafana"]["configs"] if c["target"].endswith(".json")}
-        mounted = {os.path.dirname(t) for t in targets}
-        assert len(mounted) == 1
-        return checks.grafana(project / base / "grafana/provisioning/datasources/prometheus.yml",
-                              project / base / "grafana/provisioning/dashboards/dashboards.yml",
-                              sorted((project / base / "grafana/dashboards").glob("*.json")), mounted.pop())
-
-    problems = each(variants, lambda p: rels(p, f"{base}/grafana/**/*", f"{base}/docker-compose.yml"), check)
-    assert not problems, "\n".join(problems)
+    _, project = variant
+    base = project / MONITORING
+    compose = yaml.safe_load((base / "docker-compose.yml").read_text())
+    targets = {c["target"] for c in compose["services"]["grafana"]["configs"] if c["target"].endswith(".json")}
+    mounted = {os.path.dirname(t) for t in targets}
+    assert len(mounted) == 1
+    assert not checks.grafana(base / "grafana/provisioning/datasources/prometheus.yml",
+                              base / "grafana/provisioning/dashboards/dashboards.yml",
+                              sorted((base / "grafana/dashboards").glob("*.json")), mounted.pop())
 
 
-def test_ci_files(variants):
-    """CI files validate against their vendored schemas; workflows pass actionlint."""
-    def check(combo, project):
-        found = []
-        if combo["ci"] == "gitlab":
-            found += checks.jsonschema("vendor.gitlab-ci", [project / ".gitlab-ci.yml"])
-        if combo["ci"] == "github":
-            workflows = sorted((project / ".github/workflows").glob("*.yml"))
-            found += checks.jsonschema("vendor.github-workflows", workflows)
-            found += checks.actionlint(workflows)
-        return found
-
-    problems = each(variants, lambda p: rels(p, ".gitlab-ci.yml", ".github/workflows/*.yml"), check)
-    assert not problems, "\n".join(problems)
+@pytest.mark.files(".gitlab-ci.yml", when={"ci": "gitlab"})
+def test_gitlab_ci_file(variant):
+    """.gitlab-ci.yml validates against GitLab's vendored schema."""
+    _, project = variant
+    assert not checks.jsonschema("vendor.gitlab-ci", [project / ".gitlab-ci.yml"])
 
 
-def test_crystal_format(variants):
+@pytest.mark.files(".github/workflows/*.yml", when={"ci": "github"})
+def test_github_workflows(variant):
+    """The workflows validate against their vendored schema and pass actionlint."""
+    _, project = variant
+    workflows = sorted((project / ".github/workflows").glob("*.yml"))
+    assert workflows
+    assert not checks.jsonschema("vendor.github-workflows", workflows) + checks.actionlint(workflows)
+
+
+@pytest.mark.files(*CRYSTAL_GLOBS)
+def test_crystal_format(variant):
     """The Lucky app is formatted the way `crystal tool format` wants."""
-    problems = each(variants, lambda p: rels(p, "src/**/*.cr", "spec/**/*.cr", "config/*.cr", "tasks/**/*.cr"),
-                    lambda c, p: checks.crystal_format(CRYSTAL, cwd=p))
-    assert not problems, "\n".join(problems)
-
-
-def compose_relpaths(project):
-    return rels(project, "Docker/**/*", "script/**/*", ".env.example")
+    _, project = variant
+    assert not checks.crystal_format(CRYSTAL, cwd=project)
 
 
 def deploy_config(project, env_file, https, **overrides):
@@ -130,27 +116,22 @@ def loaded(result):
     return yaml.safe_load(result.stdout)
 
 
+@pytest.mark.files(*COMPOSE_GLOBS)
 @pytest.mark.parametrize("https", ["on", "off"])
-def test_production_stack_rules(variants, prod_env, https):
+def test_production_stack_rules(variant, prod_env, https):
     """`docker stack config` on script/deploy's files: healthchecks, ports, update order, security."""
-    def check(combo, project):
-        env_file = prod_env(project)
-        app = loaded(deploy_config(project, env_file, https))
-        monitoring = loaded(monitoring_config(project, env_file, https)) if combo["monitoring"] == "yes" else None
-        found = checks.stack_problems(app) + checks.security_problems(app, monitoring)
-        if monitoring:
-            # Monitoring services have no rolling-update policy of their own.
-            found += [f"monitoring: {p}" for p in checks.stack_problems(monitoring, check_updates=False)]
-        ports = {p["published"] for p in app["services"]["traefik"]["ports"]}
-        if ports != ({80, 443} if https == "on" else {80}):
-            found.append(f"HTTPS_SWITCH={https}: traefik publishes {sorted(ports)}")
-        entrypoints = {v for k, v in app["services"]["lucky"]["deploy"]["labels"].items() if k.endswith(".entrypoints")}
-        if entrypoints != {"websecure" if https == "on" else "web"}:
-            found.append(f"HTTPS_SWITCH={https}: lucky router on {entrypoints}")
-        return found
-
-    problems = each(variants, compose_relpaths, check)
-    assert not problems, "\n".join(problems)
+    combo, project = variant
+    env_file = prod_env(project)
+    app = loaded(deploy_config(project, env_file, https))
+    monitoring = loaded(monitoring_config(project, env_file, https)) if combo["monitoring"] == "yes" else None
+    found = checks.stack_problems(app) + checks.security_problems(app, monitoring)
+    if monitoring:
+        # Monitoring services have no rolling-update policy of their own.
+        found += [f"monitoring: {p}" for p in checks.stack_problems(monitoring, check_updates=False)]
+    assert not found, "\n".join(found)
+    assert {p["published"] for p in app["services"]["traefik"]["ports"]} == ({80, 443} if https == "on" else {80})
+    entrypoints = {v for k, v in app["services"]["lucky"]["deploy"]["labels"].items() if k.endswith(".entrypoints")}
+    assert entrypoints == {"websecure" if https == "on" else "web"}
 
 
 def test_production_fails_fast_on_missing_variables(default_project, prod_env):
@@ -161,28 +142,24 @@ def test_production_fails_fast_on_missing_variables(default_project, prod_env):
     assert not problems, "\n".join(problems)
 
 
-def test_development_config(variants):
-    """`script/up --config`: merges, ports only on 127.0.0.1, trust auth here only."""
-    def check(combo, project):
-        result = subprocess.run([project / "script/up", "--config"], capture_output=True, text=True, check=False,
-                                env=checks.env_with(COMPOSE_PROJECT_NAME="lint"), timeout=60)
-        config = loaded(result)
-        found = []
-        for name, svc in config["services"].items():
-            for port in svc.get("ports", []):
-                if port.get("host_ip") != "127.0.0.1":
-                    found.append(f"dev {name}: port {port} not bound to 127.0.0.1")
-            if not svc.get("healthcheck"):
-                found.append(f"dev {name}: no healthcheck")
-        if config["services"]["postgres"]["environment"].get("POSTGRES_HOST_AUTH_METHOD") != "trust":
-            found.append("dev postgres: trust auth expected in development")
-        watch = config["services"]["lucky"].get("develop", {}).get("watch", [])
-        if not {w["action"] for w in watch} >= {"sync", "rebuild"}:
-            found.append(f"dev lucky: develop.watch lacks sync/rebuild: {watch}")
-        return found
-
-    problems = each(variants, compose_relpaths, check)
-    assert not problems, "\n".join(problems)
+@pytest.mark.files(*COMPOSE_GLOBS)
+def test_development_config(variant):
+    """`script/up --config`: merges, ports only on 127.0.0.1, healthchecks, trust auth here only, develop.watch."""
+    _, project = variant
+    result = subprocess.run([project / "script/up", "--config"], capture_output=True, text=True, check=False,
+                            env=checks.env_with(COMPOSE_PROJECT_NAME="lint"), timeout=60)
+    config = loaded(result)
+    found = []
+    for name, svc in config["services"].items():
+        for port in svc.get("ports", []):
+            if port.get("host_ip") != "127.0.0.1":
+                found.append(f"dev {name}: port {port} not bound to 127.0.0.1")
+        if not svc.get("healthcheck"):
+            found.append(f"dev {name}: no healthcheck")
+    assert not found, "\n".join(found)
+    assert config["services"]["postgres"]["environment"].get("POSTGRES_HOST_AUTH_METHOD") == "trust"
+    watch = config["services"]["lucky"].get("develop", {}).get("watch", [])
+    assert {w["action"] for w in watch} >= {"sync", "rebuild"}, watch
 
 
 def test_development_fails_fast_on_missing_variables(default_project):
@@ -196,45 +173,39 @@ def test_development_fails_fast_on_missing_variables(default_project):
     assert not problems, "\n".join(problems)
 
 
-def test_trust_auth_only_in_development_files(variants):
+@pytest.mark.files(*COMPOSE_GLOBS)
+def test_trust_auth_only_in_development_files(variant):
     """POSTGRES_HOST_AUTH_METHOD trust appears in the development overlay alone."""
-    def check(combo, project):
-        hits = {str(p.relative_to(project)) for p in project.rglob("*")
-                if p.is_file() and "POSTGRES_HOST_AUTH_METHOD: trust" in p.read_text(errors="replace")}
-        return [] if hits == {"Docker/docker-compose.dev.yml"} else [f"trust auth in {sorted(hits)}"]
-
-    problems = each(variants, compose_relpaths, check)
-    assert not problems, "\n".join(problems)
+    _, project = variant
+    hits = {str(p.relative_to(project)) for p in project.rglob("*")
+            if p.is_file() and "POSTGRES_HOST_AUTH_METHOD: trust" in p.read_text(errors="replace")}
+    assert hits == {"Docker/docker-compose.dev.yml"}
 
 
-def test_no_secret_in_tracked_files(projects, tmp_path):
+@pytest.mark.parametrize("which", [0, -1], ids=["first-combination", "last-combination"])
+def test_no_secret_in_tracked_files(projects, which):
     """No file git would track contains a secret-like string; .env holds the real ones."""
-    problems = []
-    for _combo, project in projects[:1] + projects[-1:]:
+    _, project = projects[which]
+    tracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=project,
+                             capture_output=True, text=True, check=False)
+    if tracked.returncode != 0:
+        subprocess.run(["git", "init", "-q"], cwd=project, check=True)
         tracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=project,
-                                 capture_output=True, text=True, check=False)
-        if tracked.returncode != 0:
-            subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-            tracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=project,
-                                     capture_output=True, text=True, check=True)
-        files = [project / f for f in tracked.stdout.split()]
-        assert ".env" not in tracked.stdout.split() and len(files) > 50
-        problems += checks.secret_scan(files)
-        assert checks.secret_scan([project / ".env"]), ".env should hold real secrets"
-    assert not problems, "\n".join(problems)
+                                 capture_output=True, text=True, check=True)
+    files = [project / f for f in tracked.stdout.split()]
+    assert ".env" not in tracked.stdout.split() and len(files) > 50
+    assert not checks.secret_scan(files)
+    assert checks.secret_scan([project / ".env"]), ".env should hold real secrets"
 
 
+@pytest.mark.files("Docker/traefik/**/*")
 @pytest.mark.parametrize("https", ["on", "off"])
-def test_traefik_loads_generated_config(variants, tmp_path, https):
+def test_traefik_loads_generated_config(variant, tmp_path, https):
     """The real Traefik starts with the generated static and dynamic files, without errors."""
-    def check(combo, project):
-        traefik = project / "Docker/traefik"
-        static = traefik / ("traefik.https.yml" if https == "on" else "traefik.http.yml")
-        dynamic = [traefik / "dynamic/middlewares.yml"]
-        if https == "on" and combo["tls"] == "origin-certs":
-            dynamic.append(traefik / "dynamic/tls.yml")
-        workdir = tmp_path / f"{combo['tls']}-{https}"
-        return checks.traefik_problems(static, dynamic, workdir, combo.get("app_domain", "example.com"))
-
-    problems = each(variants, lambda p: rels(p, "Docker/traefik/**/*"), check)
-    assert not problems, "\n".join(problems)
+    combo, project = variant
+    traefik = project / "Docker/traefik"
+    static = traefik / ("traefik.https.yml" if https == "on" else "traefik.http.yml")
+    dynamic = [traefik / "dynamic/middlewares.yml"]
+    if https == "on" and combo["tls"] == "origin-certs":
+        dynamic.append(traefik / "dynamic/tls.yml")
+    assert not checks.traefik_problems(static, dynamic, tmp_path / "traefik", combo.get("app_domain", "example.com"))
