@@ -1,60 +1,11 @@
-"""Shared fixtures: baking the template once per combination and session."""
+"""Shared fixtures (fixtures only; helpers live in tests/harness): bakes, image mode, the run report."""
 
-import shutil
-import subprocess
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
-from cookiecutter.main import cookiecutter
 
-from tests.combinations import ROOT, SUPPORTED, combo_id
-
-BINARY_SUFFIXES = {".png", ".jpg", ".ico", ".gz", ".zip"}
-
-
-def run(cmd, cwd=None, env=None, check=True, timeout=600, input=None):
-    """Run a command given as a list; on failure, fail with stdout+stderr."""
-    result = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=timeout, input=input, check=False,
-    )
-    if check and result.returncode != 0:
-        pytest.fail(
-            f"command failed ({result.returncode}): {' '.join(map(str, cmd))}\n"
-            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}",
-            pytrace=False,
-        )
-    return result
-
-
-def bake(output_dir, template=ROOT, **answers):
-    """Render the template without prompts; return the project directory."""
-    return Path(cookiecutter(str(template), no_input=True, extra_context=answers, output_dir=str(output_dir)))
-
-
-def text_files(project):
-    """Yield every non-binary file of a rendered project."""
-    for path in sorted(project.rglob("*")):
-        if path.is_file() and path.suffix not in BINARY_SUFFIXES and ".git" not in path.parts:
-            yield path
-
-
-class BakeCache:
-    """Bake each combination once per test session."""
-
-    def __init__(self, base):
-        self.base = base
-        self.projects = {}
-
-    def get(self, combo):
-        key = combo_id(combo)
-        if key not in self.projects:
-            out = self.base / key
-            if out.exists():
-                shutil.rmtree(out)
-            self.projects[key] = bake(out, **combo)
-        return self.projects[key]
+from tests.combinations import SUPPORTED, combo_id
+from tests.harness.bake import BakeCache
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +42,7 @@ def pytest_addoption(parser):
 @pytest.fixture(scope="session")
 def image_mode(request):
     """Resolve the image mode; in local mode build the kit and lend its images their upstream names for the run."""
-    from tests.dockerlib import engine_available
+    from tests.harness.docker import engine_available
     from tests.images import kit, shards_mirror
 
     if not engine_available():

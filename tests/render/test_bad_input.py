@@ -6,7 +6,7 @@ import pytest
 import yaml
 from cookiecutter.exceptions import FailedHookException, OutputDirExistsException
 
-from tests.conftest import bake
+from tests.harness.bake import bake
 
 pytestmark = pytest.mark.render
 

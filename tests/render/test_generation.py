@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from tests.combinations import REJECTED, ROOT, SUPPORTED, combo_id
-from tests.conftest import bake, run, text_files
+from tests.harness.bake import bake, text_files
+from tests.harness.proc import run
 
 pytestmark = pytest.mark.render
 

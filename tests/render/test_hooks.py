@@ -11,7 +11,7 @@ import pytest
 from hooks import post_gen_project as post
 from hooks import pre_gen_project as pre
 from tests.combinations import ROOT, rendered_defaults
-from tests.conftest import run
+from tests.harness.proc import run
 
 DEFAULTS = rendered_defaults()
 

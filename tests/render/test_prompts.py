@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.combinations import COOKIECUTTER_JSON, ROOT
-from tests.conftest import run
+from tests.harness.proc import run
 
 pytestmark = pytest.mark.render
 

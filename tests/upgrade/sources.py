@@ -8,14 +8,12 @@ commands the READMEs give, in the directory the README implies.
 import json
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
-from tests.combinations import ROOT
-from tests.conftest import run
+from tests.harness.bake import copy_template
+from tests.harness.proc import run
 
-TEMPLATE_PARTS = ["cookiecutter.json", "hooks", "{{cookiecutter.project_name}}"]
 TPL = "{{cookiecutter.project_name}}"
 PROJECT = "lhd_app"  # the default project_name
 
@@ -51,12 +49,7 @@ def make_upstream(path, env, directory=None):
     """
     target = path / directory if directory else path
     target.mkdir(parents=True)
-    for part in TEMPLATE_PARTS:
-        source = ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, target / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, target / part)
+    copy_template(target)
     git(path, env, "init", "-q", "-b", "main")
     git(path, env, "add", "-A")
     git(path, env, "commit", "-qm", "A", date=DAY_A)

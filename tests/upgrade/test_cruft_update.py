@@ -6,17 +6,15 @@ commit B; `cruft update` brings B in. Each test checks one promise.
 """
 
 import json
-import shutil
 import subprocess
 
 import pytest
 
-from tests.combinations import ROOT
-from tests.conftest import bake, run
+from tests.harness.bake import bake, copy_template
+from tests.harness.proc import run
 
 pytestmark = pytest.mark.upgrade
 
-TEMPLATE_PARTS = ["cookiecutter.json", "hooks", "{{cookiecutter.project_name}}"]
 TPL = "{{cookiecutter.project_name}}"
 
 
@@ -27,12 +25,7 @@ def git(repo, *args):
 def make_template_repo(path):
     """A git repository with the current template, committed as A."""
     path.mkdir()
-    for part in TEMPLATE_PARTS:
-        source = ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, path / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, path / part)
+    copy_template(path)
     git(path, "init", "-q", "-b", "main")
     git(path, "add", "-A")
     git(path, "commit", "-qm", "A")

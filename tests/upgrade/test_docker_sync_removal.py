@@ -21,13 +21,14 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from tests.combinations import ROOT
-from tests.conftest import bake, run
+from tests.harness.bake import TEMPLATE_PARTS, bake, copy_template
+from tests.harness.proc import run
 
 pytestmark = pytest.mark.upgrade
 
-TEMPLATE_PARTS = ["cookiecutter.json", "hooks", "{{cookiecutter.project_name}}"]
 TPL = "{{cookiecutter.project_name}}"
 DOCKER_SYNC_FILES = ["docker-sync.yml", "Docker/docker-compose.docker-sync.yml"]
 NOTE = "**Coming from docker-sync?**"
@@ -74,12 +75,7 @@ def template_repo(old_template, path):
 def move_to_work_tree(repo):
     """Replace the repository's template with the work tree's, committed as B; return B."""
     git(repo, "rm", "-rq", ".")
-    for part in TEMPLATE_PARTS:
-        source = ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, repo / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, repo / part)
+    copy_template(repo)
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "B: the work tree's template")
     return git(repo, "rev-parse", "HEAD")
@@ -178,6 +174,7 @@ def test_letsencrypt_account_through_update(old_template, tmp_path, variables, a
     extra = ["--variables-to-update", json.dumps(variables)] if variables else []
     result = cruft(project, "update", "-y", *extra)
     assert result.returncode == 0, explain(result)
-    assert f"      email: {account}\n" in (project / "Docker/traefik/traefik.https.yml").read_text()
+    static = yaml.safe_load((project / "Docker/traefik/traefik.https.yml").read_text())
+    assert static["certificatesResolvers"]["letsencrypt"]["acme"]["email"] == account
     answers = json.loads((project / ".cruft.json").read_text())["context"]["cookiecutter"]
     assert "letsencrypt_email" not in answers and answers["__letsencrypt_email"] == account

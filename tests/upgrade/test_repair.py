@@ -14,7 +14,7 @@ import json
 import pytest
 
 from tests.combinations import ROOT
-from tests.conftest import run
+from tests.harness.proc import run
 from tests.upgrade.sources import (
     DAY_PROJECT,
     EDITED_FILE,
