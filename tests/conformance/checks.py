@@ -142,9 +142,10 @@ def stack_problems(config, check_updates=True):
     return problems
 
 
-# What Traefik's swarm provider reads. NODES is not in contracts.md: the real
-# Traefik 3.7 inspects each task's node and logs 403s without it (seen in the
-# swarm e2e run), routing nothing.
+# What Traefik's swarm provider reads: services, tasks, networks, and NODES,
+# since the real Traefik 3.7 inspects each task's node and logs 403s without it
+# (seen in the swarm e2e run; traefik/traefik pkg/provider/docker swarm code),
+# routing nothing.
 SOCKET_PROXY_SECTIONS = {"SERVICES", "TASKS", "NETWORKS", "NODES", "VERSION", "PING"}
 PLACEHOLDER = re.compile(r"change.?me|placeholder|generated-by|example|^secret$|^password$|^admin$|^$", re.I)
 SECRET_ENV = {"POSTGRES_PASSWORD", "HASURA_GRAPHQL_ADMIN_SECRET", "SECRET_KEY_BASE"}
