@@ -4,7 +4,7 @@ The Hasura contract tests (tests/images/test_contracts.py) assert through
 `expect`, so a failure says which fact it contradicts and where upstream
 states it, whether the image under test is the official one (upstream mode)
 or the double (local mode). Files are in hasura/graphql-engine at the tag
-the template pins (`hasura_version` in cookiecutter.json).
+the template pins (`_hasura_version` in cookiecutter.json).
 """
 
 import json
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-TAG = json.loads((Path(__file__).resolve().parents[2] / "cookiecutter.json").read_text())["hasura_version"]
+TAG = json.loads((Path(__file__).resolve().parents[2] / "cookiecutter.json").read_text())["_hasura_version"]
 
 
 @dataclass(frozen=True)

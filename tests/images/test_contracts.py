@@ -1,30 +1,64 @@
 """Contract tests of the images the generated project runs.
 
-Written against the upstream image names and documented behaviour
-(../shared/contracts.md), so they run unchanged in upstream mode against the
-official images, and in local mode against the kit (real PostgreSQL, Traefik,
-HAProxy, Prometheus; Hasura and Lucky doubles).
+Written against the upstream image names and the behaviour their sources
+define (each Hasura fact names its hasura/graphql-engine file through
+tests/images/hasura_contract.py), so they run unchanged in upstream mode
+against the official images, and in local mode against the kit (real
+PostgreSQL, Traefik, HAProxy, Prometheus, and the real Lucky build; a Hasura
+double).
+
+Containers are testcontainers' (tests/harness/containers.py): ports published
+on 127.0.0.1 only, readiness from wait strategies or tests.harness.wait.until,
+the container's logs in every failure. GraphQL goes through gql
+(tests/harness/graphql_client.py); the other Hasura endpoints through requests.
 """
 
+import base64
+import hashlib
+import hmac
 import json
+import shutil
 import struct
-import subprocess
 import time
 
 import psycopg
 import pytest
 import requests
+from testcontainers.core.wait_strategies import (
+    ExecWaitStrategy,
+    HealthcheckWaitStrategy,
+    HttpWaitStrategy,
+    LogMessageWaitStrategy,
+)
 
-from tests.dockerlib import Container, Network, docker, unique, wait_until
+from tests.harness import graphql_client
+from tests.harness.containers import (
+    LOOPBACK,
+    WithLogs,
+    address,
+    contract,
+    contract_network,
+    execute,
+    exit_code,
+    logs,
+    output,
+    published,
+    run_once,
+    state,
+    url,
+)
+from tests.harness.docker import docker, unique
+from tests.harness.proc import run
+from tests.harness.wait import until
 from tests.images import hasura_contract as hc
 from tests.images.kit import PINS
 
 pytestmark = pytest.mark.docker
 
-POSTGRES = f"postgres:{PINS['postgres_version']}"
-HASURA = f"hasura/graphql-engine:{PINS['hasura_version']}.cli-migrations-v3"
-TRAEFIK = f"traefik:{PINS['traefik_version']}"
-PROXY = f"tecnativa/docker-socket-proxy:{PINS['socket_proxy_version']}"
+POSTGRES = f"postgres:{PINS['_postgres_version']}"
+HASURA = f"hasura/graphql-engine:{PINS['_hasura_version']}.cli-migrations-v3"
+TRAEFIK = f"traefik:{PINS['_traefik_version']}"
+PROXY = f"tecnativa/docker-socket-proxy:{PINS['_socket_proxy_version']}"
 ADMIN = "admin-secret-for-contract-tests"
 JWT_KEY = "k" * 40
 NOTES_SQL = """
@@ -35,8 +69,23 @@ INSERT INTO notes (title, body, published) VALUES ('public one', 'a', true), ('d
 """
 
 
-def pg_ready(container, user="app", db="app"):
-    return container.exec("pg_isready", "-h", "127.0.0.1", "-U", user, "-d", db, check=False).returncode == 0
+def pg_ready(user="app", db="app", timeout=60):
+    """Wait strategy: PostgreSQL accepts TCP connections (initdb's private server listens on no TCP address)."""
+    command = ["pg_isready", "-h", "127.0.0.1", "-U", user, "-d", db]
+    return ExecWaitStrategy(command).with_startup_timeout(timeout).with_poll_interval(0.5)
+
+
+def psql(pg, db, sql, tuples=False, check=True):
+    """psql -c sql as `app` on db inside the PostgreSQL container (stops on the first error); -tA when tuples."""
+    flags = ["-tA"] if tuples else []
+    return execute(pg, "psql", "-v", "ON_ERROR_STOP=1", *flags, "-h", "127.0.0.1", "-U", "app", "-d", db, "-c", sql,
+                   check=check)
+
+
+def fetch_one(dsn, sql):
+    """The first row of sql over a real TCP connection to dsn."""
+    with psycopg.connect(dsn, connect_timeout=3) as connection:
+        return connection.execute(sql).fetchone()
 
 
 # --- PostgreSQL -------------------------------------------------------------------
@@ -46,22 +95,31 @@ def test_postgres_env_contract(image_mode, tmp_path):
     (tmp_path / "pw").write_text("file-password\n")
     (tmp_path / "init").mkdir()
     (tmp_path / "init/10-extra.sql").write_text("CREATE TABLE from_initdb (id int);")
-    with Container(POSTGRES, env={"POSTGRES_USER": "app", "POSTGRES_DB": "app", "POSTGRES_PASSWORD_FILE": "/run/pw"},
-                   ports=[5432], volumes=[f"{tmp_path}/pw:/run/pw:ro", f"{tmp_path}/init:/docker-entrypoint-initdb.d:ro"]) as pg:
-        wait_until(lambda: pg_ready(pg), 60, "postgres to accept connections")
-        url = f"postgresql://app:file-password@127.0.0.1:{pg.ports[5432]}/app"
-        rows = wait_until(lambda: psycopg.connect(url, connect_timeout=3).execute(
-            "SELECT current_user, to_regclass('from_initdb')::text, current_setting('data_directory')").fetchone(),
-            30, "a password login over TCP")
+    env = {"POSTGRES_USER": "app", "POSTGRES_DB": "app", "POSTGRES_PASSWORD_FILE": "/run/pw"}
+    volumes = [(tmp_path / "pw", "/run/pw", "ro"), (tmp_path / "init", "/docker-entrypoint-initdb.d", "ro")]
+    with contract(POSTGRES, env=env, ports=[5432], volumes=volumes, wait=pg_ready()) as pg:
+        dsn = f"postgresql://app:file-password@{address(pg, 5432)}/app"
+        rows = until(lambda: fetch_one(dsn, "SELECT current_user, to_regclass('from_initdb')::text, "
+                                            "current_setting('data_directory')"), 30, "a password login over TCP")
         assert rows[0] == "app" and rows[1] == "from_initdb"
-        assert rows[2] == f"/var/lib/postgresql/{PINS['postgres_version'].split('.')[0]}/docker"
+        assert rows[2] == f"/var/lib/postgresql/{PINS['_postgres_version'].split('.')[0]}/docker"
 
 
 def test_postgres_refuses_to_start_without_password(image_mode):
     """An uninitialised database without a superuser password exits with a clear error."""
-    with Container(POSTGRES) as pg:
-        assert pg.wait_exit(60) != 0
-        assert "superuser password is not specified" in pg.logs()
+    refusal = LogMessageWaitStrategy("superuser password is not specified").with_startup_timeout(60)
+    with contract(POSTGRES, wait=refusal) as pg:
+        assert exit_code(pg, 60) != 0
+        assert "superuser password is not specified" in logs(pg)
+
+
+def test_contract_ports_are_published_on_loopback_only(image_mode):
+    """A contract container's published port is bound to 127.0.0.1 alone (`docker port`), and answers there."""
+    ping = HttpWaitStrategy(8080, "/ping").with_startup_timeout(30).with_poll_interval(0.5)
+    with contract(TRAEFIK, "--ping=true", "--entrypoints.traefik.address=:8080", ports=[8080], wait=ping) as t:
+        assert published(t) == [f"8080/tcp -> {address(t, 8080)}"]
+        assert address(t, 8080).startswith(f"{LOOPBACK}:")
+        assert requests.get(url(t, 8080, "/ping"), timeout=5).text == "OK"
 
 
 # --- Hasura ------------------------------------------------------------------------
@@ -71,12 +129,12 @@ def test_postgres_refuses_to_start_without_password(image_mode):
 
 @pytest.fixture(scope="module")
 def database(image_mode):
-    """A network with PostgreSQL holding the example `notes` table."""
-    with Network() as net, Container(POSTGRES, name=unique("pg"), network=net,
-                                     env={"POSTGRES_USER": "app", "POSTGRES_PASSWORD": "pw", "POSTGRES_DB": "app"}) as pg:
-        wait_until(lambda: pg_ready(pg), 60, "postgres")
-        pg.exec("psql", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "app", "-d", "app", "-c", NOTES_SQL)
-        yield {"network": net, "url": f"postgres://app:pw@{pg.name}:5432/app", "pg": pg}
+    """A network with PostgreSQL (under a name no other network uses) holding the example `notes` table."""
+    env = {"POSTGRES_USER": "app", "POSTGRES_PASSWORD": "pw", "POSTGRES_DB": "app"}
+    host = unique("pg")
+    with contract_network() as net, contract(POSTGRES, env=env, network=net, aliases=[host], wait=pg_ready()) as pg:
+        psql(pg, "app", NOTES_SQL)
+        yield {"network": net, "url": f"postgres://app:pw@{host}:5432/app", "pg": pg}
 
 
 def hasura_env(database, **extra):
@@ -87,19 +145,34 @@ def hasura_env(database, **extra):
     return {k: v for k, v in env.items() if v is not None}
 
 
+def hasura_serving(timeout=120):
+    """Wait strategy: /healthz answers at all (200 or 500, whatever its verdict)."""
+    return HttpWaitStrategy(8080, "/healthz").for_status_code(500).with_startup_timeout(timeout).with_poll_interval(0.5)
+
+
+def hasura_ok(timeout=120):
+    """Wait strategy: /healthz answers 200 OK."""
+    return (HttpWaitStrategy(8080, "/healthz").for_response_predicate(lambda body: body == "OK")
+            .with_startup_timeout(timeout).with_poll_interval(0.5))
+
+
 def serving(container):
     """True once /healthz answers at all (whatever its verdict)."""
-    return requests.get(container.url(8080, "/healthz"), timeout=3).status_code in (200, 500)
+    return requests.get(url(container, 8080, "/healthz"), timeout=3).status_code in (200, 500)
+
+
+def exited(container):
+    """True once the container has stopped."""
+    return state(container)["Status"] == "exited"
 
 
 @pytest.fixture(scope="module")
 def hasura(database, default_project):
     """Hasura with the generated project's metadata, as its image bakes it."""
-    metadata = default_project / "db/hasura/metadata"
-    with Container(HASURA, network=database["network"], env=hasura_env(database), ports=[8080, 9693],
-                   volumes=[f"{metadata}:/hasura-metadata:ro", f"{default_project / 'db/hasura'}:/hasura:ro"]) as h:
-        wait_until(lambda: requests.get(h.url(8080, "/healthz"), timeout=3).text == "OK", 120,
-                   lambda: f"hasura /healthz\n{h.logs()}")
+    volumes = [(default_project / "db/hasura/metadata", "/hasura-metadata", "ro"),
+               (default_project / "db/hasura", "/hasura", "ro")]
+    with contract(HASURA, env=hasura_env(database), network=database["network"], ports=[8080, 9693], volumes=volumes,
+                  wait=hasura_ok()) as h:
         yield h
 
 
@@ -107,40 +180,36 @@ def hasura(database, default_project):
 def fresh_database(database):
     """A database of its own (with `notes`), for tests that change metadata or catalog state."""
     name = unique("db").replace("-", "_")
-    admin = ["psql", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "app", "-d", "app", "-c"]
-    database["pg"].exec(*admin, f"CREATE DATABASE {name}")
-    database["pg"].exec("psql", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "app", "-d", name, "-c", NOTES_SQL)
+    psql(database["pg"], "app", f"CREATE DATABASE {name}")
+    psql(database["pg"], name, NOTES_SQL)
     yield dict(database, url=database["url"].rsplit("/", 1)[0] + f"/{name}", name=name)
-    database["pg"].exec(*admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", check=False)
+    psql(database["pg"], "app", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", check=False)
 
 
-def gql(hasura, query, headers=None):
-    answer = requests.post(hasura.url(8080, "/v1/graphql"), json={"query": query}, headers=headers or {}, timeout=10)
-    hc.expect(hc.GRAPHQL_STATUS, answer.status_code == 200, (answer.status_code, answer.text))
-    return answer.json()
-
-
-def first_error(body):
-    error = (body.get("errors") or [{}])[0]
-    return error.get("extensions", {}).get("code"), error.get("message")
+def ask(hasura, query, headers=None):
+    """Hasura's answer to query on /v1/graphql, through gql; it answers HTTP 200 even when the body holds errors."""
+    got = graphql_client.answer(url(hasura, 8080, "/v1/graphql"), query, headers)
+    hc.expect(hc.GRAPHQL_STATUS, got.statuses == [200], (got.statuses, got.body()))
+    return got
 
 
 def metadata_call(hasura, kind, args=None, secret=ADMIN):
+    """POST {type, args} to /v1/metadata (with the admin secret unless secret is None)."""
     headers = {"X-Hasura-Admin-Secret": secret} if secret else {}
-    return requests.post(hasura.url(8080, "/v1/metadata"), json={"type": kind, "args": args or {}},
+    return requests.post(url(hasura, 8080, "/v1/metadata"), json={"type": kind, "args": args or {}},
                          headers=headers, timeout=10)
 
 
 def set_migration_mode(hasura, value):
     """Write cli_state.settings.migration_mode through the catalog state API, as the CLI does."""
-    state = metadata_call(hasura, "get_catalog_state").json().get("cli_state") or {}
-    state.setdefault("settings", {})["migration_mode"] = value
-    assert metadata_call(hasura, "set_catalog_state", {"type": "cli", "state": state}).status_code == 200
+    state_now = metadata_call(hasura, "get_catalog_state").json().get("cli_state") or {}
+    state_now.setdefault("settings", {})["migration_mode"] = value
+    assert metadata_call(hasura, "set_catalog_state", {"type": "cli", "state": state_now}).status_code == 200
 
 
 def test_hasura_healthz(hasura):
     """/healthz answers OK, and strict mode agrees when metadata is consistent."""
-    answer = requests.get(hasura.url(8080, "/healthz?strict=true"), timeout=5)
+    answer = requests.get(url(hasura, 8080, "/healthz?strict=true"), timeout=5)
     hc.expect(hc.HEALTHZ, (answer.status_code, answer.text) == (200, "OK"), (answer.status_code, answer.text))
 
 
@@ -158,46 +227,42 @@ ANONYMOUS = {
 def test_hasura_anonymous_request_per_auth_mode(database, default_project, mode):
     """A request without credentials gets what the auth mode decides (the project uses admin-secret-and-jwt)."""
     extra, fact, wanted = ANONYMOUS[mode]
-    metadata = default_project / "db/hasura/metadata"
-    with Container(HASURA, network=database["network"], env=hasura_env(database, **extra), ports=[8080],
-                   volumes=[f"{metadata}:/hasura-metadata:ro"]) as h:
-        wait_until(lambda: serving(h), 120, lambda: f"hasura /healthz\n{h.logs()}")
-        got = first_error(gql(h, "{ notes { title } }"))
+    volumes = [(default_project / "db/hasura/metadata", "/hasura-metadata", "ro")]
+    with contract(HASURA, env=hasura_env(database, **extra), network=database["network"], ports=[8080], volumes=volumes,
+                  wait=hasura_serving()) as h:
+        got = ask(h, "{ notes { title } }").first_error()
         hc.expect(fact, got == wanted, got)
 
 
 def test_hasura_queries_tracked_table_as_admin(hasura):
     """A query on the tracked table returns the rows from PostgreSQL."""
-    data = gql(hasura, "{ notes(order_by: [{title: asc}]) { title published } }", {"x-hasura-admin-secret": ADMIN})
+    data = ask(hasura, "{ notes(order_by: [{title: asc}]) { title published } }", {"x-hasura-admin-secret": ADMIN}).body()
     hc.expect(hc.ROLE_PERMISSIONS, data == {"data": {"notes": [{"title": "draft", "published": False},
                                                                {"title": "public one", "published": True}]}}, data)
 
 
 def test_hasura_unknown_field_is_validation_failed(hasura):
     """An unknown root field is validation-failed with Hasura's message."""
-    got = first_error(gql(hasura, "{ no_such_table { id } }", {"x-hasura-admin-secret": ADMIN}))
+    got = ask(hasura, "{ no_such_table { id } }", {"x-hasura-admin-secret": ADMIN}).first_error()
     hc.expect(hc.UNKNOWN_FIELD, got == ("validation-failed", "field 'no_such_table' not found in type: 'query_root'"),
               got)
+
+
+def jwt_token(claims):
+    """An HS256 JWT of claims signed with JWT_KEY."""
+    def b64(raw):
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    head, body = b64(b'{"alg":"HS256","typ":"JWT"}'), b64(json.dumps(claims).encode())
+    sig = b64(hmac.new(JWT_KEY.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+    return f"{head}.{body}.{sig}"
 
 
 def test_hasura_user_role_sees_published_only(hasura):
     """The template's `user` permission filters to published rows."""
     token = jwt_token({"https://hasura.io/jwt/claims": {"x-hasura-default-role": "user",
                                                          "x-hasura-allowed-roles": ["user"], "x-hasura-user-id": "1"}})
-    data = gql(hasura, "{ notes { title } }", {"Authorization": f"Bearer {token}"})
+    data = ask(hasura, "{ notes { title } }", {"Authorization": f"Bearer {token}"}).body()
     hc.expect(hc.ROLE_PERMISSIONS, data == {"data": {"notes": [{"title": "public one"}]}}, data)
-
-
-def jwt_token(claims):
-    import base64
-    import hashlib
-    import hmac
-
-    def b64(raw):
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-    head, body = b64(b'{"alg":"HS256","typ":"JWT"}'), b64(json.dumps(claims).encode())
-    sig = b64(hmac.new(JWT_KEY.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
-    return f"{head}.{body}.{sig}"
 
 
 def test_hasura_metadata_and_schema_api(hasura):
@@ -209,20 +274,20 @@ def test_hasura_metadata_and_schema_api(hasura):
     denied = metadata_call(hasura, "export_metadata", secret=None)
     hc.expect(hc.METADATA_API_DENIED, (denied.status_code, denied.json().get("code")) == (400, "invalid-headers"),
               (denied.status_code, denied.text))
-    result = requests.post(hasura.url(8080, "/v2/query"), headers={"X-Hasura-Admin-Secret": ADMIN}, timeout=10,
+    result = requests.post(url(hasura, 8080, "/v2/query"), headers={"X-Hasura-Admin-Secret": ADMIN}, timeout=10,
                            json={"type": "run_sql", "args": {"source": "default", "sql": "SELECT count(*) FROM notes"}})
     assert result.status_code == 200 and result.json()["result"][1] == ["2"], result.text
 
 
 def test_hasura_console_migration_mode(hasura, database):
     """hasura-cli console's API: migration mode on by default, PUT turns it off, writes are refused, state in cli_state."""
-    hasura.exec("sh", "-c", "hasura-cli console --project /hasura --no-browser --skip-update-check --address 0.0.0.0 "
-                f"--api-port 9693 --console-port 9695 --endpoint http://127.0.0.1:8080 --admin-secret {ADMIN} "
-                ">/tmp/console.log 2>&1 &")
-    settings = hasura.url(9693, "/apis/migrate/settings")
+    execute(hasura, "sh", "-c", "hasura-cli console --project /hasura --no-browser --skip-update-check --address 0.0.0.0 "
+            f"--api-port 9693 --console-port 9695 --endpoint http://127.0.0.1:8080 --admin-secret {ADMIN} "
+            ">/tmp/console.log 2>&1 &")
+    settings = url(hasura, 9693, "/apis/migrate/settings")
     try:
-        first = wait_until(lambda: requests.get(settings, timeout=3).json(), 60,
-                           lambda: f"the console API\n{hasura.exec('cat', '/tmp/console.log', check=False).stdout}")
+        first = until(lambda: requests.get(settings, timeout=3).json(), 60,
+                      lambda: f"the console API\n{execute(hasura, 'cat', '/tmp/console.log', check=False).stdout}")
         hc.expect(hc.CONSOLE_SETTINGS, first == {"migration_mode": "true"}, first)
         put = requests.put(settings, json={"name": "migration_mode", "value": "false"}, timeout=5)
         hc.expect(hc.CONSOLE_SETTINGS, (put.status_code, put.json()) == (200, {"message": "Successfuly set"}), put.text)
@@ -233,7 +298,7 @@ def test_hasura_console_migration_mode(hasura, database):
         other = requests.delete(settings, timeout=5)
         hc.expect(hc.CONSOLE_SETTINGS, (other.status_code, other.json()) == (405, {"message": "Method not allowed"}),
                   other.text)
-        migrate = hasura.url(9693, "/apis/migrate")
+        migrate = url(hasura, 9693, "/apis/migrate")
         nameless = requests.post(migrate, json={"name": "x", "up": []}, timeout=5)
         hc.expect(hc.CONSOLE_MIGRATE, (nameless.status_code, nameless.json()) ==
                   (500, {"code": "internal_error", "message": "datasource key not found in body"}), nameless.text)
@@ -242,8 +307,8 @@ def test_hasura_console_migration_mode(hasura, database):
         hc.expect(hc.CONSOLE_MIGRATE, (refused.status_code, refused.json().get("code")) == (400, "migration_mode_disabled"),
                   refused.text)
         cli_state = metadata_call(hasura, "get_catalog_state").json().get("cli_state") or {}
-        legacy = database["pg"].exec("psql", "-tA", "-h", "127.0.0.1", "-U", "app", "-d", "app", "-c",
-                                     "SELECT to_regclass('hdb_catalog.schema_migrations') IS NULL").stdout.strip()
+        legacy = psql(database["pg"], "app", "SELECT to_regclass('hdb_catalog.schema_migrations') IS NULL",
+                      tuples=True).stdout.strip()
         hc.expect(hc.CLI_STATE, (cli_state.get("settings", {}).get("migration_mode"), legacy) == ("false", "t"),
                   (cli_state, legacy))
     finally:
@@ -255,51 +320,49 @@ def test_hasura_entrypoint_applies_migrations_into_cli_state(fresh_database, def
     up = tmp_path / "migrations/default/1700000000000_probe/up.sql"
     up.parent.mkdir(parents=True)
     up.write_text("CREATE TABLE entrypoint_probe (id int);\n")
-    volumes = [f"{default_project / 'db/hasura/metadata'}:/hasura-metadata:ro",
-               f"{tmp_path / 'migrations'}:/hasura-migrations:ro"]
-    with Container(HASURA, network=fresh_database["network"], env=hasura_env(fresh_database), ports=[8080],
-                   volumes=volumes) as h:
-        wait_until(lambda: serving(h), 120, lambda: f"hasura /healthz\n{h.logs()}")
-        logs = h.logs(tail=400)
+    volumes = [(default_project / "db/hasura/metadata", "/hasura-metadata", "ro"),
+               (tmp_path / "migrations", "/hasura-migrations", "ro")]
+    with contract(HASURA, env=hasura_env(fresh_database), network=fresh_database["network"], ports=[8080],
+                  volumes=volumes, wait=hasura_serving()) as h:
+        lines = output(h)
         cli_state = metadata_call(h, "get_catalog_state").json().get("cli_state") or {}
-    legacy = fresh_database["pg"].exec("psql", "-tA", "-h", "127.0.0.1", "-U", "app", "-d", fresh_database["name"], "-c",
-                                       "SELECT to_regclass('hdb_catalog.schema_migrations') IS NULL").stdout.strip()
-    order = logs.find("applying metadata"), logs.find("applying migrations")
-    hc.expect(hc.ENTRYPOINT_ORDER, 0 <= order[0] < order[1], logs)
+    legacy = psql(fresh_database["pg"], fresh_database["name"], "SELECT to_regclass('hdb_catalog.schema_migrations') IS NULL",
+                  tuples=True).stdout.strip()
+    order = lines.find("applying metadata"), lines.find("applying migrations")
+    hc.expect(hc.ENTRYPOINT_ORDER, 0 <= order[0] < order[1], lines)
     applied = (cli_state.get("migrations") or {}).get("default", {})
     hc.expect(hc.CLI_STATE, "1700000000000" in applied and legacy == "t", (cli_state, legacy))
 
 
 def test_hasura_entrypoint_stops_when_migration_mode_is_off(fresh_database, default_project, tmp_path):
     """A /hasura-migrations directory makes the entrypoint stop once migration mode is off (why the project ships none)."""
-    metadata = f"{default_project / 'db/hasura/metadata'}:/hasura-metadata:ro"
-    with Container(HASURA, network=fresh_database["network"], env=hasura_env(fresh_database), ports=[8080],
-                   volumes=[metadata]) as first:
-        wait_until(lambda: serving(first), 120, lambda: f"hasura /healthz\n{first.logs()}")
+    metadata = (default_project / "db/hasura/metadata", "/hasura-metadata", "ro")
+    with contract(HASURA, env=hasura_env(fresh_database), network=fresh_database["network"], ports=[8080],
+                  volumes=[metadata], wait=hasura_serving()) as first:
         set_migration_mode(first, "false")
     (tmp_path / "migrations/default").mkdir(parents=True)
-    volumes = [metadata, f"{tmp_path / 'migrations'}:/hasura-migrations:ro"]
-    with Container(HASURA, network=fresh_database["network"], env=hasura_env(fresh_database), volumes=volumes) as h:
-        code = h.wait_exit(180)
-        hc.expect(hc.MIGRATION_MODE_OFF, code != 0, (code, h.logs()))
+    volumes = [metadata, (tmp_path / "migrations", "/hasura-migrations", "ro")]
+    with contract(HASURA, env=hasura_env(fresh_database), network=fresh_database["network"], volumes=volumes) as h:
+        code = exit_code(h, 180)
+        hc.expect(hc.MIGRATION_MODE_OFF, code != 0, (code, logs(h)))
 
 
 @pytest.mark.parametrize("broken", ["wrong-host", "wrong-password"])
 def test_hasura_fails_on_bad_database_url(database, default_project, broken):
     """With a wrong database URL Hasura never serves: the entrypoint gives up on its temporary server's port."""
-    url = {"wrong-host": "postgres://app:pw@no-such-host:5432/app",
-           "wrong-password": database["url"].replace(":pw@", ":nope@")}[broken]
-    env = hasura_env(database, HASURA_GRAPHQL_DATABASE_URL=url, HASURA_GRAPHQL_MIGRATIONS_SERVER_PORT="9797",
+    database_url = {"wrong-host": "postgres://app:pw@no-such-host:5432/app",
+                    "wrong-password": database["url"].replace(":pw@", ":nope@")}[broken]
+    env = hasura_env(database, HASURA_GRAPHQL_DATABASE_URL=database_url, HASURA_GRAPHQL_MIGRATIONS_SERVER_PORT="9797",
                      HASURA_GRAPHQL_MIGRATIONS_SERVER_TIMEOUT="10")
-    with Container(HASURA, network=database["network"], env=env,
-                   volumes=[f"{default_project / 'db/hasura/metadata'}:/hasura-metadata:ro"]) as h:
-        code = h.wait_exit(120)
-        hc.expect(hc.BAD_DATABASE, code != 0, (code, h.logs()))
-        hc.expect(hc.ENTRYPOINT_TIMEOUT, "9797" in h.logs(tail=200), h.logs())
+    volumes = [(default_project / "db/hasura/metadata", "/hasura-metadata", "ro")]
+    with contract(HASURA, env=env, network=database["network"], volumes=volumes) as h:
+        code = exit_code(h, 120)
+        hc.expect(hc.BAD_DATABASE, code != 0, (code, logs(h)))
+        hc.expect(hc.ENTRYPOINT_TIMEOUT, "9797" in logs(h, tail=200), logs(h))
 
 
 def copy_metadata(default_project, tmp_path):
-    import shutil
+    """A writable copy of the project's Hasura metadata."""
     meta = tmp_path / "metadata"
     shutil.copytree(default_project / "db/hasura/metadata", meta)
     return meta
@@ -307,7 +370,7 @@ def copy_metadata(default_project, tmp_path):
 
 def healthcheck(container):
     """The generated project's own healthcheck, run inside the container."""
-    return container.exec("sh", "/usr/local/bin/hasura_healthcheck", check=False).returncode
+    return execute(container, "sh", "/usr/local/bin/hasura_healthcheck", check=False).returncode
 
 
 def test_hasura_inconsistent_metadata_is_never_healthy(fresh_database, tmp_path, default_project):
@@ -316,16 +379,15 @@ def test_hasura_inconsistent_metadata_is_never_healthy(fresh_database, tmp_path,
     table = meta / "databases/default/tables/public_notes.yaml"
     table.write_text(table.read_text().replace("name: notes", "name: no_such_table"))
     check = default_project / "script/docker/hasura_healthcheck"
-    volumes = [f"{meta}:/hasura-metadata:ro", f"{check}:/usr/local/bin/hasura_healthcheck:ro"]
-    with Container(HASURA, network=fresh_database["network"], env=hasura_env(fresh_database), ports=[8080], volumes=volumes) as h:
-        def settled():
-            state = h.state()
-            return "exited" if state.get("Status") == "exited" else serving(h) and "serving"
-        outcome = wait_until(settled, 180, lambda: f"hasura to serve or stop\n{h.logs()}")
+    volumes = [(meta, "/hasura-metadata", "ro"), (check, "/usr/local/bin/hasura_healthcheck", "ro")]
+    with contract(HASURA, env=hasura_env(fresh_database), network=fresh_database["network"], ports=[8080],
+                  volumes=volumes) as h:
+        outcome = until(lambda: "exited" if exited(h) else serving(h) and "serving", 180,
+                        lambda: f"hasura to serve or stop\n{logs(h, tail=60)}")
         if outcome == "exited":
             return  # packaging/cli-migrations/v3/test/test.sh's expectation: it never comes up
-        strict = requests.get(h.url(8080, "/healthz?strict=true"), timeout=5)
-        plain = requests.get(h.url(8080, "/healthz"), timeout=5)
+        strict = requests.get(url(h, 8080, "/healthz?strict=true"), timeout=5)
+        plain = requests.get(url(h, 8080, "/healthz"), timeout=5)
         got = (plain.status_code, plain.text, strict.status_code, strict.text)
         hc.expect(hc.HEALTHZ, got == (200, "WARN: inconsistent objects in schema",
                                       500, "ERROR: inconsistent objects in schema"), got)
@@ -338,15 +400,16 @@ def test_hasura_healthcheck_recovers_once_the_table_exists(fresh_database, tmp_p
     table = meta / "databases/default/tables/public_notes.yaml"
     table.write_text(table.read_text().replace("name: notes", "name: created_later"))
     check = default_project / "script/docker/hasura_healthcheck"
-    volumes = [f"{meta}:/hasura-metadata:ro", f"{check}:/usr/local/bin/hasura_healthcheck:ro"]
-    psql = ["psql", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "app", "-d", fresh_database["name"], "-c"]
-    with Container(HASURA, network=fresh_database["network"], env=hasura_env(fresh_database), ports=[8080], volumes=volumes) as h:
-        wait_until(lambda: h.state().get("Status") == "exited" or serving(h), 180, lambda: h.logs())
-        fresh_database["pg"].exec(*psql, "CREATE TABLE created_later (LIKE notes INCLUDING ALL)")
-        if h.state().get("Status") == "exited":
-            docker("start", h.name)  # what a restart policy or swarm does
-            wait_until(lambda: serving(h), 120, lambda: h.logs())
-        wait_until(lambda: healthcheck(h) == 0, 60, lambda: f"the project's healthcheck to pass\n{h.logs()}")
+    volumes = [(meta, "/hasura-metadata", "ro"), (check, "/usr/local/bin/hasura_healthcheck", "ro")]
+    with contract(HASURA, env=hasura_env(fresh_database), network=fresh_database["network"], ports=[8080],
+                  volumes=volumes) as h:
+        until(lambda: exited(h) or serving(h), 180, lambda: logs(h, tail=60))
+        psql(fresh_database["pg"], fresh_database["name"], "CREATE TABLE created_later (LIKE notes INCLUDING ALL)")
+        if exited(h):
+            h.get_wrapped_container().start()  # what a restart policy or swarm does
+            WithLogs(hasura_serving()).wait_until_ready(h)
+        until(lambda: healthcheck(h) == 0, 60, lambda: f"the project's healthcheck to pass\n{logs(h, tail=60)}")
+        assert healthcheck(h) == 0
 
 
 UNREADABLE = {
@@ -365,10 +428,11 @@ def test_hasura_refuses_unreadable_metadata(database, tmp_path, default_project,
     """Metadata the CLI cannot build or the server cannot parse stops the container with 'error applying metadata'."""
     meta = copy_metadata(default_project, tmp_path)
     UNREADABLE[broken](meta)
-    with Container(HASURA, network=database["network"], env=hasura_env(database), volumes=[f"{meta}:/hasura-metadata:ro"]) as h:
-        code = h.wait_exit(180)
-        logs = h.logs(tail=200)
-        hc.expect(hc.UNREADABLE_METADATA, code != 0 and "error applying metadata" in logs, (code, logs))
+    with contract(HASURA, env=hasura_env(database), network=database["network"],
+                  volumes=[(meta, "/hasura-metadata", "ro")]) as h:
+        code = exit_code(h, 180)
+        text = logs(h, tail=200)
+        hc.expect(hc.UNREADABLE_METADATA, code != 0 and "error applying metadata" in text, (code, text))
 
 
 # --- the Lucky image, built by the project's own script/build ---------------------
@@ -376,8 +440,7 @@ def test_hasura_refuses_unreadable_metadata(database, tmp_path, default_project,
 @pytest.fixture(scope="module")
 def lucky_image(image_mode, default_project):
     """script/build's production image of the rendered project, tagged 0000beef."""
-    subprocess.run([default_project / "script/build", "0000beef"], check=True, capture_output=True, text=True,
-                   timeout=3600)
+    run([default_project / "script/build", "0000beef"], timeout=3600)
     registry = "registry.gitlab.com/my-group/lhd-app"
     yield f"{registry}/lucky:0000beef"
     for image in ("lucky", "lucky-base", "hasura"):
@@ -385,52 +448,57 @@ def lucky_image(image_mode, default_project):
 
 
 def lucky_env(database, **extra):
+    """Production settings for the Lucky image, its database on the test network."""
     env = {"LUCKY_ENV": "production", "PORT": "5000", "SECRET_KEY_BASE": "s" * 64, "APP_DOMAIN": "example.com",
            "SEND_GRID_KEY": "unused", "DATABASE_URL": database["url"].rsplit("/", 1)[0] + "/lucky_contract"}
     env.update(extra)
     return env
 
 
+def healthy(timeout):
+    """Wait strategy: the image's own HEALTHCHECK reports healthy."""
+    return HealthcheckWaitStrategy().with_startup_timeout(timeout).with_poll_interval(0.5)
+
+
 @pytest.mark.parametrize("missing", ["SECRET_KEY_BASE", "DATABASE_URL", "PORT", "APP_DOMAIN"])
 def test_lucky_refuses_to_start_without_required_env(lucky_image, database, missing):
     """In production the app exits naming a missing (empty) variable."""
     env = lucky_env(database, **{missing: ""})
-    with Container(lucky_image, network=database["network"], env=env) as app:
-        assert app.wait_exit(60) != 0
-        assert missing in app.logs()
+    with contract(lucky_image, env=env, network=database["network"]) as app:
+        assert exit_code(app, 60) != 0
+        assert missing in logs(app)
 
 
 def test_lucky_serves_version_and_is_healthy(lucky_image, database):
     """/version reports APP_VERSION (the commit SHA); the image's healthcheck passes; it runs as non-root."""
-    with Container(lucky_image, network=database["network"], env=lucky_env(database), ports=[5000]) as app:
-        app.wait_healthy(90)
-        assert requests.get(app.url(5000, "/version"), timeout=5).json()["version"] == "0000beef"
-        assert app.exec("id", "-u").stdout.strip() == "10001"
+    with contract(lucky_image, env=lucky_env(database), network=database["network"], ports=[5000],
+                  wait=healthy(90)) as app:
+        assert state(app)["Health"]["Status"] == "healthy"
+        assert requests.get(url(app, 5000, "/version"), timeout=5).json()["version"] == "0000beef"
+        assert execute(app, "id", "-u").stdout.strip() == "10001"
 
 
 def test_lucky_task_runner_bookkeeping(lucky_image, database):
     """db.create, db.migrate, seeds and db.rollback_to keep Avram's migrations table in real PostgreSQL."""
     env = lucky_env(database)
-    flags = [f"-e{k}={v}" for k, v in env.items()]
 
     def task(*args):
-        return docker("run", "--rm", "--network", database["network"], *flags, lucky_image, *args)
+        return run_once(lucky_image, *args, env=env, network=database["network"], timeout=300)
 
     task("lucky_tasks", "db.create")
     task("lucky_tasks", "db.migrate")
     task("lucky_tasks", "db.seed.sample_data")
     versions = task("cat", "/app/db/migration_versions").stdout.split()
     assert versions == ["20250101000000"]
-    pg = database["pg"]
 
-    def psql(q):
-        return pg.exec("psql", "-tA", "-h", "127.0.0.1", "-U", "app", "-d", "lucky_contract", "-c", q).stdout.strip()
+    def query(sql):
+        return psql(database["pg"], "lucky_contract", sql, tuples=True).stdout.strip()
 
-    assert psql("SELECT version FROM migrations") == "20250101000000"
-    assert int(psql("SELECT count(*) FROM notes WHERE published")) >= 1
+    assert query("SELECT version FROM migrations") == "20250101000000"
+    assert int(query("SELECT count(*) FROM notes WHERE published")) >= 1
     task("lucky_tasks", "db.rollback_to", "20240101000000")
-    assert psql("SELECT count(*) FROM migrations") == "0"
-    assert psql("SELECT to_regclass('notes') IS NULL") == "t"
+    assert query("SELECT count(*) FROM migrations") == "0"
+    assert query("SELECT to_regclass('notes') IS NULL") == "t"
 
 
 def program_headers(elf):
@@ -444,31 +512,27 @@ def program_headers(elf):
 @pytest.mark.parametrize("binary", ["/app/bin/server", "/usr/local/bin/lucky_tasks", "/usr/local/bin/healthcheck"])
 def test_lucky_image_binaries_are_static(lucky_image, tmp_path, binary):
     """Each binary is a real ELF executable with no program interpreter (PT_INTERP = 3): fully static."""
-    name = unique("lhd-elf")
-    docker("create", "--name", name, lucky_image)
-    try:
-        docker("cp", f"{name}:{binary}", tmp_path / "binary")
-    finally:
-        docker("rm", "-f", name, check=False)
+    with contract(lucky_image, "-f", "/dev/null", entrypoint="tail") as box:  # tail keeps it up for the copy
+        box.copy_from_container(binary, tmp_path / "binary")
     assert 3 not in program_headers((tmp_path / "binary").read_bytes())
 
 
 def test_lucky_healthcheck_fails_when_nothing_answers(lucky_image):
     """The healthcheck binary exits 1 when the app does not answer on PORT."""
-    result = docker("run", "--rm", "-e", "PORT=5999", "--entrypoint", "healthcheck", lucky_image, check=False)
+    result = run_once(lucky_image, env={"PORT": "5999"}, entrypoint="healthcheck", timeout=60, check=False)
     assert result.returncode == 1 and "healthcheck:" in result.stderr
 
 
 def test_lucky_keeps_serving_for_shutdown_delay(lucky_image, database):
     """After SIGTERM the app answers for SHUTDOWN_DELAY seconds, then exits 0 (rolling updates drain)."""
     env = lucky_env(database, SHUTDOWN_DELAY="4")
-    with Container(lucky_image, network=database["network"], env=env, ports=[5000]) as app:
-        app.wait_healthy(90)
-        docker("kill", "--signal", "TERM", app.name)
+    with contract(lucky_image, env=env, network=database["network"], ports=[5000], wait=healthy(90)) as app:
+        version = url(app, 5000, "/version")
+        app.get_wrapped_container().kill(signal="SIGTERM")
         stopped_at = time.monotonic()
-        assert requests.get(app.url(5000, "/version"), timeout=5).status_code == 200
-        assert app.state()["Running"], "the app stopped before its shutdown delay"
-        assert app.wait_exit(30) == 0
+        assert requests.get(version, timeout=5).status_code == 200
+        assert state(app)["Running"], "the app stopped before its shutdown delay"
+        assert exit_code(app, 30) == 0
         assert time.monotonic() - stopped_at >= 3
 
 
@@ -477,40 +541,43 @@ def test_lucky_keeps_serving_for_shutdown_delay(lucky_image, database):
 def test_socket_proxy_allows_only_configured_reads(image_mode):
     """GET on allowed sections passes; POST and disallowed sections get 403."""
     env = {"SERVICES": "1", "TASKS": "1", "NETWORKS": "1", "POST": "0"}
-    with Container(PROXY, env=env, ports=[2375], volumes=["/var/run/docker.sock:/var/run/docker.sock:ro"]) as proxy:
-        version = wait_until(lambda: requests.get(proxy.url(2375, "/version"), timeout=3), 30, "the proxy")
+    sock = ("/var/run/docker.sock", "/var/run/docker.sock", "ro")
+    ready = HttpWaitStrategy(2375, "/version").with_startup_timeout(30).with_poll_interval(0.5)
+    with contract(PROXY, env=env, ports=[2375], volumes=[sock], wait=ready) as proxy:
+        version = requests.get(url(proxy, 2375, "/version"), timeout=5)
         assert version.status_code == 200 and "ApiVersion" in version.json()
-        assert requests.get(proxy.url(2375, "/v1.41/networks"), timeout=5).status_code == 200
-        assert requests.get(proxy.url(2375, "/containers/json"), timeout=5).status_code == 403
-        assert requests.post(proxy.url(2375, "/containers/create"), json={"Image": "x"}, timeout=5).status_code == 403
-        assert requests.post(proxy.url(2375, "/v1.41/networks/create"), json={"Name": "x"}, timeout=5).status_code == 403
+        assert requests.get(url(proxy, 2375, "/v1.41/networks"), timeout=5).status_code == 200
+        assert requests.get(url(proxy, 2375, "/containers/json"), timeout=5).status_code == 403
+        assert requests.post(url(proxy, 2375, "/containers/create"), json={"Image": "x"}, timeout=5).status_code == 403
+        assert requests.post(url(proxy, 2375, "/v1.41/networks/create"), json={"Name": "x"}, timeout=5).status_code == 403
 
 
 def test_traefik_binary_version_and_ping(image_mode):
     """The image runs Traefik at the pinned version; `traefik healthcheck --ping` works."""
-    out = docker("run", "--rm", TRAEFIK, "version").stdout
-    assert PINS["traefik_version"].lstrip("v") in out
-    with Container(TRAEFIK, "--ping=true", "--entrypoints.traefik.address=:8080") as t:
-        wait_until(lambda: t.exec("traefik", "healthcheck", "--ping", check=False).returncode == 0, 30, "traefik ping")
+    out = run_once(TRAEFIK, "version", timeout=60).stdout
+    assert PINS["_traefik_version"].lstrip("v") in out
+    ping = ExecWaitStrategy(["traefik", "healthcheck", "--ping"]).with_startup_timeout(30).with_poll_interval(0.5)
+    with contract(TRAEFIK, "--ping=true", "--entrypoints.traefik.address=:8080", wait=ping) as t:
+        assert execute(t, "traefik", "healthcheck", "--ping", check=False).returncode == 0
 
 
-@pytest.mark.parametrize(("image", "port", "path"), [
-    (f"prom/prometheus:{PINS['prometheus_version']}", 9090, "/-/healthy"),
-    (f"prom/alertmanager:{PINS['alertmanager_version']}", 9093, "/-/healthy"),
-    (f"prom/node-exporter:{PINS['node_exporter_version']}", 9100, "/metrics"),
-], ids=["prometheus", "alertmanager", "node-exporter"])
-def test_prometheus_family_serves(image_mode, image, port, path, default_project):
+MONITORING = {
+    "prometheus": (f"prom/prometheus:{PINS['_prometheus_version']}", 9090, "/-/healthy",
+                   [("Docker/prometheus-swarm/prometheus/prometheus.yml", "/etc/prometheus/prometheus.yml")],
+                   ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/tmp/prom"]),
+    "alertmanager": (f"prom/alertmanager:{PINS['_alertmanager_version']}", 9093, "/-/healthy",
+                     [("Docker/prometheus-swarm/alertmanager/alertmanager.yml", "/etc/alertmanager/alertmanager.yml")],
+                     ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/tmp/am"]),
+    "node-exporter": (f"prom/node-exporter:{PINS['_node_exporter_version']}", 9100, "/metrics", [], []),
+}
+
+
+@pytest.mark.parametrize("name", list(MONITORING))
+def test_prometheus_family_serves(image_mode, default_project, name):
     """Each monitoring image serves its health/metrics endpoint and has wget for the healthcheck."""
-    volumes, args = [], []
-    if "prometheus:" in image:
-        cfg = default_project / "Docker/prometheus-swarm/prometheus/prometheus.yml"
-        volumes, args = [f"{cfg}:/etc/prometheus/prometheus.yml:ro"], ["--config.file=/etc/prometheus/prometheus.yml",
-                                                                       "--storage.tsdb.path=/tmp/prom"]
-    if "alertmanager:" in image:
-        cfg = default_project / "Docker/prometheus-swarm/alertmanager/alertmanager.yml"
-        volumes, args = [f"{cfg}:/etc/alertmanager/alertmanager.yml:ro"], [
-            "--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/tmp/am"]
-    with Container(image, *args, ports=[port], volumes=volumes) as c:
-        wait_until(lambda: requests.get(c.url(port, path), timeout=3).status_code == 200, 60,
-                   lambda: f"{image}{path}\n{c.logs()}")
-        assert c.exec("wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}{path}", check=False).returncode == 0
+    image, port, path, configs, args = MONITORING[name]
+    volumes = [(default_project / source, target, "ro") for source, target in configs]
+    ready = HttpWaitStrategy(port, path).with_startup_timeout(60).with_poll_interval(0.5)
+    with contract(image, *args, ports=[port], volumes=volumes, wait=ready) as c:
+        assert requests.get(url(c, port, path), timeout=5).status_code == 200
+        assert execute(c, "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}{path}", check=False).returncode == 0

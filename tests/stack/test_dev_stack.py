@@ -2,23 +2,21 @@
 
 Runs the generated project's own unmodified scripts; the image mode decides
 whether Hasura and Lucky are the real images or the kit's contract doubles.
+The running stack is looked at through testcontainers' DockerCompose
+(tests/harness/devstack.py), and GraphQL goes through gql.
 """
 
-import json
 import re
-import select
-import subprocess
 import time
-from contextlib import contextmanager
 
 import pytest
 import requests
-from gql import Client, gql
+from gql import gql
 from gql.transport.exceptions import TransportQueryError
-from gql.transport.requests import RequestsHTTPTransport
 
-from tests.dockerlib import stop_process, wait_until
-from tests.stack.conftest import make_stack
+from tests.harness.devstack import make_stack
+from tests.harness.graphql_client import client
+from tests.harness.wait import until
 
 pytestmark = pytest.mark.docker
 
@@ -26,15 +24,16 @@ SEEDED = {"Welcome to LHD", "GraphQL too", "A draft"}
 NOTES = gql("query { notes { title published } }")
 
 
-def graphql(stack, secret=True):
-    headers = {"x-hasura-admin-secret": read_env(stack)["HASURA_GRAPHQL_ADMIN_SECRET"]} if secret else {}
-    transport = RequestsHTTPTransport(url=stack.url("HASURA_PORT", "/v1/graphql"), headers=headers, timeout=10)
-    return Client(transport=transport, fetch_schema_from_transport=False)
-
-
 def read_env(stack):
+    """The project's .env (written by script/up) as a dict."""
     lines = (stack.project / ".env").read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def graphql(stack, secret=True):
+    """A gql Client on the stack's Hasura, with the project's admin secret unless secret is False."""
+    headers = {"x-hasura-admin-secret": read_env(stack)["HASURA_GRAPHQL_ADMIN_SECRET"]} if secret else {}
+    return client(stack.url("HASURA_PORT", "/v1/graphql"), headers)
 
 
 def test_up_returns_all_done(dev_stack):
@@ -45,17 +44,28 @@ def test_up_returns_all_done(dev_stack):
 
 def test_every_service_healthy(dev_stack):
     """The engine reports every service healthy, by the project's own healthchecks."""
-    rows = [json.loads(line) for line in dev_stack.compose("ps", "--format", "json").stdout.splitlines() if line]
-    health = {row["Service"]: row["Health"] for row in rows}
+    health = {container.Service: container.Health for container in dev_stack.services()}
     assert health == {"postgres": "healthy", "hasura": "healthy", "lucky": "healthy"}
 
 
+def test_ports_published_on_loopback_only(dev_stack):
+    """Every published port is bound to 127.0.0.1 alone, on the port the harness gave it."""
+    published = {(container.Service, port.TargetPort): (port.URL, port.PublishedPort)
+                 for container in dev_stack.services() for port in container.Publishers if port.PublishedPort}
+    given = {name: ("127.0.0.1", int(dev_stack.env[name])) for name in dev_stack.env if name.endswith("_PORT")}
+    assert published == {("postgres", 5432): given["POSTGRES_PORT"], ("hasura", 8080): given["HASURA_PORT"],
+                         ("hasura", 9695): given["HASURA_CONSOLE_PORT"], ("hasura", 9693): given["HASURA_CONSOLE_API_PORT"],
+                         ("lucky", 5000): given["LUCKY_PORT"]}
+
+
 def test_lucky_version(dev_stack):
+    """Lucky's /version answers with the development version."""
     answer = requests.get(dev_stack.url("LUCKY_PORT", "/version"), timeout=10)
     assert answer.status_code == 200 and answer.json()["version"] == "development"
 
 
 def test_hasura_healthz(dev_stack):
+    """Hasura's /healthz answers OK."""
     assert requests.get(dev_stack.url("HASURA_PORT", "/healthz"), timeout=10).text == "OK"
 
 
@@ -80,50 +90,26 @@ def test_graphql_without_secret_is_denied(dev_stack):
     assert error["message"] == "Missing 'Authorization' or 'Cookie' header in JWT authentication mode", error
 
 
-@contextmanager
-def watching(stack, timeout=60):
-    """`docker compose watch --no-up` on the stack, yielded once it says it watches; stopped afterwards."""
-    files = ["-f", stack.project / "Docker/docker-compose.yml", "-f", stack.project / "Docker/docker-compose.dev.yml"]
-    watch = subprocess.Popen(["docker", "compose", "-p", stack.name, "--env-file", str(stack.project / ".env"),
-                              *map(str, files), "watch", "--no-up"],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    try:
-        deadline = time.monotonic() + timeout
-        while not any("watch enabled" in line.lower() for line in seen):
-            ready, _, _ = select.select([watch.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            line = watch.stdout.readline() if ready else ""
-            if not line:
-                pytest.fail("compose watch did not start:\n" + "".join(seen), pytrace=False)
-            seen.append(line)
-        yield watch
-    finally:
-        stop_process(watch, timeout=15)
-
-
-def test_develop_watch_syncs_sources(dev_stack):
+def test_develop_watch_syncs_sources(dev_stack, tmp_path):
     """An edit under src/ reaches the lucky container through develop.watch."""
     marker = f"# synced-{time.time_ns()}"
     target = dev_stack.project / "src/actions/home/index.cr"
     original = target.read_text()
-    with watching(dev_stack):
+    with dev_stack.watching(tmp_path / "watch.log"):
         try:
             target.write_text(original + marker + "\n")
-
-            def synced():
-                cat = dev_stack.compose("exec", "-T", "lucky", "cat", "/app/src/actions/home/index.cr", check=False)
-                return marker in cat.stdout
-            wait_until(synced, 60, "the edit to appear in the lucky container")
+            until(lambda: marker in dev_stack.exec("lucky", "cat", "/app/src/actions/home/index.cr")[0], 60,
+                  "the edit to appear in the lucky container")
         finally:
             target.write_text(original)
 
 
-def test_lucky_watch_serves_an_edit(dev_stack):
+def test_lucky_watch_serves_an_edit(dev_stack, tmp_path):
     """An edited action, synced by develop.watch, is recompiled by `lucky watch` and served."""
     marker = f"edited-{time.time_ns()}"
     target = dev_stack.project / "src/actions/home/index.cr"
     original = target.read_text()
-    with watching(dev_stack):
+    with dev_stack.watching(tmp_path / "watch.log"):
         try:
             target.write_text(original.replace('name: "lucky"', f'name: "{marker}"'))
             assert marker in target.read_text()
@@ -131,7 +117,7 @@ def test_lucky_watch_serves_an_edit(dev_stack):
             def served():
                 answer = requests.get(dev_stack.url("LUCKY_PORT", "/"), timeout=5)
                 return answer.status_code == 200 and answer.json()["name"] == marker
-            wait_until(served, 240, lambda: "lucky watch to serve the edit:\n" + dev_stack.logs())
+            until(served, 240, lambda: "lucky watch to serve the edit:\n" + dev_stack.logs())
         finally:
             target.write_text(original)
 
@@ -178,9 +164,8 @@ def test_broken_database_url_never_comes_up_healthy(image_mode, tmp_path):
         assert result.returncode != 0, output
         assert "hasura" in output.lower(), output
         assert "All done" not in output
-        rows = [json.loads(line) for line in stack.compose("ps", "-a", "--format", "json").stdout.splitlines() if line]
-        hasura = [r for r in rows if r["Service"] == "hasura"]
-        assert hasura and hasura[0]["Health"] != "healthy"
+        hasura = [container for container in stack.services(include_all=True) if container.Service == "hasura"]
+        assert hasura and hasura[0].Health != "healthy"
     finally:
         stack.down()
     assert stack.leftovers() == {"containers": [], "networks": [], "volumes": []}
