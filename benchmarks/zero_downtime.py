@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.harness.swarm import SHA1, SHA3, Swarm, prepare  # noqa: E402
+from tests.harness.wait import until  # noqa: E402
 from tests.images import kit  # noqa: E402
-from tests.swarm.conftest import SHA1, SHA3, prepare  # noqa: E402
-from tests.swarm.harness import Swarm  # noqa: E402
 
 CAP = 20_000
+TAIL_SECONDS = 3  # requests keep flowing this long after the action returns
 
 
 def stream(deployment, stop, rate, results):
@@ -43,10 +44,10 @@ def measure(label, deployment, rate, action):
     stop, results = threading.Event(), []
     worker = threading.Thread(target=stream, args=(deployment, stop, rate, results))
     worker.start()
-    time.sleep(2)
+    until(lambda: len(results) >= rate, 30, "one second of requests before the action")
     started = time.perf_counter()
     outcome = action()
-    time.sleep(3)
+    time.sleep(TAIL_SECONDS)
     stop.set()
     worker.join()
     latencies = sorted(seconds for _, seconds in results)
@@ -56,20 +57,22 @@ def measure(label, deployment, rate, action):
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
 
     print(f"{label}: requests={len(results)} failures={failures} p50_ms={pct(0.50):.1f} p99_ms={pct(0.99):.1f} "
-          f"action_seconds={time.perf_counter() - started - 3:.1f} action_exit={outcome.returncode}", flush=True)
+          f"action_seconds={time.perf_counter() - started - TAIL_SECONDS:.1f} action_exit={outcome.returncode}", flush=True)
 
 
 def main():
     rate = float(sys.argv[1]) if len(sys.argv) > 1 else 25.0
     with kit.images_for_run() as (mode, report), Swarm(), tempfile.TemporaryDirectory() as tmp:
         print("\n".join(report))
-        deployment = prepare(Path(tmp), mode)
+        deployment = prepare(Path(tmp), mode, releases=(SHA1, SHA3))
         try:
-            first = deployment.script("deploy", "--first", SHA1)
+            first = deployment.first_deploy(SHA1)
             print("\n".join(deployment.notes))
             print(f"first deploy exit={first.returncode}")
-            measure(f"deploy {SHA3}", deployment, rate, lambda: deployment.script("deploy", SHA3, check=False))
-            measure(f"rollback {SHA1}", deployment, rate, lambda: deployment.script("rollback", SHA1, check=False))
+            # Traefik polls swarm every few seconds: measure only once it serves SHA1.
+            until(lambda: deployment.settled(SHA1), 120, f"Traefik to serve {SHA1} with every replica running")
+            measure(f"deploy {SHA3}", deployment, rate, lambda: deployment.deploy(SHA3, check=False))
+            measure(f"rollback {SHA1}", deployment, rate, lambda: deployment.rollback(SHA1, check=False))
         finally:
             deployment.close()
 

@@ -1,40 +1,54 @@
-"""The production stack on a local swarm, deployed by the project's own scripts."""
+"""Fixtures of the swarm tier: one deployment per module, brought to each test's state."""
 
 import pytest
 
-from tests.conftest import bake
-from tests.swarm.harness import Deployment, Swarm
-
-SHA1, SHA2, SHA3, BROKEN = "aaaa1111", "bbbb2222", "cccc3333", "dead0000"
-V1, V2, V3 = 20250101000000, 20250201000000, 20250301000000
-
-
-def prepare(base, mode):
-    """Render, bootstrap, build three versions and a broken one (not deployed yet)."""
-    project = bake(base / "out")
-    d = Deployment(project, base / "work", mode)
-    d.build(SHA1)
-    d.add_migration(V2, "add_priority_to_notes",
-                    "    alter table_for(Note) do\n      add priority : Int32, default: 0\n    end",
-                    "    alter table_for(Note) do\n      remove :priority\n    end")
-    d.add_migration(V3, "create_tags",
-                    "    create :tags do\n      primary_key id : Int64\n      add name : String\n    end",
-                    "    drop :tags")
-    d.build(SHA2)
-    d.build(SHA3)
-    d.broken_image(SHA1, BROKEN)
-    return d
+from tests.harness.bake import bake
+from tests.harness.swarm import SHA1, Deployment, Swarm
+from tests.harness.wait import until
 
 
 @pytest.fixture(scope="module")
 def deployment(image_mode, tmp_path_factory, request):
-    """`script/deploy --first` of SHA1 on a swarm; everything removed afterwards."""
+    """A rendered project, SHA1 built and first deployed with `script/deploy --first`; everything removed afterwards.
+
+    Building is the expensive part (a real Lucky release build per SHA), so it
+    happens once per module; other releases are built when a test first asks.
+    """
     with Swarm() as swarm:
-        d = prepare(tmp_path_factory.mktemp("swarm"), image_mode)
+        base = tmp_path_factory.mktemp("swarm")
+        d = Deployment(bake(base / "out"), base / "work", image_mode)
         try:
-            d.first = d.script("deploy", "--first", SHA1)
+            d.first_deploy(SHA1)
             report = list(d.notes) + (["created a single-node swarm on 127.0.0.1 (left at teardown)"] if swarm.created else [])
             request.config._lhd_mode_report = getattr(request.config, "_lhd_mode_report", []) + report
             yield d
         finally:
             d.close()
+
+
+@pytest.fixture
+def at(deployment):
+    """at(sha, https="on"): the deployment made to serve sha with sha's migrations and every replica
+    running (deployed, rolled back, or started afresh as needed); returns it."""
+    return deployment.bring_to
+
+
+@pytest.fixture
+def live(at):
+    """The deployment serving SHA1 over HTTPS with migration V1: where most tests start."""
+    return at(SHA1)
+
+
+@pytest.fixture
+def monitoring(live):
+    """The result of `script/monitoring up` next to the live stack (idempotent; removed with the stacks)."""
+    return live.script("monitoring", "up")
+
+
+@pytest.fixture
+def surviving_note(live):
+    """A row the test adds to notes; deleted afterwards so other tests see the table as they left it."""
+    title = "survives"
+    live.sql(f"INSERT INTO notes (title, body, published) VALUES ('{title}', 'x', true)")
+    yield title
+    until(lambda: live.sql(f"DELETE FROM notes WHERE title = '{title}'"), 120, f"postgres to delete the row {title!r}")

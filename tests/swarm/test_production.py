@@ -2,19 +2,24 @@
 TLS, HTTPS_SWITCH, updates without downtime, faults, monitoring, teardown.
 
 All requests go to 127.0.0.1:80/443 with the right Host header and SNI;
-TLS is verified against the throwaway CA the harness made.
+TLS is verified against the throwaway CA the harness made. Each test asks
+the fixtures for the state it starts from (`live`: SHA1 over HTTPS; `at(sha)`),
+so any subset runs alone and in any order.
 """
 
 import socket
 import ssl
 
 import pytest
+from gql.transport.exceptions import TransportQueryError
 
-from tests.dockerlib import docker, wait_until
-from tests.swarm.conftest import BROKEN, SHA1, SHA2, V1, V2, V3
-from tests.swarm.harness import DOMAIN
+from tests.harness.docker import docker
+from tests.harness.swarm import APP_STACK_SERVICES, BROKEN, DOMAIN, NOTES, SHA1, SHA2, V1, V2, V3
+from tests.harness.wait import until
 
 pytestmark = pytest.mark.docker
+
+JWT_DENIAL = "Missing 'Authorization' or 'Cookie' header in JWT authentication mode"
 
 
 def order(output, first, second):
@@ -22,171 +27,205 @@ def order(output, first, second):
     return 0 <= output.index(first) < output.index(second)
 
 
-def test_first_deploy_brings_every_service_up(deployment):
-    assert "✔ All done." in deployment.first.stdout
-    rows = docker("service", "ls", "--filter", f"label=com.docker.stack.namespace={deployment.swarm_name}",
-                  "--format", "{{.Name}} {{.Replicas}}").stdout.split("\n")
-    replicas = dict(r.split() for r in rows if r)
-    assert set(replicas) == {f"lhd_app_{s}" for s in ("postgres", "hasura", "lucky", "traefik", "socket-proxy")}
+def test_first_deploy_brings_every_service_up(live):
+    """script/deploy --first SHA1 ends with all done, every app service runs all its replicas, the database at V1."""
+    assert "✔ All done." in live.first.stdout
+    replicas = live.replicas()
+    assert set(replicas) == {f"lhd_app_{s}" for s in APP_STACK_SERVICES}
     assert all(v.split("/")[0] == v.split("/")[1] != "0" for v in replicas.values()), replicas
-    assert deployment.migrations() == [V1]
+    assert live.migrations() == [V1]
 
 
-def hasura_answers(deployment):
-    """Traefik polls swarm every few seconds: wait (bounded) until it routes to Hasura."""
-    def routed():
-        answer = deployment.post("api", "/v1/graphql", {"query": "{ notes { title } }"})
-        return answer.headers.get("Content-Type", "").startswith("application/json") and answer.json()
-    return wait_until(routed, 30, "Traefik to route /v1/graphql to Hasura")
+def test_graphql_without_credentials_is_denied(live):
+    """/v1/graphql on api. reaches Hasura, which refuses a request without a JWT (no unauthorized role)."""
+    denied = live.routed_graphql()
+    assert isinstance(denied, TransportQueryError), denied
+    assert denied.errors[0]["extensions"]["code"] == "invalid-headers", denied.errors
+    assert denied.errors[0]["message"] == JWT_DENIAL, denied.errors
 
 
-def test_api_routes_to_hasura_and_lucky(deployment):
-    """/v1/graphql reaches Hasura, everything else on api. reaches Lucky."""
-    denied = hasura_answers(deployment)
-    assert denied["errors"][0]["extensions"]["code"] == "invalid-headers", denied  # JWT mode, no unauthorized role
-    data = deployment.post("api", "/v1/graphql", {"query": "{ notes { title } }"},
-                           {"x-hasura-admin-secret": deployment.admin_secret()}).json()
-    assert data == {"data": {"notes": []}}
-    assert deployment.version() == SHA1
-    assert deployment.get("api", "/").json()["name"] == "lucky"
+def test_graphql_with_admin_secret_reads_notes(live):
+    """Through Traefik, a gql query with the admin secret returns the (empty) notes table."""
+    data = live.routed_graphql(admin=True)
+    assert data == {"notes": []}
 
 
-def test_http_redirects_permanently_to_https(deployment):
-    answer = deployment.get("api", "/version", scheme="http")
+def test_api_routes_everything_else_to_lucky(live):
+    """Every path on api. other than /v1/graphql reaches Lucky."""
+    assert live.version() == SHA1
+    assert live.get("api", "/").json()["name"] == "lucky"
+
+
+@pytest.mark.parametrize("host, path", [("api", "/version"), ("api", "/v1/graphql"), ("traefik", "/dashboard/")],
+                         ids=["api-version", "api-graphql", "dashboard"])
+def test_http_redirects_permanently_to_https(live, host, path):
+    """Plain HTTP on port 80 answers with a permanent redirect to the same URL over HTTPS."""
+    answer = live.get(host, path, scheme="http")
     assert answer.status_code in (301, 308)
-    assert answer.headers["Location"] == f"https://api.{DOMAIN}/version"
+    assert answer.headers["Location"] == f"https://{host}.{DOMAIN}{path}"
 
 
-def test_dashboard_needs_the_login(deployment):
-    assert deployment.get("traefik", "/dashboard/").status_code == 401
-    ok = deployment.get("traefik", "/dashboard/", auth=("admin", deployment.dashboard_password))
-    assert ok.status_code == 200
+@pytest.mark.parametrize("login, status", [(False, 401), (True, 200)], ids=["no-login-401", "login-200"])
+def test_dashboard_needs_the_login(live, login, status):
+    """Traefik's dashboard answers only with the bootstrap's login."""
+    auth = ("admin", live.dashboard_password) if login else None
+    assert live.get("traefik", "/dashboard/", auth=auth).status_code == status
 
 
-def test_unknown_host_gets_traefiks_404(deployment):
-    assert deployment.get("nope", "/").status_code == 404
+def test_unknown_host_gets_traefiks_404(live):
+    """A Host no router matches gets Traefik's own 404."""
+    assert live.get("nope", "/").status_code == 404
 
 
-def test_served_certificate_is_the_provided_one(deployment):
-    context = ssl.create_default_context(cafile=str(deployment.ca))
+def test_served_certificate_is_the_provided_one(live):
+    """Traefik serves exactly the origin certificate put in etc/certs, valid for api.DOMAIN."""
+    context = ssl.create_default_context(cafile=str(live.ca))
     with socket.create_connection(("127.0.0.1", 443), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname=f"api.{DOMAIN}") as tls:
             served = tls.getpeercert(binary_form=True)
-    provided = ssl.PEM_cert_to_DER_cert((deployment.project / "etc/certs/origin.crt").read_text())
+    provided = ssl.PEM_cert_to_DER_cert((live.project / "etc/certs/origin.crt").read_text())
     assert served == provided
 
 
-def test_socket_proxy_reads_but_never_writes(deployment):
-    """Through the proxy Traefik can list services; creating a container is 403."""
-    services = deployment.container_exec("traefik", "wget", "-qO-", "http://socket-proxy:2375/services")
+def test_socket_proxy_reads_but_never_writes(live):
+    """Through the proxy Traefik can list services; creating a container is 403; only the proxy mounts the socket."""
+    services = live.container_exec("traefik", "wget", "-qO-", "http://socket-proxy:2375/services")
     assert "lhd_app_lucky" in services
-    cid = deployment.container("traefik")
+    cid = live.container("traefik")
     post = docker("exec", cid, "wget", "-O-", "--post-data={}", "http://socket-proxy:2375/containers/create",
                   check=False)
     assert post.returncode != 0 and "403" in post.stderr
-    mounting = {c["Config"]["Labels"].get("com.docker.swarm.service.name") for c in deployment.stack_containers()
+    mounting = {c["Config"]["Labels"].get("com.docker.swarm.service.name") for c in live.stack_containers()
                 if any(m.get("Source") == "/var/run/docker.sock" for m in c["Mounts"])}
     assert mounting == {"lhd_app_socket-proxy"}
 
 
-def test_additive_deploy_migrates_then_updates(deployment):
-    result = deployment.script("deploy", SHA2)
-    assert order(result.stdout, f"Migrating the database with {SHA2}", f"Updating services to {SHA2}"), result.stdout
-    assert deployment.version() == SHA2
-    assert deployment.migrations() == [V1, V2, V3]
+MIGRATE_SHA2, UPDATE_SHA2 = f"Migrating the database with {SHA2}", f"Updating services to {SHA2}"
+UPDATE_SHA1, ROLL_TO_V1 = f"Updating services to {SHA1}", f"Rolling the database back to migration {V1}"
+# mode -> (its flag, the order of script/deploy's steps, the order of script/rollback's steps)
+MODES = {
+    "additive": ([], (MIGRATE_SHA2, UPDATE_SHA2), (UPDATE_SHA1, ROLL_TO_V1)),
+    "subtractive": (["-s"], (UPDATE_SHA2, MIGRATE_SHA2), (ROLL_TO_V1, UPDATE_SHA1)),
+}
 
 
-def test_rollback_undoes_code_then_database(deployment):
-    """script/rollback SHA1 serves SHA1 and leaves SHA1's last migration, however many came after."""
-    result = deployment.script("rollback", SHA1)
-    assert order(result.stdout, f"Updating services to {SHA1}", f"Rolling the database back to migration {V1}")
-    assert deployment.version() == SHA1
-    assert deployment.migrations() == [V1]
+# Class-scoped so a mode's deploy and rollback run next to each other (then rollback
+# finds the stack where deploy left it); each still brings the stack to its own start.
+@pytest.mark.parametrize("mode", list(MODES), scope="class")
+class TestUpdateModes:
+    """script/deploy and script/rollback in the additive and the subtractive mode."""
+
+    def test_deploy_sha2_over_sha1(self, at, mode):
+        """script/deploy [-s] SHA2 over SHA1 runs its two steps in the mode's order and serves SHA2 with V2 and V3 applied."""
+        flags, (first, then), _ = MODES[mode]
+        deployment = at(SHA1)
+        result = deployment.deploy(SHA2, *flags)
+        assert order(result.stdout, first, then), result.stdout
+        assert "✔ All done." in result.stdout
+        assert deployment.version() == SHA2
+        assert deployment.images() == {"lucky": SHA2, "hasura": SHA2}
+        assert deployment.migrations() == [V1, V2, V3]
+
+    def test_rollback_sha2_to_sha1(self, at, mode):
+        """script/rollback [-s] SHA1 from SHA2 serves SHA1 and leaves SHA1's last migration, however many came after."""
+        flags, _, (first, then) = MODES[mode]
+        deployment = at(SHA2)
+        result = deployment.rollback(SHA1, *flags)
+        assert order(result.stdout, first, then), result.stdout
+        assert "✔ All done." in result.stdout
+        assert deployment.version() == SHA1
+        assert deployment.images() == {"lucky": SHA1, "hasura": SHA1}
+        assert deployment.migrations() == [V1]
 
 
-def test_subtractive_deploy_updates_then_migrates(deployment):
-    result = deployment.script("deploy", "-s", SHA2)
-    assert order(result.stdout, f"Updating services to {SHA2}", f"Migrating the database with {SHA2}"), result.stdout
-    assert deployment.version() == SHA2
-    assert deployment.migrations() == [V1, V2, V3]
-
-
-def test_subtractive_rollback_undoes_database_then_code(deployment):
-    result = deployment.script("rollback", "-s", SHA1)
-    assert order(result.stdout, f"Rolling the database back to migration {V1}", f"Updating services to {SHA1}")
-    assert deployment.version() == SHA1
-    assert deployment.migrations() == [V1]
-
-
-def test_broken_image_leaves_previous_version_serving(deployment):
+def test_broken_image_leaves_previous_version_serving(live):
     """A version that fails its healthcheck is rolled back by swarm; SHA1 keeps serving throughout."""
-    result = deployment.script("deploy", BROKEN, check=False)
+    result = live.deploy(BROKEN, check=False)
     assert result.returncode != 0
     assert f"every service runs {SHA1} again" in result.stderr
-    assert deployment.version() == SHA1
-    assert deployment.images() == {"lucky": SHA1, "hasura": SHA1}
+    assert live.version() == SHA1
+    assert live.images() == {"lucky": SHA1, "hasura": SHA1}
 
 
-def test_killed_lucky_task_is_replaced(deployment):
-    before = deployment.container("lucky")
+def test_killed_lucky_task_is_replaced(live):
+    """Swarm replaces a killed Lucky task, and the new one serves SHA1 through Traefik."""
+    before = live.container("lucky")
     docker("kill", before)
-    wait_until(lambda: deployment.container("lucky") not in (None, before) and deployment.version() == SHA1, 120,
-               "a new lucky task to serve /version")
+    replaced = until(lambda: (cid := live.container("lucky")) not in (None, before) and live.version() == SHA1 and cid,
+                     120, "a new lucky task to serve /version")
+    assert replaced != before
 
 
-def test_killed_postgres_keeps_its_rows(deployment):
-    deployment.sql("INSERT INTO notes (title, body, published) VALUES ('survives', 'x', true)")
-    before = deployment.container("postgres")
+def test_killed_postgres_keeps_its_rows(live, surviving_note):
+    """A killed PostgreSQL task comes back on its volume with the row, and Hasura serves it again."""
+    before = live.container("postgres")
     docker("kill", before)
 
     def back():
-        cid = deployment.container("postgres")
-        return cid not in (None, before) and deployment.sql("SELECT count(*) FROM notes WHERE title = 'survives'") == "1"
-    wait_until(back, 120, "postgres to come back with the row")
-    data = wait_until(lambda: deployment.post("api", "/v1/graphql", {"query": "{ notes { title } }"},
-                                              {"x-hasura-admin-secret": deployment.admin_secret()}).json().get("data"),
-                      90, "hasura to answer again after the database restart")
-    assert {"title": "survives"} in data["notes"]
+        cid = live.container("postgres")
+        return cid not in (None, before) and live.sql(f"SELECT count(*) FROM notes WHERE title = '{surviving_note}'") == "1"
+    until(back, 120, "postgres to come back with the row")
+    data = until(lambda: live.graphql(admin=True).execute(NOTES), 90, "hasura to answer again after the database restart")
+    assert {"title": surviving_note} in data["notes"]
 
 
-def test_monitoring_stack(deployment):
-    """Prometheus scrapes node-exporter, Traefik and itself, has its rules, and reaches Alertmanager."""
-    up = deployment.script("monitoring", "up")
-    assert "✔ All done." in up.stdout
-    auth = ("admin", deployment.dashboard_password)
+def prometheus_api(live, endpoint):
+    """The data of Prometheus's /api/v1/ENDPOINT, through Traefik with the login."""
+    return live.routed_get("prometheus", f"/api/v1/{endpoint}", auth=("admin", live.dashboard_password)).json()["data"]
 
-    def targets():
-        answer = deployment.get("prometheus", "/api/v1/targets", auth=auth)
+
+def test_monitoring_up_ends_all_done(monitoring):
+    """script/monitoring up deploys the monitoring stack and waits until every replica runs."""
+    assert "✔ All done." in monitoring.stdout
+
+
+@pytest.mark.parametrize("job", ["prometheus", "node-exporter", "traefik"])
+def test_prometheus_scrapes(monitoring, live, job):
+    """Prometheus reports every target of the job up."""
+    def health():
+        answer = live.get("prometheus", "/api/v1/targets", auth=("admin", live.dashboard_password))
         if answer.status_code != 200:
             return None
-        health = {}
-        for t in answer.json()["data"]["activeTargets"]:
-            health.setdefault(t["labels"]["job"], set()).add(t["health"])
-        wanted = {"prometheus", "node-exporter", "traefik"}
-        return health if all(health.get(job) == {"up"} for job in wanted) else None
-    wait_until(targets, 120, "prometheus targets node-exporter, traefik and prometheus to be up")
-    groups = {g["name"] for g in deployment.get("prometheus", "/api/v1/rules", auth=auth).json()["data"]["groups"]}
+        states = {t["health"] for t in answer.json()["data"]["activeTargets"] if t["labels"]["job"] == job}
+        return states if states == {"up"} else None
+    assert until(health, 120, f"prometheus to report the {job} targets up") == {"up"}
+
+
+def test_prometheus_has_the_rule_groups(monitoring, live):
+    """Prometheus loaded the generated alerting rules."""
+    groups = until(lambda: {g["name"] for g in prometheus_api(live, "rules")["groups"]}, 60, "prometheus to list its rule groups")
     assert groups == {"nodes", "tasks"}
-    managers = deployment.get("prometheus", "/api/v1/alertmanagers", auth=auth).json()["data"]["activeAlertmanagers"]
+
+
+def test_prometheus_reaches_alertmanager(monitoring, live):
+    """Prometheus discovered Alertmanager, which answers healthy through Traefik."""
+    managers = until(lambda: prometheus_api(live, "alertmanagers")["activeAlertmanagers"], 60,
+                     "prometheus to discover alertmanager")
     assert managers
-    assert deployment.get("alertmanager", "/-/healthy", auth=auth).status_code == 200
-    assert deployment.get("prometheus", "/api/v1/targets").status_code == 401
+    assert live.routed_get("alertmanager", "/-/healthy", auth=("admin", live.dashboard_password)).status_code == 200
 
 
-def test_https_switch_off_serves_plain_http(deployment):
+def test_prometheus_needs_the_login(monitoring, live):
+    """Prometheus through Traefik without the login is 401."""
+    assert live.routed_get("prometheus", "/api/v1/targets").status_code == 401
+
+
+def test_https_switch_off_serves_plain_http(live):
     """HTTPS_SWITCH=off: the same routes over HTTP on port 80, nothing on 443."""
-    deployment.https = "off"
-    result = deployment.script("deploy", SHA1)
+    result = live.deploy(SHA1, https="off")
     assert "HTTPS_SWITCH=off" in result.stdout
-    answer = wait_until(lambda: (a := deployment.get("api", "/version")).status_code == 200 and a, 60,
-                        "lucky over plain HTTP")
+    answer = until(lambda: (a := live.get("api", "/version")).status_code == 200 and a, 60, "lucky over plain HTTP")
+    assert answer.url.startswith("http://")
     assert answer.json()["version"] == SHA1
-    graphql = deployment.post("api", "/v1/graphql", {"query": "{ notes { title } }"}).json()
-    assert graphql["errors"][0]["extensions"]["code"] == "invalid-headers", graphql
+    denied = live.routed_graphql(timeout=60)
+    assert isinstance(denied, TransportQueryError), denied
+    assert denied.errors[0]["extensions"]["code"] == "invalid-headers", denied.errors
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", 443), timeout=3).close()
 
 
-def test_teardown_leaves_nothing(deployment):
+def test_teardown_leaves_nothing(monitoring, deployment):
+    """Removing both stacks leaves no service, network, volume, secret, config or container behind."""
     deployment.close()
     assert deployment.leftovers() == {"services": [], "networks": [], "volumes": [], "secrets": [], "configs": []}
+    assert deployment.stack_containers(deployment.swarm_name, f"{deployment.swarm_name}_monitoring") == []
