@@ -23,7 +23,7 @@ USAGE = [
     (["monitoring"], 2, "usage: script/monitoring"),
     (["deploy", "not-a-sha"], 1, "'not-a-sha' is not an 8-character commit SHA"),
     (["rollback", "XYZ"], 1, "'XYZ' is not an 8-character commit SHA"),
-    (["ci_deploy", "staging", "aaaa1111"], 1, "STAGING_SERVER_IP is not set"),
+    (["ci_deploy", "staging", "aaaa1111"], 1, "SERVER_IP is not set (the staging server's address"),
 ]
 
 
@@ -35,7 +35,7 @@ def run_script(project, args, **env):
 @pytest.mark.parametrize(("args", "code", "words"), USAGE, ids=[" ".join(a) for a, _, _ in USAGE])
 def test_bad_arguments_fail_clearly(default_project, args, code, words):
     """A wrong call prints one clear line and exits non-zero."""
-    result = run_script(default_project, args, STAGING_SERVER_IP="")
+    result = run_script(default_project, args, SERVER_IP="")
     assert result.returncode == code, result.stdout + result.stderr
     assert words in result.stderr
 
