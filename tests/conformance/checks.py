@@ -106,6 +106,7 @@ def grafana(datasources_file, dashboards_provider_file, dashboard_files, mounted
 
 APP_SERVICES = {"lucky", "hasura"}
 STOP_FIRST = {"postgres": "two servers must never share one data volume",
+              "backup": "one backup scheduler at a time",
               "traefik": "host-mode ports cannot be bound twice"}
 
 
@@ -139,6 +140,69 @@ def stack_problems(config, check_updates=True):
             problems.append(f"{name}: no restart_policy")
     if "traefik" in services and not any(p.get("published") in (80, "80") for p in services["traefik"].get("ports", [])):
         problems.append("traefik: port 80 is not published")
+    return problems
+
+
+# Services that keep data in a volume, by the node label that places them next to it.
+STATEFUL = {"postgres": "db", "backup": "db", "traefik": "edge", "prometheus": "monitoring",
+            "alertmanager": "monitoring", "grafana": "monitoring"}
+MIN_POSTGRES_GRACE = 60
+
+
+def memory_bytes(value):
+    """Compose's memory notation ("768M", 805306368) in bytes; None when unset or unreadable."""
+    match = re.fullmatch(r"(\d+)([kmg]?)b?", str(value or "").strip().lower())
+    return int(match.group(1)) * 1024 ** " kmg".index(match.group(2) or " ") if match else None
+
+
+def seconds(value):
+    """A compose duration ("1m30s", "60s") in seconds; 0 when unset."""
+    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in re.findall(r"(\d+)([hms])", str(value or "")))
+
+
+def resource_problems(config, swarm_name, stack="app"):
+    """Every service: memory limit and reservation (reservation <= limit), rotated json-file logs;
+    postgres: a stop grace period of a minute or more; stateful services: placed by their node label."""
+    problems = []
+    for name, svc in config["services"].items():
+        resources = (svc.get("deploy") or {}).get("resources") or {}
+        limit = memory_bytes((resources.get("limits") or {}).get("memory"))
+        reservation = memory_bytes((resources.get("reservations") or {}).get("memory"))
+        if not limit or not reservation:
+            problems.append(f"{stack}/{name}: no memory limit and reservation (deploy.resources)")
+        elif reservation > limit:
+            problems.append(f"{stack}/{name}: reserves more memory than its limit")
+        logging = svc.get("logging") or {}
+        options = logging.get("options") or {}
+        if logging.get("driver") != "json-file" or not options.get("max-size") or not options.get("max-file"):
+            problems.append(f"{stack}/{name}: logs are not rotated (json-file with max-size and max-file)")
+        if name in STATEFUL:
+            wanted = f"node.labels.{swarm_name}.{STATEFUL[name]} == true"
+            constraints = ((svc.get("deploy") or {}).get("placement") or {}).get("constraints") or []
+            if wanted not in constraints:
+                problems.append(f"{stack}/{name}: keeps a volume but is not placed by `{wanted}` ({constraints})")
+    postgres = config["services"].get("postgres")
+    if postgres is not None and seconds(postgres.get("stop_grace_period")) < MIN_POSTGRES_GRACE:
+        problems.append(f"{stack}/postgres: stop_grace_period {postgres.get('stop_grace_period')!r} is under "
+                        f"{MIN_POSTGRES_GRACE}s")
+    return problems
+
+
+MEMORY_ROW = re.compile(r"^\|\s*`([a-z-]+)`\s*\|\s*(\d+[KMG])\s*\|\s*(\d+[KMG])\s*\|", re.M)
+
+
+def memory_table_problems(readme, *configs):
+    """The README's memory table (| `service` | reservation | limit |) says what the stacks set, for every service."""
+    documented = {m.group(1): (memory_bytes(m.group(2)), memory_bytes(m.group(3)))
+                  for m in MEMORY_ROW.finditer(Path(readme).read_text())}
+    problems = []
+    for config in configs:
+        for name, svc in config["services"].items():
+            resources = (svc.get("deploy") or {}).get("resources") or {}
+            actual = (memory_bytes((resources.get("reservations") or {}).get("memory")),
+                      memory_bytes((resources.get("limits") or {}).get("memory")))
+            if documented.get(name) != actual:
+                problems.append(f"README memory table: {name} documented as {documented.get(name)}, set to {actual} (bytes)")
     return problems
 
 

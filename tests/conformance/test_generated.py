@@ -6,6 +6,7 @@ import subprocess
 import pytest
 import yaml
 
+from tests.combinations import COOKIECUTTER_JSON
 from tests.conformance import checks
 from tests.harness.variants import rels, unique_variants
 
@@ -132,6 +133,21 @@ def test_production_stack_rules(variant, prod_env, https):
     assert {p["published"] for p in app["services"]["traefik"]["ports"]} == ({80, 443} if https == "on" else {80})
     entrypoints = {v for k, v in app["services"]["lucky"]["deploy"]["labels"].items() if k.endswith(".entrypoints")}
     assert entrypoints == {"websecure" if https == "on" else "web"}
+
+
+@pytest.mark.files(*COMPOSE_GLOBS, "README.md")
+def test_production_memory_logs_and_placement(variant, prod_env):
+    """Every production service has memory limits and reservations (as the README's table says) and rotated
+    logs; postgres stops gracefully; every stateful service is placed by its node label."""
+    combo, project = variant
+    env_file = prod_env(project)
+    configs = [("app", loaded(deploy_config(project, env_file, "on")))]
+    if combo["monitoring"] == "yes":
+        configs.append(("monitoring", loaded(monitoring_config(project, env_file, "on"))))
+    swarm_name = COOKIECUTTER_JSON["project_name"]  # swarm_name follows project_name in every combination
+    found = [p for stack, config in configs for p in checks.resource_problems(config, swarm_name, stack)]
+    found += checks.memory_table_problems(project / "README.md", *(c for _, c in configs))
+    assert not found, "\n".join(found)
 
 
 def test_production_fails_fast_on_missing_variables(default_project, prod_env):

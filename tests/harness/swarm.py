@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import requests
@@ -29,9 +30,12 @@ from tests.harness.proc import CommandFailed, run
 from tests.harness.wait import WaitTimeout, until
 
 DOMAIN = "example.com"
+STAGING_DOMAIN = f"staging.{DOMAIN}"  # a second server's domain, for the same rendered project
 SWARM_NAME = "lhd_app"
 REGISTRY = "registry.gitlab.com/my-group/lhd-app"
-APP_STACK_SERVICES = ("postgres", "hasura", "lucky", "traefik", "socket-proxy")
+APP_STACK_SERVICES = ("postgres", "backup", "hasura", "lucky", "traefik", "socket-proxy")
+STATE_ROLES = ("db", "edge", "monitoring")
+BACKUP_INTERVAL = 30  # seconds between the backup service's dumps, short enough to see one
 
 SHA1, SHA2, SHA3, BROKEN = "aaaa1111", "bbbb2222", "cccc3333", "dead0000"
 V1, V2, V3 = 20250101000000, 20250201000000, 20250301000000
@@ -126,7 +130,7 @@ class Deployment:
         self.swarm_name = SWARM_NAME
         self.registry = REGISTRY
         self.env_file = self.workdir / "production.env"
-        self.ca, cert, key = make_ca(self.workdir / "certs", DOMAIN)
+        self.ca, cert, key = make_ca(self.workdir / "certs", DOMAIN, STAGING_DOMAIN)
         shutil.copy(cert, self.project / "etc/certs/origin.crt")
         shutil.copy(key, self.project / "etc/certs/origin.key")
         self.https = "on"
@@ -138,7 +142,7 @@ class Deployment:
             self.override = self.workdir / "no-ipvs.yml"
             self.override.write_text(
                 "# Harness-side: this kernel has no IPVS, so no service VIPs.\nservices:\n" + "".join(
-                    f"  {s}:\n    deploy:\n      endpoint_mode: dnsrr\n" for s in ("hasura", "lucky", "traefik", "socket-proxy")))
+                    f"  {s}:\n    deploy:\n      endpoint_mode: dnsrr\n" for s in ("backup", "hasura", "lucky", "traefik", "socket-proxy")))
             self.notes.append("no IPVS on this kernel: applied the harness override endpoint_mode=dnsrr")
         self.monitoring_override = None
         monitoring = {}
@@ -153,7 +157,8 @@ class Deployment:
             self.monitoring_override = self.workdir / "monitoring-override.yml"
             self.monitoring_override.write_text("# Harness-side override of the monitoring stack.\n" + yaml.safe_dump(
                 {"services": {name: {"deploy": deploy} for name, deploy in monitoring.items()}}))
-        boot = self.script("bootstrap")
+        self.lock_file = self.workdir / "deploy.lock"
+        boot = self.script("bootstrap", "--swarm")
         match = re.search(r"login: admin / (\S+)", boot.stdout)
         if match is None:
             raise RuntimeError(f"script/bootstrap printed no dashboard login:\n{boot.stdout}")
@@ -163,7 +168,8 @@ class Deployment:
     def env(self, **extra):
         """The environment the project's scripts run with (HTTPS_SWITCH from self.https)."""
         env = dict(os.environ, LHD_ENV_FILE=str(self.env_file), HTTPS_SWITCH=self.https, RESOLVE_IMAGE="never",
-                   DEPLOY_TIMEOUT="240", WAIT_TIMEOUT="120")
+                   DEPLOY_TIMEOUT="240", WAIT_TIMEOUT="120", DEPLOY_LOCK_FILE=str(self.lock_file),
+                   BACKUP_INTERVAL=str(BACKUP_INTERVAL))
         if self.override:
             env["LHD_EXTRA_COMPOSE_FILES"] = str(self.override)
         if self.monitoring_override:
@@ -171,12 +177,13 @@ class Deployment:
         env.update(extra)
         return env
 
-    def script(self, name, *args, check=True, timeout=900, https=None):
-        """Run script/NAME ARGS in the project; https ("on"/"off") switches HTTPS_SWITCH from now on."""
+    def script(self, name, *args, check=True, timeout=900, https=None, env=None):
+        """Run script/NAME ARGS in the project (stdin empty: no terminal); https ("on"/"off") switches
+        HTTPS_SWITCH from now on; env adds variables."""
         if https is not None:
             self.https = https
-        return run([self.project / "script" / name, *args], env=self.env(), cwd=self.project, check=check,
-                   timeout=timeout)
+        return run([self.project / "script" / name, *args], env=self.env(**(env or {})), cwd=self.project,
+                   check=check, timeout=timeout, stdin=subprocess.DEVNULL)
 
     def build(self, sha):
         """script/build SHA."""
@@ -219,8 +226,10 @@ class Deployment:
         docker("tag", f"{self.registry}/hasura:{from_sha}", f"{self.registry}/hasura:{sha}")
 
     def first_deploy(self, sha=SHA1, https="on"):
-        """script/deploy --first SHA (its result is kept as `first`)."""
+        """script/bootstrap --swarm (the node labels again, the env file kept), then script/deploy --first SHA
+        (its result is kept as `first`)."""
         self.release(sha)
+        self.script("bootstrap", "--swarm")
         self.first = self.script("deploy", "--first", sha, https=https)
         return self.first
 
@@ -230,9 +239,9 @@ class Deployment:
         return self.script("deploy", *flags, sha, check=check, https=https)
 
     def rollback(self, sha, *flags, check=True, https=None):
-        """script/rollback FLAGS SHA."""
+        """script/rollback FLAGS SHA (FLAGS default to --yes: the harness answers the question)."""
         self.release(sha)
-        return self.script("rollback", *flags, sha, check=check, https=https)
+        return self.script("rollback", *(flags or ("--yes",)), sha, check=check, https=https)
 
     # -- bringing the stack to a known state --------------------------------------------
     def bring_to(self, sha, https="on"):
@@ -301,20 +310,25 @@ class Deployment:
         """A requests session sending SNI from the Host header and verifying the certificate for it."""
         return host_header_session()
 
-    def get(self, host, path="/", scheme=None, session=None, **kw):
-        """GET 127.0.0.1 with Host host.DOMAIN; no redirects followed; TLS verified against the test CA."""
+    def get(self, host, path="/", scheme=None, session=None, domain=DOMAIN, **kw):
+        """GET 127.0.0.1 with Host host.domain; no redirects followed; TLS verified against the test CA."""
         kw.setdefault("timeout", 5)
         kw.setdefault("allow_redirects", False)
         kw.setdefault("verify", str(self.ca))
         return (session or self.session()).get(f"{scheme or self.scheme}://127.0.0.1{path}",
-                                               headers={"Host": f"{host}.{DOMAIN}"}, **kw)
+                                               headers={"Host": f"{host}.{domain}"}, **kw)
 
     def routed_get(self, host, path="/", timeout=60, **kw):
         """`get`, once Traefik routes host (it polls swarm every few seconds): an answer other than 404/502/503/504."""
         def answer():
             got = self.get(host, path, **kw)
             return None if got.status_code in (404, 502, 503, 504) else [got]  # a Response is falsy from 400 on
-        return until(answer, timeout, f"Traefik to route {host}.{DOMAIN}{path}")[0]
+        return until(answer, timeout, f"Traefik to route {host}.{kw.get('domain', DOMAIN)}{path}")[0]
+
+    def set_env(self, key, value):
+        """Set KEY=value in the server's env file (as an operator would edit it)."""
+        lines = [line for line in self.env_file.read_text().splitlines() if not line.startswith(f"{key}=")]
+        self.env_file.write_text("\n".join([*lines, f"{key}={value}"]) + "\n")
 
     def graphql(self, admin=False):
         """A gql client for Hasura's /v1/graphql through Traefik as api.DOMAIN, with the admin secret when admin."""
@@ -339,6 +353,44 @@ class Deployment:
 
     def sql(self, query):
         return self.container_exec("postgres", "psql", "-tA", "-U", "lhd_app", "-d", "lhd_app_production", "-c", query)
+
+    # -- backups ---------------------------------------------------------------------
+    def backups(self):
+        """(dump names newest first, the "last scheduled backup" line) from script/backup --list."""
+        out = self.script("backup", "--list").stdout.splitlines()
+        return [line.split()[0] for line in out if line.endswith(" bytes")], \
+            next(line for line in out if line.startswith("last scheduled backup:"))
+
+    def dump_sql(self, name, table):
+        """The SQL that dump `name` holds for table's rows (pg_restore --data-only --table), read in a
+        one-off postgres container with the backups volume mounted."""
+        return docker("run", "--rm", "-v", f"{self.swarm_name}_backups:/backups:ro", "--entrypoint", "pg_restore",
+                      f"postgres:{self.postgres_version()}", "--data-only", f"--table={table}", "--file=-",
+                      f"/backups/{name}").stdout
+
+    def postgres_version(self):
+        return docker("service", "inspect", f"{self.swarm_name}_postgres", "--format",
+                      "{{.Spec.TaskTemplate.ContainerSpec.Image}}").stdout.strip().split("@")[0].rsplit(":", 1)[1]
+
+    # -- node labels -------------------------------------------------------------------
+    def node_id(self):
+        return docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
+
+    def label(self, role, present=True):
+        """Put the role's node label on this node, or take it off."""
+        key = f"{self.swarm_name}.{role}"
+        args = ["--label-add", f"{key}=true"] if present else ["--label-rm", key]
+        docker("node", "update", *args, self.node_id())
+
+    def labels(self):
+        """This node's labels named like the stack."""
+        found = json.loads(docker("node", "inspect", self.node_id(), "--format", "{{json .Spec.Labels}}").stdout) or {}
+        return {k: v for k, v in found.items() if k.startswith(f"{self.swarm_name}.")}
+
+    def unlabel(self):
+        """Take the stack's labels (put there by script/bootstrap --swarm) off this node."""
+        for key in self.labels():
+            docker("node", "update", "--label-rm", key, self.node_id(), check=False)
 
     # -- swarm state -----------------------------------------------------------------
     def container(self, service):
@@ -409,6 +461,7 @@ class Deployment:
                            ("volumes", ["volume", "ls", "-q"]), ("secrets", ["secret", "ls", "-q"]),
                            ("configs", ["config", "ls", "-q"])):
             found[kind] = docker(*args, "--filter", f"name={self.swarm_name}_").stdout.split()
+        found["node labels"] = sorted(self.labels())
         return found
 
 

@@ -1,4 +1,4 @@
-"""Fixtures of the swarm tier: one deployment per module, brought to each test's state."""
+"""Fixtures of the swarm tier: one deployment per session, brought to each test's state."""
 
 import pytest
 
@@ -7,12 +7,12 @@ from tests.harness.swarm import SHA1, Deployment, Swarm
 from tests.harness.wait import until
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def deployment(image_mode, tmp_path_factory, request):
     """A rendered project, SHA1 built and first deployed with `script/deploy --first`; everything removed afterwards.
 
     Building is the expensive part (a real Lucky release build per SHA), so it
-    happens once per module; other releases are built when a test first asks.
+    happens once per session; other releases are built when a test first asks.
     """
     with Swarm() as swarm:
         base = tmp_path_factory.mktemp("swarm")
@@ -24,6 +24,7 @@ def deployment(image_mode, tmp_path_factory, request):
             yield d
         finally:
             d.close()
+            d.unlabel()
 
 
 @pytest.fixture

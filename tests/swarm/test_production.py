@@ -14,7 +14,7 @@ import pytest
 from gql.transport.exceptions import TransportQueryError
 
 from tests.harness.docker import docker
-from tests.harness.swarm import APP_STACK_SERVICES, BROKEN, DOMAIN, NOTES, SHA1, SHA2, V1, V2, V3
+from tests.harness.swarm import APP_STACK_SERVICES, BROKEN, DOMAIN, NOTES, SHA1, SHA2, STAGING_DOMAIN, V1, V2, V3
 from tests.harness.wait import until
 
 pytestmark = pytest.mark.docker
@@ -77,6 +77,23 @@ def test_unknown_host_gets_traefiks_404(live):
     assert live.get("nope", "/").status_code == 404
 
 
+def test_routed_domain_is_read_at_deploy_time(live):
+    """The same rendered project serves another domain when the server's env file says so: APP_DOMAIN, read at
+    deploy time, sets Traefik's routes (and Lucky's APP_DOMAIN); the old domain is no longer routed."""
+    live.set_env("APP_DOMAIN", STAGING_DOMAIN)
+    try:
+        live.deploy(SHA1)
+        answer = live.routed_get("api", "/version", domain=STAGING_DOMAIN)
+        assert answer.json()["version"] == SHA1
+        assert until(lambda: live.get("api", "/version").status_code == 404, 60, f"api.{DOMAIN} to be unrouted")
+        assert live.routed_get("traefik", "/dashboard/", domain=STAGING_DOMAIN,
+                               auth=("admin", live.dashboard_password)).status_code == 200
+    finally:
+        live.set_env("APP_DOMAIN", DOMAIN)
+        live.deploy(SHA1)
+    assert live.routed_get("api", "/version").json()["version"] == SHA1
+
+
 def test_served_certificate_is_the_provided_one(live):
     """Traefik serves exactly the origin certificate put in etc/certs, valid for api.DOMAIN."""
     context = ssl.create_default_context(cafile=str(live.ca))
@@ -102,10 +119,11 @@ def test_socket_proxy_reads_but_never_writes(live):
 
 MIGRATE_SHA2, UPDATE_SHA2 = f"Migrating the database with {SHA2}", f"Updating services to {SHA2}"
 UPDATE_SHA1, ROLL_TO_V1 = f"Updating services to {SHA1}", f"Rolling the database back to migration {V1}"
-# mode -> (its flag, the order of script/deploy's steps, the order of script/rollback's steps)
+# mode -> (script/deploy's flags, script/rollback's, the order of deploy's steps, the order of rollback's)
+# --yes: both change data for good here (subtractive migrations, undone migrations), so they would ask.
 MODES = {
-    "additive": ([], (MIGRATE_SHA2, UPDATE_SHA2), (UPDATE_SHA1, ROLL_TO_V1)),
-    "subtractive": (["-s"], (UPDATE_SHA2, MIGRATE_SHA2), (ROLL_TO_V1, UPDATE_SHA1)),
+    "additive": ([], ["--yes"], (MIGRATE_SHA2, UPDATE_SHA2), (UPDATE_SHA1, ROLL_TO_V1)),
+    "subtractive": (["-s", "--yes"], ["-s", "--yes"], (UPDATE_SHA2, MIGRATE_SHA2), (ROLL_TO_V1, UPDATE_SHA1)),
 }
 
 
@@ -117,7 +135,7 @@ class TestUpdateModes:
 
     def test_deploy_sha2_over_sha1(self, at, mode):
         """script/deploy [-s] SHA2 over SHA1 runs its two steps in the mode's order and serves SHA2 with V2 and V3 applied."""
-        flags, (first, then), _ = MODES[mode]
+        flags, _, (first, then), _ = MODES[mode]
         deployment = at(SHA1)
         result = deployment.deploy(SHA2, *flags)
         assert order(result.stdout, first, then), result.stdout
@@ -128,7 +146,7 @@ class TestUpdateModes:
 
     def test_rollback_sha2_to_sha1(self, at, mode):
         """script/rollback [-s] SHA1 from SHA2 serves SHA1 and leaves SHA1's last migration, however many came after."""
-        flags, _, (first, then) = MODES[mode]
+        _, flags, _, (first, then) = MODES[mode]
         deployment = at(SHA2)
         result = deployment.rollback(SHA1, *flags)
         assert order(result.stdout, first, then), result.stdout
@@ -225,7 +243,9 @@ def test_https_switch_off_serves_plain_http(live):
 
 
 def test_teardown_leaves_nothing(monitoring, deployment):
-    """Removing both stacks leaves no service, network, volume, secret, config or container behind."""
+    """Removing both stacks and the node labels leaves no service, network, volume, secret, config, label or container."""
     deployment.close()
-    assert deployment.leftovers() == {"services": [], "networks": [], "volumes": [], "secrets": [], "configs": []}
+    deployment.unlabel()
+    assert deployment.leftovers() == {"services": [], "networks": [], "volumes": [], "secrets": [], "configs": [],
+                                      "node labels": []}
     assert deployment.stack_containers(deployment.swarm_name, f"{deployment.swarm_name}_monitoring") == []
