@@ -7,6 +7,10 @@ status through a requests response hook, passed as a transport kwarg (which
 `_prepare_request` hands to requests), so tests can still assert it.
 """
 
+import base64
+import hashlib
+import hmac
+import json
 from dataclasses import dataclass, field
 
 from gql import Client, gql
@@ -49,3 +53,19 @@ def answer(url, query, headers=None):
     except TransportQueryError as error:
         result.errors, result.data = error.errors, error.data
     return result
+
+
+def hs256_jwt(key, claims):
+    """A JWT of claims signed HS256 with key (RFC 7519; what Hasura's HS256 JWT mode verifies)."""
+    def b64(raw):
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    head, body = b64(b'{"alg":"HS256","typ":"JWT"}'), b64(json.dumps(claims).encode())
+    sig = b64(hmac.new(key.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
+    return f"{head}.{body}.{sig}"
+
+
+def user_claims(role="user", user_id="1"):
+    """Hasura's claims namespace for a JWT whose default and only role is role."""
+    return {"sub": user_id, "https://hasura.io/jwt/claims": {"x-hasura-default-role": role,
+                                                             "x-hasura-allowed-roles": [role],
+                                                             "x-hasura-user-id": user_id}}

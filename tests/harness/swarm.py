@@ -26,6 +26,7 @@ from requests_toolbelt.adapters.host_header_ssl import HostHeaderSSLAdapter
 from tests.harness.bake import bake
 from tests.harness.certs import make_ca
 from tests.harness.docker import docker
+from tests.harness.graphql_client import hs256_jwt, user_claims
 from tests.harness.proc import CommandFailed, run
 from tests.harness.wait import WaitTimeout, until
 
@@ -310,13 +311,18 @@ class Deployment:
         """A requests session sending SNI from the Host header and verifying the certificate for it."""
         return host_header_session()
 
-    def get(self, host, path="/", scheme=None, session=None, domain=DOMAIN, **kw):
-        """GET 127.0.0.1 with Host host.domain; no redirects followed; TLS verified against the test CA."""
+    def request(self, method, host, path="/", scheme=None, session=None, domain=DOMAIN, headers=None, **kw):
+        """METHOD 127.0.0.1 with Host host.domain (and headers); no redirects followed; TLS verified against
+        the test CA."""
         kw.setdefault("timeout", 5)
         kw.setdefault("allow_redirects", False)
         kw.setdefault("verify", str(self.ca))
-        return (session or self.session()).get(f"{scheme or self.scheme}://127.0.0.1{path}",
-                                               headers={"Host": f"{host}.{domain}"}, **kw)
+        return (session or self.session()).request(method, f"{scheme or self.scheme}://127.0.0.1{path}",
+                                                   headers={"Host": f"{host}.{domain}", **(headers or {})}, **kw)
+
+    def get(self, host, path="/", **kw):
+        """`request("GET", ...)`."""
+        return self.request("GET", host, path, **kw)
 
     def routed_get(self, host, path="/", timeout=60, **kw):
         """`get`, once Traefik routes host (it polls swarm every few seconds): an answer other than 404/502/503/504."""
@@ -330,26 +336,55 @@ class Deployment:
         lines = [line for line in self.env_file.read_text().splitlines() if not line.startswith(f"{key}=")]
         self.env_file.write_text("\n".join([*lines, f"{key}={value}"]) + "\n")
 
-    def graphql(self, admin=False):
-        """A gql client for Hasura's /v1/graphql through Traefik as api.DOMAIN, with the admin secret when admin."""
+    def graphql(self, admin=False, user=False):
+        """A gql client for Hasura's /v1/graphql through Traefik as api.DOMAIN, with the admin secret when admin,
+        with a JWT of the `user` role when user."""
         headers = {"Host": f"api.{DOMAIN}"}
         if admin:
             headers["x-hasura-admin-secret"] = self.admin_secret()
+        if user:
+            headers["Authorization"] = f"Bearer {self.user_token()}"
         transport = HostHeaderTransport(url=f"{self.scheme}://127.0.0.1/v1/graphql", headers=headers,
                                         verify=str(self.ca), timeout=10)
         return Client(transport=transport, fetch_schema_from_transport=False)
 
-    def routed_graphql(self, query=NOTES, admin=False, timeout=30):
+    def routed_graphql(self, query=NOTES, admin=False, user=False, timeout=30):
         """Hasura's answer to query (data, or its TransportQueryError) once Traefik routes /v1/graphql to it;
         Traefik polls swarm every few seconds."""
-        return until(lambda: graphql_answer(self.graphql(admin), query), timeout, "Traefik to route /v1/graphql to Hasura")
+        return until(lambda: graphql_answer(self.graphql(admin, user), query), timeout,
+                     "Traefik to route /v1/graphql to Hasura")
+
+    def user_token(self):
+        """A JWT of the `user` role, signed with the server's HASURA_JWT_KEY."""
+        return hs256_jwt(self.secret("HASURA_JWT_KEY"), user_claims())
+
+    def admin_graphql(self, query, secret=None):
+        """Hasura's JSON answer to query (a string) with the admin secret (or `secret`), asked from inside the
+        hasura container: Traefik strips the admin secret from public requests, so admins ask there."""
+        body = json.dumps({"query": query})
+        return json.loads(self.container_exec(
+            "hasura", "curl", "--silent", "--max-time", "5", "--header", "Content-Type: application/json",
+            "--header", f"x-hasura-admin-secret: {secret or self.admin_secret()}", "--data", body,
+            "http://127.0.0.1:8080/v1/graphql"))
 
     def version(self):
         return self.get("api", "/version").json()["version"]
 
-    def admin_secret(self):
+    def settings(self):
+        """The server's env file as a dict."""
         return dict(line.split("=", 1) for line in self.env_file.read_text().splitlines()
-                    if "=" in line and not line.startswith("#"))["HASURA_GRAPHQL_ADMIN_SECRET"]
+                    if "=" in line and not line.startswith("#"))
+
+    def secret_file(self, name):
+        """The file holding the secret NAME (NAME_FILE in the env file)."""
+        return Path(self.settings()[f"{name}_FILE"])
+
+    def secret(self, name):
+        """The secret NAME's value, read from its file."""
+        return self.secret_file(name).read_text().strip()
+
+    def admin_secret(self):
+        return self.secret("HASURA_GRAPHQL_ADMIN_SECRET")
 
     def sql(self, query):
         return self.container_exec("postgres", "psql", "-tA", "-U", "lhd_app", "-d", "lhd_app_production", "-c", query)

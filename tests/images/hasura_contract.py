@@ -92,3 +92,51 @@ INCONSISTENT_METADATA = Fact("metadata naming a missing table never yields a hea
 BAD_DATABASE = Fact("with an unreachable database the temporary server never opens its port, so the entrypoint "
                     "exits 1 after HASURA_GRAPHQL_MIGRATIONS_SERVER_TIMEOUT",
                     "packaging/cli-migrations/v3/docker-entrypoint.sh (wait_for_port)")
+
+# --- API groups, CORS, introspection, API limits, the admin secret header ----------------
+# Read from hasura/graphql-engine master at 5a67e3e6 (2026-05-19), the newest tree readable
+# here; see .scratch/hasura-checklist.md for why, and check these against the pinned tag.
+
+DISABLED_API = Fact("an API group left out of HASURA_GRAPHQL_ENABLED_APIS answers 404 "
+                    "{\"error\": \"resource does not exist\", \"path\": \"$\", \"code\": \"not-found\"} before "
+                    "the body is read; /healthz, /hasura/healthz and /v1/version belong to no group and always answer",
+                    "server/src-lib/Hasura/Server/App.hs (httpApp, onlyWhenApiEnabled, healthzAction)")
+ENABLED_APIS_VALUES = Fact("HASURA_GRAPHQL_ENABLED_APIS is a comma separated list of metadata, graphql, pgdump, "
+                           "developer, config, metrics (any case; default metadata,graphql,pgdump,config); any other "
+                           "word, or an empty value, stops the server: 'Fatal Error:- Environment variable "
+                           "HASURA_GRAPHQL_ENABLED_APIS: Only expecting list of comma separated API types ...'",
+                           "server/src-lib/Hasura/Server/Init/Env.hs (FromEnv (HashSet API), considerEnv); "
+                           "server/src-lib/Hasura/Server/Init/Arg/Command/Serve.hs (enabledAPIsOption)")
+TEMPORARY_SERVER_APIS = Fact("the entrypoint starts its temporary server with --enabled-apis=\"metadata\", and a flag "
+                             "wins over its variable (which is then not read): metadata is applied at start even when "
+                             "HASURA_GRAPHQL_ENABLED_APIS leaves `metadata` out",
+                             "packaging/cli-migrations/v3/docker-entrypoint.sh; "
+                             "server/src-lib/Hasura/Server/Init/Env.hs (withOptionDefault)")
+CORS_ALLOWED = Fact("an allowed Origin (HASURA_GRAPHQL_CORS_DOMAIN, default \"*\") is echoed in "
+                    "Access-Control-Allow-Origin with Access-Control-Allow-Credentials: true on the route's own "
+                    "answer; an OPTIONS request from it is answered 204 by the middleware, for any path",
+                    "server/src-lib/Hasura/Server/Middleware.hs (corsMiddleware, mkCorsHeaders, respondPreFlight)")
+CORS_REFUSED = Fact("an Origin that is not allowed (or any Origin with HASURA_GRAPHQL_DISABLE_CORS=true) gets no "
+                    "Access-Control-* header and the route's usual status; its preflight OPTIONS matches no route and "
+                    "is answered 500 {\"error\": \"Internal Server Error\", \"path\": \"$\", \"code\": \"unexpected\"}",
+                    "server/src-lib/Hasura/Server/Middleware.hs (handleCors); server/src-lib/Hasura/Server/App.hs "
+                    "(mkSpockConfig, spockInternalErrorHandler); agrafix/Spock@40d028b Spock-core/src/Web/Spock/"
+                    "Internal/Wire.hs (applyAction [])")
+CORS_DOMAINS = Fact("HASURA_GRAPHQL_CORS_DOMAIN entries need a scheme (scheme://host[:port]); scheme://*.host "
+                    "matches exactly one more leftmost label (not the bare host, not two labels); an entry without a "
+                    "scheme stops the server with \"invalid domain: '<entry>'\"",
+                    "server/src-lib/Hasura/Server/Cors.hs (readCorsDomains, parseOptWildcardDomain, originParser)")
+INTROSPECTION_NOT_ENFORCED = Fact("the community edition accepts graphql_schema_introspection.disabled_for_roles "
+                                  "(set_graphql_schema_introspection_options -> {\"message\": \"success\"}) and still "
+                                  "answers those roles' introspection; enforcing it is a Cloud/Enterprise feature",
+                                  "server/src-lib/Hasura/App.hs (instance MonadGQLExecutionCheck AppM: "
+                                  "executeIntrospection); docs/docs/security/disable-graphql-introspection.mdx")
+API_LIMITS_NOT_ENFORCED = Fact("the community edition accepts api_limits (set_api_limits -> {\"message\": "
+                               "\"success\"}; a malformed one is parse-failed) and enforces none of them",
+                               "server/src-lib/Hasura/App.hs (instance HasResourceLimits AppM); "
+                               "server/src-lib/Hasura/RQL/Types/ApiLimit.hs; docs/docs/security/api-limits.mdx")
+ADMIN_SECRET_HEADER = Fact("the admin secret is read from x-hasura-admin-secret or x-hasura-access-key, header name "
+                           "in any case, value compared exactly; without it the request is authenticated by the other "
+                           "mode (JWT here)",
+                           "server/src-lib/Hasura/Server/Auth.hs (checkingSecretIfSent); "
+                           "server/src-lib/Hasura/Authentication/Session.hs (SessionVariable is case-insensitive)")

@@ -13,9 +13,6 @@ the container's logs in every failure. GraphQL goes through gql
 (tests/harness/graphql_client.py); the other Hasura endpoints through requests.
 """
 
-import base64
-import hashlib
-import hmac
 import json
 import shutil
 import struct
@@ -250,17 +247,12 @@ def test_hasura_unknown_field_is_validation_failed(hasura):
 
 def jwt_token(claims):
     """An HS256 JWT of claims signed with JWT_KEY."""
-    def b64(raw):
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-    head, body = b64(b'{"alg":"HS256","typ":"JWT"}'), b64(json.dumps(claims).encode())
-    sig = b64(hmac.new(JWT_KEY.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest())
-    return f"{head}.{body}.{sig}"
+    return graphql_client.hs256_jwt(JWT_KEY, claims)
 
 
 def test_hasura_user_role_sees_published_only(hasura):
     """The template's `user` permission filters to published rows."""
-    token = jwt_token({"https://hasura.io/jwt/claims": {"x-hasura-default-role": "user",
-                                                         "x-hasura-allowed-roles": ["user"], "x-hasura-user-id": "1"}})
+    token = jwt_token(graphql_client.user_claims())
     data = ask(hasura, "{ notes { title } }", {"Authorization": f"Bearer {token}"}).body()
     hc.expect(hc.ROLE_PERMISSIONS, data == {"data": {"notes": [{"title": "public one"}]}}, data)
 

@@ -62,15 +62,44 @@ def test_bad_https_switch_is_refused(default_project, tmp_path):
 
 
 def test_bootstrap_keeps_existing_secrets(default_project, tmp_path):
-    """A second bootstrap never rotates secrets silently; --force does."""
-    env_file = tmp_path / "prod.env"
-    run_script(default_project, ["bootstrap"], LHD_ENV_FILE=str(env_file))
-    first = env_file.read_text()
-    again = run_script(default_project, ["bootstrap"], LHD_ENV_FILE=str(env_file))
-    assert "Keeping" in again.stdout and env_file.read_text() == first
-    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
-    run_script(default_project, ["bootstrap", "--force"], LHD_ENV_FILE=str(env_file))
-    assert env_file.read_text() != first
+    """A second bootstrap never rotates secrets silently; --force does. The env file holds paths, not values."""
+    env_file, secrets = tmp_path / "prod.env", tmp_path / "secrets"
+    env = {"LHD_ENV_FILE": str(env_file), "LHD_SECRETS_DIR": str(secrets)}
+
+    def secret_values():
+        return {p.name: p.read_text() for p in secrets.iterdir()}
+    run_script(default_project, ["bootstrap"], **env)
+    first, values = env_file.read_text(), secret_values()
+    assert f"POSTGRES_PASSWORD_FILE={secrets}/postgres_password" in first
+    assert not any(v.strip() in first for v in values.values())
+    again = run_script(default_project, ["bootstrap"], **env)
+    assert "Keeping" in again.stdout and env_file.read_text() == first and secret_values() == values
+    assert {oct(p.stat().st_mode & 0o777) for p in [env_file, *secrets.iterdir()]} == {"0o600"}
+    run_script(default_project, ["bootstrap", "--force"], **env)
+    changed = secret_values()
+    assert all(changed[name] != values[name] for name in ("postgres_password", "secret_key_base", "hasura_jwt_key"))
+
+
+def test_bootstrap_moves_secret_values_into_files(default_project, tmp_path):
+    """--secrets-to-files turns an old env file's secret values into files, keeping every other line; deploy
+    refuses the old shape until then, naming the fix."""
+    env_file, secrets = tmp_path / "prod.env", tmp_path / "secrets"
+    run_script(default_project, ["bootstrap"], LHD_ENV_FILE=str(env_file), LHD_SECRETS_DIR=str(secrets))
+    lines = [line for line in env_file.read_text().splitlines() if not line.startswith(("POSTGRES_PASSWORD_FILE",
+                                                                                         "SECRET_KEY_BASE_FILE"))]
+    env_file.write_text("\n".join([*lines, "POSTGRES_PASSWORD=0123abcd", 'SECRET_KEY_BASE="feed"']) + "\n")
+    refused = run_script(default_project, ["deploy", "--config", "aaaa1111"], LHD_ENV_FILE=str(env_file))
+    assert refused.returncode == 1
+    assert "the env file sets POSTGRES_PASSWORD as a value; secrets now live in files: run script/bootstrap " \
+           "--secrets-to-files once" in refused.stderr
+    moved = run_script(default_project, ["bootstrap", "--secrets-to-files"], LHD_ENV_FILE=str(env_file),
+                       LHD_SECRETS_DIR=str(secrets))
+    assert moved.returncode == 0, moved.stderr
+    text = env_file.read_text()
+    assert "POSTGRES_PASSWORD=" not in text and f"POSTGRES_PASSWORD_FILE={secrets}/postgres_password" in text
+    assert (secrets / "postgres_password").read_text() == "0123abcd\n"
+    assert (secrets / "secret_key_base").read_text() == "feed\n"
+    assert [line for line in lines if line not in text.splitlines()] == []
 
 
 def test_env_file_with_bad_line_names_it(default_project, tmp_path):

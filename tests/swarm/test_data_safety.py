@@ -52,7 +52,7 @@ def test_backup_then_restore_brings_the_rows_back(live, rows):
     assert safety.endswith("-before-restore.dump") and safety in live.backups()[0]
     assert titles(live) == rows
     assert live.migrations() == [V1]
-    data = until(lambda: live.graphql(admin=True).execute(NOTES), 90, "hasura to answer after the restore")
+    data = until(lambda: live.graphql(user=True).execute(NOTES), 90, "hasura to answer after the restore")
     assert sorted(n["title"] for n in data["notes"]) == rows
 
 

@@ -7,6 +7,7 @@ the fixtures for the state it starts from (`live`: SHA1 over HTTPS; `at(sha)`),
 so any subset runs alone and in any order.
 """
 
+import json
 import socket
 import ssl
 
@@ -44,10 +45,39 @@ def test_graphql_without_credentials_is_denied(live):
     assert denied.errors[0]["message"] == JWT_DENIAL, denied.errors
 
 
-def test_graphql_with_admin_secret_reads_notes(live):
-    """Through Traefik, a gql query with the admin secret returns the (empty) notes table."""
-    data = live.routed_graphql(admin=True)
-    assert data == {"notes": []}
+def test_graphql_with_a_user_jwt_reads_notes(live, surviving_note):
+    """Through Traefik, a `user` JWT reads the published notes."""
+    data = live.routed_graphql(user=True)
+    assert {"title": surviving_note} in data["notes"]
+
+
+def test_admin_secret_is_stripped_at_traefik(live):
+    """A public request carrying only the admin secret reaches Hasura without it, so it is refused like an
+    anonymous one; inside the stack the same secret works."""
+    denied = live.routed_graphql(admin=True)
+    assert isinstance(denied, TransportQueryError), denied
+    assert denied.errors[0]["extensions"]["code"] == "invalid-headers", denied.errors
+    assert "notes" in live.admin_graphql("{ notes { title } }")["data"]
+
+
+def test_hasura_serves_only_graphql_and_metadata(live):
+    """HASURA_GRAPHQL_ENABLED_APIS=metadata,graphql: the schema API (run_sql) is not found, even for an admin."""
+    answer = json.loads(live.container_exec(
+        "hasura", "curl", "--silent", "--header", f"x-hasura-admin-secret: {live.admin_secret()}", "--data",
+        '{"type":"run_sql","args":{"sql":"SELECT 1"}}', "http://127.0.0.1:8080/v2/query"))
+    assert answer["code"] == "not-found", answer
+
+
+@pytest.mark.parametrize("origin, allowed", [(f"https://app.{DOMAIN}", True), ("https://evil.test", False)],
+                         ids=["own-origin", "other-origin"])
+def test_cors_allows_only_the_apps_origins(live, origin, allowed):
+    """Hasura echoes the Origin back only for the app's own domain (HASURA_GRAPHQL_CORS_DOMAIN)."""
+    def asked():
+        answer = live.request("POST", "api", "/v1/graphql", json={"query": "{ notes { title } }"},
+                              headers={"Origin": origin, "Authorization": f"Bearer {live.user_token()}"})
+        return answer.status_code == 200 and [answer]
+    answer = until(asked, 60, "hasura behind Traefik")[0]
+    assert (answer.headers.get("Access-Control-Allow-Origin") == origin) is allowed, dict(answer.headers)
 
 
 def test_api_routes_everything_else_to_lucky(live):
@@ -183,7 +213,7 @@ def test_killed_postgres_keeps_its_rows(live, surviving_note):
         cid = live.container("postgres")
         return cid not in (None, before) and live.sql(f"SELECT count(*) FROM notes WHERE title = '{surviving_note}'") == "1"
     until(back, 120, "postgres to come back with the row")
-    data = until(lambda: live.graphql(admin=True).execute(NOTES), 90, "hasura to answer again after the database restart")
+    data = until(lambda: live.graphql(user=True).execute(NOTES), 90, "hasura to answer again after the database restart")
     assert {"title": surviving_note} in data["notes"]
 
 

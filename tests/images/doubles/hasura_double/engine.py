@@ -4,8 +4,14 @@ Each behaviour names the upstream file it follows (hasura/graphql-engine at
 SOURCE_TAG, see __init__.py). The metadata and the CLI state live in the
 catalog of the metadata database, as upstream keeps them, so a restarted
 server, the entrypoint's temporary server and the console all see the same
-state. Left out on purpose: mutations, subscriptions, event triggers, actions
-at run time, every data source kind but PostgreSQL.
+state. The HTTP layer answers as App.hs and Middleware.hs do: API groups switched
+off by --enabled-apis / HASURA_GRAPHQL_ENABLED_APIS answer 404, CORS
+(HASURA_GRAPHQL_CORS_DOMAIN, HASURA_GRAPHQL_DISABLE_CORS) is applied to every
+request, and a method no route takes gets Spock's 500. What the community edition
+accepts but does not enforce (introspection disabled for roles, API limits), the
+double accepts and does not enforce. Left out on purpose: mutations, subscriptions,
+websockets, event triggers, actions at run time, the pgdump/config/developer/metrics
+endpoints, every data source kind but PostgreSQL.
 """
 
 import argparse
@@ -49,6 +55,9 @@ from hasura_double.metadata import ParseFailed, inconsistencies, parse_metadata
 VERSION = f"{SOURCE_TAG}-lhd-double"
 CLAIMS = "https://hasura.io/jwt/claims"
 EMPTY_METADATA = {"version": 3, "sources": []}
+# server/src-lib/Hasura/Server/API/Metadata/Instances.hs: metadata commands that replace one object
+METADATA_SETTERS = {"set_api_limits": "api_limits", "remove_api_limits": "api_limits",
+                    "set_graphql_schema_introspection_options": "graphql_schema_introspection"}
 
 
 def log(log_type, **detail):
@@ -62,6 +71,148 @@ def fatal(message):
     sys.exit(1)
 
 
+def option_fatal(message):
+    """How graphql-engine refuses a server option it cannot read: server/src-lib/Hasura/App.hs
+    (parseArgs: throwErrExit InvalidEnvironmentVariableOptionsError) and server/src-exec/Main.hs
+    (`BC.putStrLn msg >> Sys.exitFailure`): the message on stdout, exit 1."""
+    print(message, flush=True)
+    sys.exit(1)
+
+
+def env_value(env, name, read, default):
+    """server/src-lib/Hasura/Server/Init/Env.hs (considerEnv, withOptionDefault): an unset
+    variable gives the default; a value `read` refuses stops the server naming the variable."""
+    if name not in env:
+        return default
+    try:
+        return read(env[name])
+    except ValueError as exc:
+        option_fatal(f"Fatal Error:- Environment variable {name}: {exc}")
+
+
+def read_bool(text):
+    """Init/Env.hs (instance FromEnv Bool): case-insensitive true/t/yes/y and false/f/no/n."""
+    if text.lower() in ("true", "t", "yes", "y"):
+        return True
+    if text.lower() in ("false", "f", "no", "n"):
+        return False
+    raise ValueError(' Not a valid boolean text. True values are ["true","t","yes","y"] and  False values are '
+                     '["false","f","no","n"]. All values are case insensitive')
+
+
+# server/src-lib/Hasura/Server/Init/Config.hs (data API) and Init/Env.hs (FromEnv (HashSet API)).
+API_NAMES = ("metadata", "graphql", "pgdump", "developer", "config", "metrics")
+# server/src-lib/Hasura/Server/Init/Arg/Command/Serve.hs (enabledAPIsOption._default)
+DEFAULT_APIS = "metadata,graphql,pgdump,config"
+
+
+def read_apis(text):
+    """Init/Env.hs: split on ",", strip, compare upper-cased; any other word (an empty value
+    too) is refused. The double serves `metadata` (/v1/metadata, /v2/query) and `graphql`
+    (/v1/graphql); the other groups it knows by name but serves nothing for them."""
+    apis = set()
+    for word in text.split(","):
+        if word.strip().lower() not in API_NAMES:
+            raise ValueError("Only expecting list of comma separated API types "
+                             "metadata,graphql,pgdump,developer,config,metrics")
+        apis.add(word.strip().lower())
+    return apis
+
+
+class Cors:
+    """CORS as server/src-lib/Hasura/Server/Cors.hs (readCorsDomains, inWildcardList) and
+    Hasura/Server/Middleware.hs (corsMiddleware) answer it; configuration from
+    Init.hs (mkCorsConfig) and Init/Arg/Command/Serve.hs (corsDomainOption, disableCorsOption,
+    wsReadCookieOption).
+
+    HASURA_GRAPHQL_DISABLE_CORS=true wins over HASURA_GRAPHQL_CORS_DOMAIN; the domain list
+    defaults to "*" (every origin). Otherwise it is comma separated, each entry scheme://host
+    with an optional :port, or scheme://*.host[:port] where the wildcard stands for exactly
+    one leftmost label. An entry without a scheme stops the server."""
+
+    def __init__(self, env):
+        self.disabled = env_value(env, "HASURA_GRAPHQL_DISABLE_CORS", read_bool, False)
+        self.allow_all, self.fqdns, self.wildcards = False, set(), set()
+        if not self.disabled:
+            self.allow_all, self.fqdns, self.wildcards = env_value(
+                env, "HASURA_GRAPHQL_CORS_DOMAIN", self.read_domains, (True, set(), set()))
+        ws_read_cookie = env_value(env, "HASURA_GRAPHQL_WS_READ_COOKIE", read_bool, False)
+        if ws_read_cookie and not self.disabled:  # Init.hs mkCorsConfig
+            option_fatal("HASURA_GRAPHQL_WS_READ_COOKIE can only be used when CORS is disabled")
+
+    @staticmethod
+    def _scheme(text):
+        """Cors.hs schemeParser: one or more alphanumerics or + . - followed by "://"."""
+        end = 0
+        while end < len(text) and (text[end].isalnum() or text[end] in "+.-"):
+            end += 1
+        if end == 0 or not text.startswith("://", end):
+            return None, text
+        return text[:end + 3], text[end + 3:]
+
+    @staticmethod
+    def _host_port(text):
+        """Cors.hs hostPortParser, portParser: text up to a ":" and the digits after it (what
+        follows them is ignored); without a ":" the whole rest is the host, port and all."""
+        host, colon, rest = text.partition(":")
+        if not colon or not host:
+            return text, None
+        digits = re.match(r"\d*", rest).group(0)
+        return host, int(digits) if digits else None
+
+    @classmethod
+    def _domain(cls, entry):
+        scheme, rest = cls._scheme(entry)
+        if scheme is None:
+            raise ValueError(f"invalid domain: '{entry}'. All domains should have scheme + (optional wildcard) "
+                             "host + (optional port)")
+        if rest.startswith("*."):  # wildcardDomainParser
+            host, port = cls._host_port(rest[2:])
+            return None, (scheme, host, port)
+        host, port = cls._host_port(rest)  # fqdnParser: scheme <> host <> ":port"
+        return scheme + host + (f":{port}" if port is not None else ""), None
+
+    @classmethod
+    def read_domains(cls, text):
+        if text == "*":
+            return True, set(), set()
+        fqdns, wildcards = set(), set()
+        for entry in (part.strip() for part in text.split(",")):
+            fqdn, wildcard = cls._domain(entry)
+            if fqdn is not None:
+                fqdns.add(fqdn)
+            else:
+                wildcards.add(wildcard)
+        return False, fqdns, wildcards
+
+    def allows(self, origin):
+        """Middleware.hs handleCors: no Origin, or CORS disabled, or an origin not listed: the
+        request goes on untouched and its answer carries no CORS header."""
+        if origin is None or self.disabled:
+            return False
+        if self.allow_all or origin in self.fqdns:
+            return True
+        # Cors.hs originParser: drop everything up to the first "." after the scheme
+        scheme, rest = self._scheme(origin)
+        if scheme is None or "." not in rest:
+            return False
+        host, port = self._host_port(rest.split(".", 1)[1])
+        return (scheme, host, port) in self.wildcards
+
+    @staticmethod
+    def headers(origin):
+        """Middleware.hs mkCorsHeaders: the origin echoed, credentials allowed, every method."""
+        return [("Access-Control-Allow-Origin", origin), ("Access-Control-Allow-Credentials", "true"),
+                ("Access-Control-Allow-Methods", "GET,POST,PUT,PATCH,DELETE,OPTIONS"),
+                ("Access-Control-Expose-Headers", "X-Hasura-Query-Cache-Key,X-Hasura-Query-Family-Cache-Key,Warning")]
+
+    @staticmethod
+    def preflight_headers(requested):
+        """Middleware.hs mkPreFlightHeaders (sent before the CORS headers)."""
+        return [("Access-Control-Max-Age", "1728000"), ("Access-Control-Allow-Headers", requested or ""),
+                ("Content-Length", "0"), ("Content-Type", "text/plain charset=UTF-8")]
+
+
 class Failure(Exception):
     """An API error: HTTP status, Hasura error code, message, JSON path."""
 
@@ -70,7 +221,8 @@ class Failure(Exception):
         self.status, self.code, self.message, self.path, self.internal = status, code, message, path, internal
 
     def body(self):
-        body = {"path": self.path, "error": self.message, "code": self.code}
+        # hasura-base Hasura/Base/Error.hs (ToJSON QErr, toEncoding): "error" first, then "path", "code"
+        body = {"error": self.message, "path": self.path, "code": self.code}
         if self.internal is not None:
             body["internal"] = self.internal
         return body
@@ -246,6 +398,7 @@ class Engine:
         self.env = env
         self.apis = apis
         self.auth = Auth(env)
+        self.cors = Cors(env)
         url = env.get("HASURA_GRAPHQL_METADATA_DATABASE_URL") or env.get("HASURA_GRAPHQL_DATABASE_URL")
         if not url:
             fatal("Fatal Error: Either of --metadata-database-url or --database-url option expected")
@@ -377,7 +530,17 @@ class Engine:
 
     def graphql(self, headers, payload):
         """/v1/graphql answers HTTP 200 with {"errors": [...]} for every request-level error
-        (server/src-lib/Hasura/GraphQL/Transport/HTTP.hs, encodeGQErr)."""
+        (server/src-lib/Hasura/GraphQL/Transport/HTTP.hs, encodeGQErr).
+
+        What the community edition server (the `AppM` instances of server/src-lib/Hasura/App.hs)
+        does not do, the double does not do either:
+        * `graphql_schema_introspection.disabled_for_roles` is stored but not enforced:
+          `executeIntrospection _ introspectionResult _ = pure $ Right $ ExecStepRaw ...`
+          answers every role's introspection (its own role's schema, as here).
+        * `api_limits` (depth, node, rate, time, batch) are stored but not enforced:
+          `askGraphqlOperationLimit _ _ _ = pure $ ResourceLimits id`
+          (server/src-lib/Hasura/Server/Limits.hs; called from GraphQL/Transport/HTTP.hs).
+        Enforcing both is left to the proprietary Enterprise/Cloud build, which is not public."""
         try:
             role = self.auth.session(headers)
         except Failure as failure:
@@ -397,6 +560,18 @@ class Engine:
                 code = "validation-failed" if result.data is None else "unexpected"
                 errors.append({"extensions": {"path": "$", "code": code}, "message": error.message})
         return {"errors": errors}
+
+    def graphql_get(self, headers):
+        """GET /v1/graphql (server/src-lib/Hasura/Server/App.hs) serves only persisted queries,
+        which the community edition refuses: App.hs `runPersistedQueriesGetHandler _ _ _ =
+        throw400 NotSupported "PersistedQueryNotSupported"`, after the request's credentials are
+        checked (mkSpockAction); maybeMod200 turns both errors into HTTP 200."""
+        try:
+            self.auth.session(headers)
+        except Failure as failure:
+            return {"errors": [{"extensions": {"path": "$", "code": failure.code}, "message": failure.message}]}
+        return {"errors": [{"extensions": {"path": "$", "code": "not-supported"},
+                            "message": "PersistedQueryNotSupported"}]}
 
     # metadata API: server/src-lib/Hasura/Server/API/Metadata.hs, Hasura/RQL/DDL/Metadata.hs
     def metadata_api(self, payload):
@@ -436,7 +611,32 @@ class Engine:
             return 200, {"message": "success"}
         if kind in ("pg_track_table", "pg_track_tables"):
             return self.track(kind, args)
+        if kind in METADATA_SETTERS:
+            return self.set_metadata_object(kind, payload.get("args"))
         raise Failure(400, "parse-failed", f"unknown metadata command \"{kind}\"", "$.type")
+
+    def set_metadata_object(self, kind, args):
+        """server/src-lib/Hasura/RQL/DDL/ApiLimit.hs (runSetApiLimits, runRemoveApiLimits) and
+        RQL/DDL/GraphqlSchemaIntrospection.hs (runSetGraphqlSchemaIntrospectionOptions): the
+        args replace the metadata object (parsed like the same key of replace_metadata), the
+        schema is rebuilt, and the answer is {"message": "success"}. Accepted in the community
+        edition, and not enforced there (see graphql())."""
+        key = METADATA_SETTERS[kind]
+        if args is None and kind != "remove_api_limits":
+            raise Failure(400, "parse-failed", 'key "args" not found', "$")
+        metadata = json.loads(json.dumps(self.metadata, default=str))
+        if kind == "remove_api_limits":
+            metadata.pop(key, None)
+        else:
+            metadata[key] = args
+        try:
+            parsed = parse_metadata(metadata, "$")
+        except ParseFailed as failure:
+            raise Failure(400, "parse-failed", str(failure), failure.path.replace(f"$.{key}", "$.args", 1)) \
+                from failure
+        self.catalog.store(parsed)
+        self.rebuild(parsed)
+        return 200, {"message": "success"}
 
     def track(self, kind, args):
         items = args.get("tables", []) if kind == "pg_track_tables" else [args]
@@ -480,31 +680,91 @@ class Engine:
 
 # --- HTTP -------------------------------------------------------------------------------
 
+NOT_FOUND = {"error": "resource does not exist", "path": "$", "code": "not-found"}
+# server/src-lib/Hasura/Server/App.hs (httpApp): the routes the double serves and the API group
+# (--enabled-apis) each belongs to; onlyWhenApiEnabled answers 404 NOT_FOUND when the group is
+# off. /healthz, /hasura/healthz and /v1/version belong to none and are always served.
+# /v1/metadata, /v1/query, /v2/query, /v1/graphql/explain: "metadata"; /v1/graphql: "graphql".
+ROUTES = {("POST", "/v1/graphql"): "graphql", ("GET", "/v1/graphql"): "graphql",
+          ("POST", "/v1/metadata"): "metadata", ("POST", "/v2/query"): "metadata"}
+
+
 def make_handler(engine):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        cors = ()
 
         def log_message(self, fmt, *args):
             log("http-log", request=fmt % args)
 
-        def reply(self, status, body, content_type="application/json"):
+        def reply(self, status, body, content_type="application/json", extra=()):
             data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
             self.send_response(status)
-            self.send_header("Content-Type", content_type)
+            for name, value in list(extra) + list(self.cors):
+                self.send_header(name, value)
+            if content_type is not None:
+                self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":  # warp sends no body for HEAD
+                self.wfile.write(data)
 
         def headers_lower(self):
             return {k.lower(): v for k, v in self.headers.items()}
 
-        def do_GET(self):
-            path, _, raw = self.path.partition("?")
-            if path in ("/healthz", "/hasura/healthz"):
-                return self.healthz(parse_qs(raw).get("strict", ["false"])[0] == "true")
-            if path == "/v1/version":
+        def dispatch(self):
+            """Middleware.hs (corsMiddleware) sees every request before the routes do."""
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            origin = self.headers.get("Origin")
+            self.cors = ()
+            if engine.cors.allows(origin):
+                if self.command == "OPTIONS":  # respondPreFlight: 204, answered here, for any path
+                    self.send_response(204)
+                    for name, value in (Cors.preflight_headers(self.headers.get("Access-Control-Request-Headers"))
+                                        + Cors.headers(origin)):
+                        self.send_header(name, value)
+                    self.end_headers()
+                    return None
+                self.cors = Cors.headers(origin)  # injectCorsHeaders on the route's own answer
+            path, _, query_string = self.path.partition("?")
+            if self.command == "GET" and path in ("/healthz", "/hasura/healthz"):
+                return self.healthz(parse_qs(query_string).get("strict", ["false"])[0] == "true")
+            if self.command == "GET" and path == "/v1/version":
                 return self.reply(200, {"version": VERSION})
-            return self.reply(404, {"path": "$", "error": "resource does not exist", "code": "not-found"})
+            group = ROUTES.get((self.command, path))
+            if group is None:
+                if self.command in ("GET", "POST"):  # App.hs: the hookAny GET/POST fallback
+                    return self.reply(404, NOT_FOUND)
+                # Any other method (OPTIONS from an origin CORS does not allow, PUT, DELETE...)
+                # has no route at all: Spock-core (agrafix/Spock@40d028b, the commit cabal.project
+                # pins) Web/Spock/Internal/Wire.hs applyAction [] calls the error handler, which
+                # App.hs mkSpockConfig sets to spockInternalErrorHandler: always 500, no
+                # Content-Type.
+                return self.reply(500, {"error": "Internal Server Error", "path": "$", "code": "unexpected"},
+                                  content_type=None)
+            if group not in engine.apis:  # onlyWhenApiEnabled, before the body is looked at
+                return self.reply(404, NOT_FOUND)
+            headers = self.headers_lower()
+            if self.command == "GET":  # /v1/graphql over GET: only persisted queries, not in CE
+                return self.reply(200, engine.graphql_get(headers))
+            try:
+                payload = json.loads(raw or b"{}")
+            except json.JSONDecodeError:
+                return self.reply(400, {"error": "invalid json", "path": "$", "code": "invalid-json"})
+            if path == "/v1/graphql":
+                return self.reply(200, engine.graphql(headers, payload))
+            try:
+                role = engine.auth.session(headers)
+                if role != "admin":  # server/src-lib/Hasura/App.hs: authorizeV1QueryApi / accessDeniedErrMsg
+                    raise Failure(400, "access-denied", "restricted access : admin only", "$.args")
+                api = engine.metadata_api if path == "/v1/metadata" else engine.query_api
+                status, body = api(payload)
+            except Failure as failure:
+                return self.reply(failure.status, failure.body())
+            return self.reply(status, body)
+
+        do_GET = do_POST = do_OPTIONS = do_PUT = do_PATCH = do_DELETE = do_HEAD = dispatch
 
         def healthz(self, strict):
             """server/src-lib/Hasura/Server/App.hs (healthzAction): metadata storage down -> 500
@@ -518,29 +778,6 @@ def make_handler(engine):
                     return self.reply(500, "ERROR: inconsistent objects in schema", "text/plain")
                 return self.reply(200, "WARN: inconsistent objects in schema", "text/plain")
             return self.reply(200, "OK", "text/plain")
-
-        def do_POST(self):
-            length = int(self.headers.get("Content-Length") or 0)
-            try:
-                payload = json.loads(self.rfile.read(length) or b"{}")
-            except json.JSONDecodeError:
-                return self.reply(400, {"path": "$", "error": "invalid json", "code": "invalid-json"})
-            headers = self.headers_lower()
-            if self.path == "/v1/graphql" and "graphql" in engine.apis:
-                return self.reply(200, engine.graphql(headers, payload))
-            # server/src-lib/Hasura/Server/App.hs: the metadata and schema (query) APIs are one
-            # group, "metadata" in --enabled-apis; /v1/graphql is the "graphql" group.
-            handlers = {"/v1/metadata": ("metadata", engine.metadata_api), "/v2/query": ("metadata", engine.query_api)}
-            if self.path not in handlers or handlers[self.path][0] not in engine.apis:
-                return self.reply(404, {"path": "$", "error": "resource does not exist", "code": "not-found"})
-            try:
-                role = engine.auth.session(headers)
-                if role != "admin":  # server/src-lib/Hasura/App.hs: authorizeV1QueryApi / accessDeniedErrMsg
-                    raise Failure(400, "access-denied", "restricted access : admin only", "$.args")
-                status, body = handlers[self.path][1](payload)
-            except Failure as failure:
-                return self.reply(failure.status, failure.body())
-            return self.reply(status, body)
 
     return Handler
 
@@ -560,12 +797,24 @@ def wait_for_database(url, timeout):
 
 def serve(argv):
     """`graphql-engine serve [--server-port N] [--enabled-apis a,b]` (flags as in
-    server/src-lib/Hasura/Server/Init/Arg/Command/Serve.hs; env wins when no flag)."""
+    server/src-lib/Hasura/Server/Init/Arg/Command/Serve.hs).
+
+    A flag wins over its variable, which is then not even read (Init/Env.hs withOptionDefault:
+    `onNothing parsed (... considerEnv _envVar)`): the entrypoint's temporary server
+    (`--enabled-apis="metadata"`) serves the metadata API whatever HASURA_GRAPHQL_ENABLED_APIS
+    says, and a value the main server would refuse does not stop it."""
     parser = argparse.ArgumentParser(prog="graphql-engine serve")
     parser.add_argument("--server-port", type=int, default=int(os.environ.get("HASURA_GRAPHQL_SERVER_PORT", "8080")))
-    parser.add_argument("--enabled-apis", default=os.environ.get("HASURA_GRAPHQL_ENABLED_APIS", "metadata,graphql"))
+    parser.add_argument("--enabled-apis")
     args = parser.parse_args(argv)
-    engine = Engine(os.environ, {a.strip() for a in args.enabled_apis.split(",")})
+    if args.enabled_apis is None:
+        apis = env_value(os.environ, "HASURA_GRAPHQL_ENABLED_APIS", read_apis, read_apis(DEFAULT_APIS))
+    else:
+        try:
+            apis = read_apis(args.enabled_apis)
+        except ValueError as exc:  # optparse-applicative eitherReader: the option named, exit 1
+            option_fatal(f"option --enabled-apis: {exc}")
+    engine = Engine(os.environ, apis)
     wait_for_database(engine.catalog.url, float(os.environ.get("LHD_DOUBLE_DB_TIMEOUT", "20")))
     engine.catalog.prepare()
     engine.load()

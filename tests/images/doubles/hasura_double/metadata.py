@@ -177,6 +177,70 @@ def _expect(condition, path, message):
         raise ParseFailed(path, message)
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# server/src-lib/Hasura/RQL/Types/ApiLimit.hs (FromJSON ApiLimit, Limit, RateLimitConfig,
+# UniqueParamConfig, MaxDepth/MaxNodes/MaxBatchSize: Int, MaxTime: Seconds). Keys it does not
+# know are ignored, as aeson's `.:?` ignores them.
+API_LIMIT_KINDS = {"rate_limit": None, "depth_limit": _is_int, "node_limit": _is_int, "time_limit": _is_number,
+                   "batch_limit": _is_int}
+
+
+def _rate_limit_config(value, where):
+    _expect(isinstance(value, dict), where, "expected Object")
+    _expect("max_reqs_per_min" in value, where, 'key "max_reqs_per_min" not found')
+    _expect(_is_int(value["max_reqs_per_min"]), f"{where}.max_reqs_per_min", "expected Int")
+    params = value.get("unique_params")
+    if params is None:
+        return
+    message = "Not a valid value. Should be either: 'IP' or a list of Hasura session variables"
+    if isinstance(params, str):
+        _expect(params.lower() == "ip", f"{where}.unique_params", message)
+        return
+    _expect(isinstance(params, list), f"{where}.unique_params", message)
+    for var in params:
+        # Hasura/Authentication/Session.hs isSessionVariable: the x-hasura- prefix, any case
+        _expect(isinstance(var, str) and var.lower().startswith("x-hasura-") and var != "x-hasura-role",
+                f"{where}.unique_params", message)
+
+
+def _api_limits(limits, where):
+    """The shape of `api_limits` the server accepts; the community edition then stores it
+    and enforces none of it (server/src-lib/Hasura/App.hs, instance HasResourceLimits AppM)."""
+    for kind, valid in API_LIMIT_KINDS.items():
+        limit = limits.get(kind)
+        if limit is None:
+            continue
+        at = f"{where}.{kind}"
+        _expect(isinstance(limit, dict), at, "expected Object")
+        _expect("global" in limit, at, 'key "global" not found')
+        per_role = limit.get("per_role") or {}
+        _expect(isinstance(per_role, dict), f"{at}.per_role", "expected Object")
+        for name, value in [("global", limit["global"])] + [(f"per_role.{r}", v) for r, v in per_role.items()]:
+            if valid is None:
+                _rate_limit_config(value, f"{at}.{name}")
+            else:
+                _expect(valid(value), f"{at}.{name}", "expected Number" if kind == "time_limit" else "expected Int")
+    if "disabled" in limits and limits["disabled"] is not None:
+        _expect(isinstance(limits["disabled"], bool), f"{where}.disabled", "expected Bool")
+
+
+def _introspection_options(options, where):
+    """server/src-lib/Hasura/RQL/Types/GraphqlSchemaIntrospection.hs: a record with one field,
+    `disabled_for_roles` (required), a list of role names. The community edition stores it and
+    does not enforce it (server/src-lib/Hasura/App.hs, executeIntrospection)."""
+    _expect("disabled_for_roles" in options, where, 'key "disabled_for_roles" not found')
+    roles = options["disabled_for_roles"]
+    _expect(isinstance(roles, list) and all(isinstance(r, str) for r in roles), f"{where}.disabled_for_roles",
+            "expected Array of role names")
+
+
 def parse_metadata(document, base="$.args.metadata"):
     """Check the shape the server insists on; return the document with defaults filled in."""
     _expect(isinstance(document, dict), base, "expected Object, but encountered " + type(document).__name__)
@@ -188,6 +252,10 @@ def parse_metadata(document, base="$.args.metadata"):
     for key in MAP_KEYS:
         if document.get(key) is not None:
             _expect(isinstance(document[key], dict), f"{base}.{key}", "expected Object, but encountered Array")
+    if document.get("api_limits") is not None:
+        _api_limits(document["api_limits"], f"{base}.api_limits")
+    if document.get("graphql_schema_introspection") is not None:
+        _introspection_options(document["graphql_schema_introspection"], f"{base}.graphql_schema_introspection")
     sources = []
     for i, source in enumerate(document.get("sources") or []):
         where = f"{base}.sources[{i}]"
