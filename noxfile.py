@@ -86,7 +86,14 @@ def compile_check(session):
 @nox.session
 def e2e(session):
     """Run the Docker tier (image contracts, dev stack, swarm) in the image mode LHD_IMAGE_MODE picks."""
-    args = session.posargs or ["-m", "docker and not compile", "-q"]
+    args = session.posargs or ["-m", "docker and not compile and not cluster", "-q"]
+    docker_tier(session, args)
+
+
+@nox.session
+def cluster(session):
+    """Run the three-node swarm tier (registry, workers, node loss, monitoring) in containers."""
+    args = session.posargs or ["-m", "cluster", "-q"]
     docker_tier(session, args)
 
 

@@ -1,0 +1,541 @@
+"""A multi-node swarm in containers: a real registry and Docker-in-Docker engine nodes.
+
+Used by tests/cluster (its fixtures) and benchmarks/cluster.py. Everything this
+module creates on the host's engine is named `lhd-cluster-<8 hex>-...` (one
+bridge network, the registry, the nodes and their volumes) and removed by
+`Cluster.close()`; nothing touches the host's own swarm or its ports 80/443.
+
+- The registry is Debian's docker-registry (distribution 2.8) behind TLS and an
+  htpasswd login (htpasswd needs TLS), with a certificate from a throwaway CA
+  (tests/harness/certs.py). Nodes trust that CA in their dockerd
+  (/etc/docker/certs.d/<host>/ca.crt) and resolve the project's registry host
+  (registry.gitlab.com for the default render) to the registry container.
+- Nodes are Debian's docker.io in a container (tests/images/dind): not
+  --privileged (refused here) but the explicit capabilities
+  shared/ENVIRONMENT.md lists. One manager, the rest workers. The manager's
+  ports 80 and 443 are published on 127.0.0.1 at free high ports of the host.
+- `ClusterDeployment` drives the rendered project's own scripts on the
+  manager (bootstrap, deploy, monitoring); its images are built on the host by
+  `script/build` (cached by a content hash that is also their tag), pushed to
+  the registry from the manager after a login, and pulled by the workers
+  through `--with-registry-auth`.
+"""
+
+import hashlib
+import json
+import re
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from tests.combinations import ROOT
+from tests.harness.bake import TEMPLATE_PARTS, bake
+from tests.harness.certs import make_ca
+from tests.harness.docker import docker, free_port, unique
+from tests.harness.proc import run
+from tests.harness.swarm import DOMAIN, REGISTRY, STAGING_DOMAIN, SWARM_NAME, host_header_session, ipvs_available
+from tests.harness.wait import until
+from tests.images import kit
+
+PREFIX = "lhd-cluster"
+NODE_IMAGE = "lhd-cluster/node:bookworm"
+REGISTRY_IMAGE = "lhd-cluster/registry:bookworm"
+REGISTRY_HOST = REGISTRY.split("/")[0]
+PROJECT_DIR = f"/srv/{SWARM_NAME}"  # the rendered project, copied into the manager
+OVERRIDES_DIR = "/srv/overrides"  # harness-side compose overrides on the manager
+# What shared/ENVIRONMENT.md measured a Docker-in-Docker node needs, --privileged being refused here.
+NODE_OPTIONS = [
+    *[arg for cap in ("SYS_ADMIN", "NET_ADMIN", "SYS_MODULE", "SYS_PTRACE", "MKNOD", "NET_RAW", "SYS_CHROOT",
+                      "IPC_LOCK", "SYS_NICE") for arg in ("--cap-add", cap)],
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run",
+]
+APP_REPLICAS = {"lucky": 3, "hasura": 2}
+# Images of the project's stacks that come from Docker Hub: no registry here can serve them, so in
+# local mode the kit's images (lent these names on the host) are loaded into the nodes that run them.
+APP_THIRD_PARTY = ("postgres", "traefik", "tecnativa/docker-socket-proxy")
+MONITORING_THIRD_PARTY = ("prom/prometheus", "prom/alertmanager", "prom/node-exporter")
+
+
+def log(message):
+    print(f"cluster: {message}", flush=True)
+
+
+def build_images():
+    """Build the node and registry images on the kit's debootstrapped Debian base, unless current
+    (content-hashed like every kit image); return their names."""
+    parent = kit.build_base(kit.BASE)
+    for name, context in ((NODE_IMAGE, "dind"), (REGISTRY_IMAGE, "registry")):
+        kit.build_image(kit.Image(name, context, parent=kit.BASE), parent)
+    return NODE_IMAGE, REGISTRY_IMAGE
+
+
+def upstream_image(repository):
+    """The pinned upstream name of a third-party image (repository:tag from cookiecutter.json via the kit)."""
+    for image in kit.images():
+        if image.upstream.rsplit(":", 1)[0] == repository:
+            return image.upstream
+    raise KeyError(repository)
+
+
+class Cluster:
+    """A registry and 1 manager + `workers` worker engines on one bridge network, forming one swarm.
+
+    `start()` returns once every node is Ready; `close()` removes every
+    container, volume and network it made, and `leftovers()` lists any that remain.
+    """
+
+    def __init__(self, workdir, workers=2, publish=(80, 443)):
+        self.workdir = Path(workdir)
+        self.name = unique(PREFIX)
+        self.network = self.name
+        self.registry = f"{self.name}-registry"
+        self.manager = f"{self.name}-manager"
+        self.workers = [f"{self.name}-worker{i}" for i in range(1, workers + 1)]
+        self.nodes = [self.manager, *self.workers]
+        self.publish = publish
+        self.ports = {}  # container port of the manager -> host port on 127.0.0.1
+        self.registry_user = "lhd-deploy"
+        self.registry_password = secrets.token_hex(16)
+        self.registry_ip = None
+        self.timings = {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self):
+        """Network, registry, nodes, swarm; records timings["form"] (seconds)."""
+        started = time.perf_counter()
+        self.ca, cert, key = make_ca(self.workdir / "registry-certs", REGISTRY_HOST)
+        certs = self.workdir / "registry-tls"
+        certs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cert, certs / "registry.crt")
+        shutil.copy(key, certs / "registry.key")
+        docker("network", "create", "--label", f"{PREFIX}={self.name}", self.network)
+        docker("run", "-d", "--name", self.registry, "--hostname", self.registry, "--network", self.network,
+               "--label", f"{PREFIX}={self.name}", "-v", f"{certs}:/certs:ro",
+               "-e", f"REGISTRY_USER={self.registry_user}", "-e", f"REGISTRY_PASSWORD={self.registry_password}",
+               REGISTRY_IMAGE)
+        self.registry_ip = self.ip(self.registry)
+        for node in self.nodes:
+            self.start_node(node)
+        for node in self.nodes:
+            until(lambda n=node: self.docker_on(n, "info", "--format", "{{.ServerVersion}}").stdout.strip(), 90,
+                  f"the engine of {node} to answer")
+        manager_ip = self.ip(self.manager)
+        self.docker_on(self.manager, "swarm", "init", "--advertise-addr", manager_ip)
+        token = self.docker_on(self.manager, "swarm", "join-token", "-q", "worker").stdout.strip()
+        for worker in self.workers:
+            self.docker_on(worker, "swarm", "join", "--token", token, f"{manager_ip}:2377")
+        until(lambda: self.ready_nodes() == set(self.nodes), 90, lambda: f"every node to be Ready:\n{self.node_table()}")
+        self.timings["form"] = time.perf_counter() - started
+        return self
+
+    def start_node(self, node):
+        publish = []
+        if node == self.manager:
+            for port in self.publish:
+                self.ports[port] = free_port()
+                publish += ["-p", f"127.0.0.1:{self.ports[port]}:{port}"]
+        docker("volume", "create", "--label", f"{PREFIX}={self.name}", f"{node}-docker")
+        docker("run", "-d", "--name", node, "--hostname", node, "--network", self.network,
+               "--label", f"{PREFIX}={self.name}", *NODE_OPTIONS, *publish,
+               "-v", f"{node}-docker:/var/lib/docker",
+               "-v", f"{self.ca}:/etc/docker/certs.d/{REGISTRY_HOST}/ca.crt:ro",
+               "--add-host", f"{REGISTRY_HOST}:{self.registry_ip}",
+               NODE_IMAGE)
+
+    def close(self):
+        """Stop the nodes (their engines stop the containers they run), then remove every container,
+        volume and network of this cluster. Idempotent."""
+        names = self.containers()
+        nodes = [n for n in self.nodes if n in names]
+        if nodes:
+            docker("stop", "-t", "30", *nodes, check=False, timeout=180)
+        if names:
+            docker("rm", "-f", "-v", *names, check=False, timeout=180)
+        volumes = self.volumes()
+        if volumes:
+            docker("volume", "rm", "-f", *volumes, check=False, timeout=180)
+        if self.networks():
+            docker("network", "rm", self.network, check=False)
+
+    def containers(self):
+        return docker("ps", "-a", "--filter", f"name=^{self.name}-", "--format", "{{.Names}}").stdout.split()
+
+    def volumes(self):
+        return docker("volume", "ls", "-q", "--filter", f"name=^{self.name}-").stdout.split()
+
+    def networks(self):
+        return docker("network", "ls", "-q", "--filter", f"name=^{self.name}$").stdout.split()
+
+    def leftovers(self):
+        """kind -> names of this cluster's containers, volumes and networks still on the host."""
+        return {"containers": self.containers(), "volumes": self.volumes(), "networks": self.networks()}
+
+    # -- nodes -------------------------------------------------------------------------
+    def ip(self, container):
+        return docker("inspect", "--format", f'{{{{ (index .NetworkSettings.Networks "{self.network}").IPAddress }}}}',
+                      container).stdout.strip()
+
+    def on(self, node, *argv, check=True, timeout=600, env=None, input=None, stdin=None):
+        """Run argv in the node container (docker exec), with env (a dict) added."""
+        flags = ["-i"] if input is not None or stdin is not None else []
+        for key, value in (env or {}).items():
+            flags += ["-e", f"{key}={value}"]
+        return run(["docker", "exec", *flags, node, *argv], check=check, timeout=timeout, input=input, stdin=stdin)
+
+    def docker_on(self, node, *args, **kw):
+        """`docker ARGS` against the node's own engine."""
+        return self.on(node, "docker", *args, **kw)
+
+    def node_table(self):
+        return self.docker_on(self.manager, "node", "ls", check=False).stdout
+
+    def nodes_status(self):
+        """hostname -> (status, availability, manager status) as the manager sees them."""
+        rows = self.docker_on(self.manager, "node", "ls", "--format",
+                              "{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}").stdout.splitlines()
+        return {r.split("\t")[0]: tuple(r.split("\t")[1:]) for r in rows if r}
+
+    def ready_nodes(self):
+        return {name for name, (status, *_) in self.nodes_status().items() if status == "Ready"}
+
+    def node_ids(self):
+        """node id -> hostname."""
+        rows = self.docker_on(self.manager, "node", "ls", "--format", "{{.ID}} {{.Hostname}}").stdout.split("\n")
+        return dict(r.split() for r in rows if r.strip())
+
+    def login(self, node):
+        """`docker login` the node's engine to the registry (as an operator or CI would on a server)."""
+        self.docker_on(node, "login", REGISTRY_HOST, "-u", self.registry_user, "--password-stdin",
+                       input=self.registry_password)
+
+    def load(self, images, nodes):
+        """Copy local images of the host engine into nodes: one `docker save`, then `docker load` in each (in parallel)."""
+        tar = self.workdir / f"images-{hashlib.sha256(' '.join(images).encode()).hexdigest()[:8]}.tar"
+        if not tar.exists():
+            docker("save", "-o", tar, *images, timeout=900)
+
+        def load_into(node):
+            with open(tar, "rb") as handle:
+                self.docker_on(node, "load", "-q", stdin=handle, timeout=900)
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            list(pool.map(load_into, nodes))
+
+    def catalog(self):
+        """The registry's repositories, read on the manager through its login (curl with the test CA)."""
+        out = self.on(self.manager, "curl", "-fsS", "--cacert", f"/etc/docker/certs.d/{REGISTRY_HOST}/ca.crt",
+                      "-u", f"{self.registry_user}:{self.registry_password}",
+                      f"https://{REGISTRY_HOST}/v2/_catalog").stdout
+        return json.loads(out)["repositories"]
+
+    def kill(self, node):
+        """Lose a node at once: SIGKILL its container (its engine and every task on it die together)."""
+        docker("kill", node)
+
+    def revive(self, node):
+        """Start a killed node again: its engine comes back with its swarm state (kept in its volume)."""
+        docker("start", node)
+        until(lambda: self.docker_on(node, "info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() == "active",
+              120, f"the engine of {node} to rejoin its swarm")
+
+
+# -- the project on the cluster -----------------------------------------------------------------
+
+def release_sha(mode):
+    """An 8-hex tag for this template's images: a hash of the template's files and, in local mode, of the
+    kit images the builds start from. The same inputs give the same tag, so script/build runs only when
+    they change, and it never matches the fixed tags the single-node swarm tier builds (aaaa1111 ...)."""
+    parts = [kit.tree_hash(*(ROOT / part for part in TEMPLATE_PARTS))]
+    if mode == "local":
+        for image in kit.images():
+            if image.context in ("crystal", "alpine", "hasura"):
+                parts.append(docker("image", "inspect", "--format", "{{.Id}}", image.name).stdout.strip())
+    return hashlib.sha256(" ".join(parts).encode()).hexdigest()[:8]
+
+
+class ClusterDeployment:
+    """The rendered project on the cluster, driven by its own scripts on the manager."""
+
+    def __init__(self, cluster, base, mode):
+        self.cluster = cluster
+        self.mode = mode
+        self.base = Path(base)
+        self.project = bake(self.base / "out")
+        self.ca, cert, key = make_ca(self.base / "certs", DOMAIN, STAGING_DOMAIN)
+        shutil.copy(cert, self.project / "etc/certs/origin.crt")
+        shutil.copy(key, self.project / "etc/certs/origin.key")
+        self.sha = release_sha(mode)
+        self.notes = []
+        self.timings = {}
+        self.dashboard_password = None
+        self.write_overrides()
+
+    # -- harness-side overrides (the generated files are never changed) --------------------
+    def write_overrides(self):
+        """Replicas spread over the nodes, and (no IPVS here) dnsrr for every service; in local mode
+        Grafana and cAdvisor scaled to 0 (no image can be had)."""
+        dnsrr = not ipvs_available()
+        app = {name: {"replicas": replicas} for name, replicas in APP_REPLICAS.items()}
+        monitoring = {}
+        if dnsrr:
+            for name in ("backup", "hasura", "lucky", "traefik", "socket-proxy"):
+                app.setdefault(name, {})["endpoint_mode"] = "dnsrr"
+            for name in ("prometheus", "alertmanager", "discovery-proxy", "node-exporter", "cadvisor", "grafana"):
+                monitoring.setdefault(name, {})["endpoint_mode"] = "dnsrr"
+            self.notes.append("no IPVS on this kernel: harness override endpoint_mode=dnsrr on every service")
+        if self.mode == "local":
+            monitoring.setdefault("grafana", {})["replicas"] = 0
+            monitoring.setdefault("cadvisor", {}).update(mode="replicated", replicas=0)
+            self.notes.append("local mode: Grafana and cAdvisor scaled to 0 (no image can be had here)")
+        self.notes.append("harness override: " + ", ".join(f"{n} {r} replicas" for n, r in APP_REPLICAS.items()))
+        overrides = self.base / "overrides"
+        overrides.mkdir(exist_ok=True)
+        for name, services in (("app.yml", app), ("monitoring.yml", monitoring)):
+            (overrides / name).write_text("# Harness-side override for the cluster tier.\n" + yaml.safe_dump(
+                {"services": {s: {"deploy": d} for s, d in services.items()}}))
+        self.overrides = overrides
+
+    # -- images ---------------------------------------------------------------------------
+    def image(self, name):
+        return f"{REGISTRY}/{name}:{self.sha}"
+
+    def build(self):
+        """script/build SHA on the host, unless images of this content hash exist already."""
+        if all(docker("image", "inspect", self.image(n), check=False).returncode == 0 for n in ("lucky", "hasura")):
+            log(f"images {self.sha} already built")
+            return False
+        log(f"script/build {self.sha} on the host")
+        run([self.project / "script" / "build", self.sha], cwd=self.project, timeout=3600, stdin=subprocess.DEVNULL)
+        return True
+
+    def push(self):
+        """Put the project's images in the registry: loaded into the manager, which logs in and pushes them
+        (the `docker push` script/build --push runs; the host's engine cannot resolve the registry's name)."""
+        c = self.cluster
+        c.load([self.image("lucky"), self.image("hasura")], [c.manager])
+        c.login(c.manager)
+        for name in ("lucky", "hasura"):
+            c.docker_on(c.manager, "push", "--quiet", self.image(name), timeout=900)
+
+    def preload_third_party(self, monitoring=False):
+        """Load the stacks' Docker Hub images into the nodes that run them (local mode: the kit's images
+        under their upstream names; every node runs node-exporter, only the manager the rest)."""
+        if self.mode != "local":
+            return
+        c = self.cluster
+        names = [upstream_image(r) for r in (MONITORING_THIRD_PARTY if monitoring else APP_THIRD_PARTY)]
+        if monitoring:
+            exporter = upstream_image("prom/node-exporter")
+            c.load([n for n in names if n != exporter], [c.manager])
+            c.load([exporter], c.nodes)
+        else:
+            c.load(names, [c.manager])
+
+    # -- the project's own scripts, on the manager ---------------------------------------
+    def install(self):
+        """Copy the rendered project and the overrides into the manager."""
+        c = self.cluster
+        c.on(c.manager, "mkdir", "-p", "/srv")
+        docker("cp", self.project, f"{c.manager}:{PROJECT_DIR}")
+        docker("cp", self.overrides, f"{c.manager}:{OVERRIDES_DIR}")
+
+    def env(self, **extra):
+        env = {"HTTPS_SWITCH": "on", "DEPLOY_TIMEOUT": "300", "WAIT_TIMEOUT": "120",
+               "LHD_EXTRA_COMPOSE_FILES": f"{OVERRIDES_DIR}/app.yml",
+               "LHD_MONITORING_EXTRA_COMPOSE_FILES": f"{OVERRIDES_DIR}/monitoring.yml"}
+        env.update(extra)
+        return env
+
+    def script(self, name, *args, check=True, timeout=900, env=None):
+        """Run script/NAME ARGS in the project on the manager (no terminal)."""
+        c = self.cluster
+        return c.on(c.manager, f"{PROJECT_DIR}/script/{name}", *args, check=check, timeout=timeout,
+                    env=self.env(**(env or {})), stdin=subprocess.DEVNULL)
+
+    def first_deploy(self):
+        """Build (cached), push, preload, install, script/bootstrap --swarm, script/deploy --first SHA;
+        records timings["deploy"] (from the bootstrap to every replica serving)."""
+        self.build()
+        t = time.perf_counter()
+        self.push()
+        self.preload_third_party()
+        self.install()
+        self.timings["images"] = time.perf_counter() - t
+        t = time.perf_counter()
+        boot = self.script("bootstrap", "--swarm")
+        match = re.search(r"login: admin / (\S+)", boot.stdout)
+        if match is None:
+            raise RuntimeError(f"script/bootstrap printed no dashboard login:\n{boot.stdout}")
+        self.dashboard_password = match.group(1)
+        self.first = self.script("deploy", "--first", self.sha)
+        until(self.serving, 120, lambda: f"Traefik to serve {self.sha} from every lucky replica:\n{self.service_table()}")
+        self.timings["deploy"] = time.perf_counter() - t
+        return self.first
+
+    # -- swarm state, read on the manager ----------------------------------------------------
+    def docker(self, *args, **kw):
+        return self.cluster.docker_on(self.cluster.manager, *args, **kw)
+
+    def service_table(self):
+        return self.docker("service", "ls", check=False).stdout
+
+    def replicas(self, stack=SWARM_NAME):
+        """service (without the stack prefix) -> "running/wanted"."""
+        rows = self.docker("service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}",
+                           "--format", "{{.Name}} {{.Replicas}}").stdout.splitlines()
+        return {r.split()[0][len(stack) + 1:]: r.split()[1] for r in rows if r}
+
+    def all_running(self, stack=SWARM_NAME):
+        rows = [re.match(r"(\d+)/(\d+)", v) for v in self.replicas(stack).values()]
+        return bool(rows) and all(m and m.group(1) == m.group(2) for m in rows)
+
+    def tasks(self, service, stack=SWARM_NAME):
+        """`docker inspect` of the service's tasks that swarm wants running."""
+        ids = self.docker("service", "ps", "-q", "--no-trunc", "--filter", "desired-state=running",
+                          f"{stack}_{service}").stdout.split()
+        return json.loads(self.docker("inspect", *ids).stdout) if ids else []
+
+    def task_nodes(self, service, stack=SWARM_NAME):
+        """hostname -> count of the service's tasks in state running there."""
+        names = self.cluster.node_ids()
+        counts = {}
+        for task in self.tasks(service, stack):
+            if task["Status"]["State"] == "running":
+                host = names.get(task["NodeID"], task["NodeID"])
+                counts[host] = counts.get(host, 0) + 1
+        return counts
+
+    def task_states(self, service, stack=SWARM_NAME):
+        """(state, error) of each task swarm wants running."""
+        return [(t["Status"]["State"], t["Status"].get("Err", "")) for t in self.tasks(service, stack)]
+
+    def task_addresses(self, service, network="public"):
+        """task IP on the stack's network -> hostname of the node running it."""
+        names = self.cluster.node_ids()
+        found = {}
+        for task in self.tasks(service):
+            for attachment in task.get("NetworksAttachments") or []:
+                if attachment["Network"]["Spec"]["Name"] == f"{SWARM_NAME}_{network}":
+                    for address in attachment.get("Addresses") or []:
+                        found[address.split("/")[0]] = names.get(task["NodeID"], task["NodeID"])
+        return found
+
+    def containers_on(self, node, service, stack=SWARM_NAME):
+        """Ids of the service's containers running on node (asked of that node's engine)."""
+        return self.cluster.docker_on(node, "ps", "-q", "--filter",
+                                      f"label=com.docker.swarm.service.name={stack}_{service}").stdout.split()
+
+    def label(self, role, node, present=True):
+        key = f"{SWARM_NAME}.{role}"
+        self.docker("node", "update", *(["--label-add", f"{key}=true"] if present else ["--label-rm", key]), node)
+
+    def labelled(self, role):
+        """Hostnames of the nodes carrying the role's label."""
+        return self.docker("node", "ls", "--filter", f"node.label={SWARM_NAME}.{role}=true",
+                           "--format", "{{.Hostname}}").stdout.split()
+
+    def traefik_log(self, since):
+        """Traefik's log lines since (a docker --since value), read on the manager."""
+        return self.docker("service", "logs", "--raw", "--since", since, f"{SWARM_NAME}_traefik").stdout
+
+    # -- requests through the manager's published port, from the host ---------------------------
+    def url(self, path="/", scheme="https"):
+        return f"{scheme}://127.0.0.1:{self.cluster.ports[443 if scheme == 'https' else 80]}{path}"
+
+    def get(self, host, path="/", session=None, **kw):
+        """GET through the manager's published 443 with Host/SNI host.DOMAIN, verified against the test CA."""
+        kw.setdefault("timeout", 5)
+        kw.setdefault("allow_redirects", False)
+        return (session or host_header_session()).get(self.url(path), headers={"Host": f"{host}.{DOMAIN}", **kw.pop(
+            "headers", {})}, verify=str(self.ca), **kw)
+
+    def version(self):
+        return self.get("api", "/version").json()["version"]
+
+    def serving(self):
+        """True when every service of the app stack runs all its replicas and Traefik serves SHA's /version."""
+        return self.all_running() and self.version() == self.sha
+
+    def settle(self, timeout=300):
+        """Bring the cluster back to where tests start: every node Ready and active, the role labels on the
+        manager only, every replica running with lucky on every node, Traefik serving SHA."""
+        c = self.cluster
+        for node in c.nodes:
+            if docker("inspect", "--format", "{{.State.Running}}", node).stdout.strip() != "true":
+                c.revive(node)
+        until(lambda: c.ready_nodes() == set(c.nodes), 120, lambda: f"every node to be Ready:\n{c.node_table()}")
+        for node, (_, availability, _) in c.nodes_status().items():
+            if availability != "Active":
+                self.docker("node", "update", "--availability", "active", node)
+        for role in ("db", "edge", "monitoring"):
+            for node in set(self.labelled(role)) - {c.manager}:
+                self.label(role, node, present=False)
+            if c.manager not in self.labelled(role):
+                self.label(role, c.manager)
+        until(self.all_running, timeout, lambda: f"every replica to run:\n{self.service_table()}")
+        if len(self.task_nodes("lucky")) < len(c.nodes):
+            # Swarm does not move running tasks back to a returning node; a forced (start-first) update spreads them.
+            for service in APP_REPLICAS:
+                self.docker("service", "update", "--detach", "--force", f"{SWARM_NAME}_{service}")
+        until(lambda: len(self.task_nodes("lucky")) == len(c.nodes) and self.serving(), timeout,
+              lambda: f"lucky on every node and Traefik serving {self.sha}:\n{self.service_table()}")
+        return self
+
+    def failure_sections(self):
+        logs = "".join(self.docker("service", "logs", "--tail", "30", f"{SWARM_NAME}_{s}", check=False).stdout
+                       for s in ("lucky", "hasura", "traefik"))
+        return [("cluster nodes", self.cluster.node_table()), ("cluster services", self.service_table()),
+                ("service logs (last 30 lines each)", logs)]
+
+
+class RequestStream:
+    """GET api.DOMAIN/version through the manager at `rate` per second in a thread, bounded by `cap`
+    requests and `limit` seconds; `stop()` ends it and returns the figures."""
+
+    def __init__(self, deployment, rate=20.0, cap=12_000, limit=600.0, timeout=10):
+        self.deployment, self.rate, self.cap, self.limit, self.timeout = deployment, rate, cap, limit, timeout
+        self.results = []  # (ok, seconds, status or error)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        until(lambda: len(self.results) >= self.rate, 30, "one second of requests")
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def _run(self):
+        session = host_header_session()
+        started = next_at = time.perf_counter()
+        while not self._stop.is_set() and len(self.results) < self.cap and time.perf_counter() - started < self.limit:
+            t = time.perf_counter()
+            try:
+                answer = self.deployment.get("api", "/version", session=session, timeout=self.timeout)
+                outcome = (answer.status_code == 200, answer.status_code)
+            except Exception as error:  # noqa: BLE001 - a failed request is a data point
+                outcome = (False, type(error).__name__)
+            self.results.append((outcome[0], time.perf_counter() - t, outcome[1]))
+            next_at += 1.0 / self.rate
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+        return self.figures()
+
+    def figures(self):
+        latencies = sorted(seconds for _, seconds, _ in self.results) or [0.0]
+        failures = [what for ok, _, what in self.results if not ok]
+
+        def pct(p):
+            return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
+        return {"requests": len(self.results), "failures": len(failures), "failed_with": sorted(set(map(str, failures))),
+                "p50_ms": round(pct(0.50), 1), "p99_ms": round(pct(0.99), 1), "max_ms": round(latencies[-1] * 1000, 1)}
