@@ -1,7 +1,7 @@
 """Conformance tier: the monitoring stack's app alerts fire when they should and only then (promtool unit
 tests on the rendered rules), the app-tasks job turns swarm's tasks into one labelled `up` each (the real
-Prometheus against a stand-in Docker API), and the merged stack keeps the monitoring UIs as closed as Traefik
-allows."""
+Prometheus against a stand-in Docker API), both Alertmanager configs pass amtool, and the merged stack keeps
+the Slack receiver a setting and the monitoring UIs as closed as Traefik allows."""
 
 import json
 import subprocess
@@ -196,6 +196,27 @@ def test_app_tasks_job_gives_one_up_per_wanted_task(default_project, docker_api,
     assert "up" in kept and all(n == "up" or n.startswith("scrape_") for n in kept), kept
 
 
+# --- Alertmanager: the two configs --------------------------------------------------------------
+
+ALERTMANAGER_CONFIGS = ["alertmanager.yml", "alertmanager.slack.yml"]
+
+
+@pytest.mark.parametrize("name", ALERTMANAGER_CONFIGS)
+def test_alertmanager_config_passes_amtool(default_project, name):
+    """amtool check-config accepts each Alertmanager config (with and without Slack)."""
+    assert not checks.amtool(default_project / MONITORING / "alertmanager" / name)
+
+
+def test_slack_config_differs_only_by_its_receiver(default_project):
+    """alertmanager.slack.yml is alertmanager.yml plus a slack_configs entry reading the webhook secret."""
+    base, slack = (yaml.safe_load((default_project / MONITORING / "alertmanager" / n).read_text())
+                   for n in ALERTMANAGER_CONFIGS)
+    receivers = slack["receivers"]
+    found = [r.pop("slack_configs") for r in receivers if "slack_configs" in r]
+    assert found == [[{"api_url_file": "/run/secrets/slack_webhook", "send_resolved": True}]]
+    assert slack == base
+
+
 # --- the merged monitoring stack (docker stack config, no engine) -----------------------------------
 
 def monitoring_config(project, env_file, **env):
@@ -203,6 +224,29 @@ def monitoring_config(project, env_file, **env):
                  env=checks.env_with(LHD_ENV_FILE=str(env_file), **env))
     assert result.returncode == 0, result.stdout + result.stderr
     return yaml.safe_load(result.stdout)
+
+
+@pytest.mark.parametrize("slack", [False, True], ids=["without-slack", "with-slack"])
+def test_slack_receiver_is_a_setting(default_project, prod_env, tmp_path, slack):
+    """With SLACK_WEBHOOK_URL_FILE, the merged stack mounts the webhook as a secret and deploys the Slack
+    config under a name of its own; without it, neither."""
+    env = {"SLACK_WEBHOOK_URL_FILE": ""}
+    if slack:
+        webhook = tmp_path / "slack_webhook"
+        webhook.write_text("https://hooks.slack.com/services/T000/B000/XXXX\n")
+        env["SLACK_WEBHOOK_URL_FILE"] = str(webhook)
+    config = monitoring_config(default_project, prod_env(default_project), **env)
+    alertmanager = config["services"]["alertmanager"]
+    am_config = config["configs"]["alertmanager_config"]
+    if slack:
+        assert alertmanager["secrets"] == [{"source": "slack_webhook", "target": "slack_webhook"}]
+        assert config["secrets"]["slack_webhook"]["file"] == str(webhook)
+        assert am_config["file"].endswith("/alertmanager/alertmanager.slack.yml")
+        assert am_config["name"].startswith(f"{DEFAULT_SWARM}_alertmanager_slack_")
+    else:
+        assert "secrets" not in alertmanager and "slack_webhook" not in config.get("secrets", {})
+        assert am_config["file"].endswith("/alertmanager/alertmanager.yml")
+        assert "slack" not in am_config["name"]
 
 
 def test_only_routed_ui_joins_public_and_prometheus_has_no_lifecycle(default_project, prod_env):

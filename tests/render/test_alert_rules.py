@@ -1,0 +1,103 @@
+"""Where alerts go: script/monitoring adds the Slack receiver's overlay when SLACK_WEBHOOK_URL_FILE is set,
+and only then, and refuses a setting naming a missing file in one line. No Docker: a fake `docker` prints
+the arguments and the webhook's version it is given (the lint tier merges the real files)."""
+
+import hashlib
+import os
+import re
+
+import pytest
+
+from tests.harness.proc import run
+
+pytestmark = pytest.mark.render
+
+OVERLAY = "Docker/prometheus-swarm/docker-compose.slack.yml"
+FAKE_DOCKER = """#!/bin/sh
+printf 'SLACK_WEBHOOK_VERSION=%s\\n' "${SLACK_WEBHOOK_VERSION:-}"
+printf '%s\\n' "$@"
+"""
+WEBHOOK = "https://hooks.slack.com/services/T000/B000/XXXX\n"
+
+
+@pytest.fixture
+def server(default_project, tmp_path):
+    """The environment of a server: the env file and secrets script/bootstrap writes (in tmp_path), and a fake
+    `docker` first on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "SLACK_WEBHOOK_URL_FILE"}
+    env.update(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", LHD_ENV_FILE=str(tmp_path / "production.env"),
+               LHD_SECRETS_DIR=str(tmp_path / "secrets"), HTTPS_SWITCH="on")
+    run([default_project / "script/bootstrap"], env=env, timeout=60)
+    return env
+
+
+def monitoring_config(project, env, **extra):
+    return run([project / "script/monitoring", "config"], env={**env, **extra}, check=False, timeout=60)
+
+
+def compose_files(stdout):
+    """The files a `docker stack config` call was given, in order."""
+    args = stdout.splitlines()[1:]
+    assert args[:2] == ["stack", "config"], args
+    return [args[i + 1] for i, arg in enumerate(args) if arg == "-c"]
+
+
+def uncomment_slack_line(env_file):
+    """Uncomment the SLACK_WEBHOOK_URL_FILE line script/bootstrap wrote; return the path it names."""
+    text = env_file.read_text()
+    match = re.search(r"^# (SLACK_WEBHOOK_URL_FILE=(.+))$", text, re.M)
+    assert match, f"script/bootstrap wrote no commented SLACK_WEBHOOK_URL_FILE line:\n{text}"
+    env_file.write_text(text.replace(match.group(0), match.group(1)))
+    return match.group(2)
+
+
+def test_without_the_setting_no_slack_overlay(default_project, server):
+    """The env file as script/bootstrap writes it (the setting commented out): no Slack overlay, no version."""
+    result = monitoring_config(default_project, server)
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = compose_files(result.stdout)
+    assert files[0] == str(default_project / "Docker/prometheus-swarm/docker-compose.yml")
+    assert str(default_project / OVERLAY) not in files
+    assert result.stdout.splitlines()[0] == "SLACK_WEBHOOK_VERSION="
+
+
+def test_uncommented_setting_adds_the_overlay(default_project, server, tmp_path):
+    """Uncommenting script/bootstrap's line, with the webhook in the file it names, adds the overlay after
+    the stack's own files and before site overrides, and names the secret by a hash of the file."""
+    webhook = uncomment_slack_line(tmp_path / "production.env")
+    assert webhook == str(tmp_path / "secrets/slack_webhook")
+    (tmp_path / "secrets/slack_webhook").write_text(WEBHOOK)
+    site = tmp_path / "site.yml"
+    result = monitoring_config(default_project, server, LHD_MONITORING_EXTRA_COMPOSE_FILES=str(site))
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = compose_files(result.stdout)
+    assert files[-2:] == [str(default_project / OVERLAY), str(site)]
+    version = hashlib.sha256(WEBHOOK.encode()).hexdigest()[:12]
+    assert result.stdout.splitlines()[0] == f"SLACK_WEBHOOK_VERSION={version}"
+
+
+@pytest.mark.parametrize("content", [None, ""], ids=["missing", "empty"])
+def test_setting_naming_no_webhook_is_refused_in_one_line(default_project, server, tmp_path, content):
+    """SLACK_WEBHOOK_URL_FILE naming a missing or empty file stops script/monitoring with one line naming
+    both, before Docker is called."""
+    webhook = tmp_path / "nowhere" / "slack_webhook"
+    if content is not None:
+        webhook.parent.mkdir()
+        webhook.write_text(content)
+    result = monitoring_config(default_project, server, SLACK_WEBHOOK_URL_FILE=str(webhook))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "SLACK_WEBHOOK_URL_FILE" in lines[0] and str(webhook) in lines[0]
+
+
+def test_empty_setting_means_no_slack(default_project, server):
+    """SLACK_WEBHOOK_URL_FILE= (set but empty) is the same as unset."""
+    result = monitoring_config(default_project, server, SLACK_WEBHOOK_URL_FILE="")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert str(default_project / OVERLAY) not in compose_files(result.stdout)
