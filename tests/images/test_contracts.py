@@ -250,6 +250,45 @@ def jwt_token(claims):
     return graphql_client.hs256_jwt(JWT_KEY, claims)
 
 
+@pytest.fixture(scope="module")
+def hasura_production(database, default_project):
+    """Hasura with the project's metadata and production's API set and CORS list (only the graphql API here, so
+    also the metadata API is off: the image must still apply the metadata at start)."""
+    volumes = [(default_project / "db/hasura/metadata", "/hasura-metadata", "ro")]
+    env = hasura_env(database, HASURA_GRAPHQL_ENABLED_APIS="graphql", HASURA_GRAPHQL_ENABLE_TELEMETRY="false",
+                     HASURA_GRAPHQL_CORS_DOMAIN="https://example.com, https://*.example.com")
+    with contract(HASURA, env=env, network=database["network"], ports=[8080], volumes=volumes, wait=hasura_ok()) as h:
+        yield h
+
+
+def test_hasura_disabled_apis_are_not_found_and_metadata_still_applies(hasura_production):
+    """With HASURA_GRAPHQL_ENABLED_APIS=graphql the metadata and schema APIs answer 404 not-found, while GraphQL
+    serves the tracked table: the entrypoint's temporary server applied the metadata anyway."""
+    data = ask(hasura_production, "{ notes { title } }", {"x-hasura-admin-secret": ADMIN}).body()
+    hc.expect(hc.TEMPORARY_SERVER_APIS, "data" in data and len(data["data"]["notes"]) == 2, data)
+    for path, body in (("/v1/metadata", {"type": "export_metadata", "args": {}}),
+                       ("/v2/query", {"type": "run_sql", "args": {"sql": "SELECT 1"}})):
+        got = requests.post(url(hasura_production, 8080, path), json=body, timeout=10,
+                            headers={"X-Hasura-Admin-Secret": ADMIN})
+        hc.expect(hc.DISABLED_API, (got.status_code, got.json()) == (404, {
+            "error": "resource does not exist", "path": "$", "code": "not-found"}), (path, got.status_code, got.text))
+
+
+@pytest.mark.parametrize("origin, allowed", [("https://www.example.com", True), ("https://example.com", True),
+                                             ("https://a.b.example.com", False), ("http://www.example.com", False),
+                                             ("https://evil.test", False)])
+def test_hasura_cors_echoes_only_listed_origins(hasura_production, origin, allowed):
+    """An Origin HASURA_GRAPHQL_CORS_DOMAIN lists is echoed with credentials allowed; any other gets no CORS
+    header and the usual answer."""
+    got = requests.post(url(hasura_production, 8080, "/v1/graphql"), json={"query": "{ notes { title } }"},
+                        headers={"X-Hasura-Admin-Secret": ADMIN, "Origin": origin}, timeout=10)
+    echoed = got.headers.get("Access-Control-Allow-Origin")
+    fact = hc.CORS_ALLOWED if allowed else hc.CORS_REFUSED
+    hc.expect(fact, got.status_code == 200 and (echoed == origin) is allowed and
+              (got.headers.get("Access-Control-Allow-Credentials") == "true") is allowed,
+              (got.status_code, dict(got.headers)))
+
+
 def test_hasura_user_role_sees_published_only(hasura):
     """The template's `user` permission filters to published rows."""
     token = jwt_token(graphql_client.user_claims())
