@@ -63,7 +63,7 @@ def test_every_app_alert_has_a_unit_test(default_project):
 
 # (what breaks, text of the rendered rules, what replaces it): each must fail the unit tests.
 BROKEN_RULES = [
-    ("scaled to 0 alerts late", "        for: 30s\n", "        for: 5m\n"),
+    ("scaled to 0 alerts late", "          ) == 0\n        for: 1m\n", "          ) == 0\n        for: 5m\n"),
     ("a service with no series counts for nothing",
      f'            or label_replace(vector(0), "service", "{DEFAULT_SWARM}_lucky", "", "")\n', ""),
     ("counted per task, not per slot", "count by (service, slot) (up{job=\"app-tasks\"})",
