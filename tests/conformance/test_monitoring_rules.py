@@ -249,12 +249,15 @@ def test_slack_receiver_is_a_setting(default_project, prod_env, tmp_path, slack)
         assert "slack" not in am_config["name"]
 
 
-def test_only_routed_ui_joins_public_and_prometheus_has_no_lifecycle(default_project, prod_env):
-    """On the app's public network sit exactly the services Traefik routes to; Prometheus's lifecycle API is off."""
+def test_only_routed_uis_join_the_dashboards_network_and_prometheus_has_no_lifecycle(default_project, prod_env):
+    """No monitoring service joins the app's public network; on the dashboards network (shared with Traefik only)
+    sit exactly the services Traefik routes to; Prometheus's lifecycle API is off."""
     config = monitoring_config(default_project, prod_env(default_project))
-    public = {name for name, svc in config["services"].items() if "public" in (svc.get("networks") or {})}
+    networks = {name: set(svc.get("networks") or {}) for name, svc in config["services"].items()}
     routed = {name for name, svc in config["services"].items()
               if ((svc.get("deploy") or {}).get("labels") or {}).get("traefik.enable") == "true"}
-    assert public == routed == {"prometheus", "alertmanager", "grafana"}
-    assert config["networks"]["public"]["name"] == f"{DEFAULT_SWARM}_public"
+    assert [name for name, nets in networks.items() if "public" in nets] == []
+    assert {name for name, nets in networks.items() if "dashboards" in nets} == routed == {"prometheus", "alertmanager",
+                                                                                          "grafana"}
+    assert config["networks"]["dashboards"]["name"] == f"{DEFAULT_SWARM}_dashboards"
     assert not [flag for flag in config["services"]["prometheus"]["command"] if "lifecycle" in flag or "admin-api" in flag]

@@ -258,6 +258,32 @@ def test_prometheus_needs_the_login(monitoring, live):
     assert live.routed_get("prometheus", "/api/v1/targets").status_code == 401
 
 
+def test_lucky_scaled_to_zero_fires_an_alert(monitoring, live):
+    """Scaled to 0, lucky has no running task: within 3 minutes Alertmanager lists AppServiceNotRunning for it
+    (through Traefik, with the login); scaled back to 1, the stack settles again."""
+    service = f"{live.swarm_name}_lucky"
+    login = ("admin", live.dashboard_password)
+
+    def listed():
+        answer = live.get("alertmanager", "/api/v2/alerts", auth=login)
+        if answer.status_code != 200:
+            return None
+        return [a for a in answer.json()
+                if a["labels"].get("alertname") == "AppServiceNotRunning" and a["labels"].get("service") == service]
+
+    live.routed_get("alertmanager", "/-/healthy", auth=login)
+    docker("service", "scale", "--detach", f"{service}=0")
+    try:
+        alerts = until(listed, 180, lambda: f"Alertmanager to list AppServiceNotRunning for {service}:\n"
+                       f"{live.service_table()}", pause=5)
+    finally:
+        docker("service", "scale", "--detach", f"{service}=1")
+        until(lambda: live.settled(SHA1), 240,
+              lambda: f"{live.swarm_name} to serve {SHA1} with every replica running again:\n{live.service_table()}")
+    assert alerts[0]["labels"]["severity"] == "critical"
+    assert alerts[0]["labels"]["swarm"] == live.swarm_name
+
+
 def test_https_switch_off_serves_plain_http(live):
     """HTTPS_SWITCH=off: the same routes over HTTP on port 80, nothing on 443."""
     result = live.deploy(SHA1, https="off")
