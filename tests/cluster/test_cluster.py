@@ -4,6 +4,8 @@ Traefik on the manager routes to every node, stateful services stay with their n
 worker loses no request, Prometheus sees every node.
 """
 
+from datetime import datetime, timezone
+
 import pytest
 
 from tests.harness.cluster import REGISTRY_HOST
@@ -52,3 +54,130 @@ def test_workers_pull_from_the_registry_only_with_the_managers_login(cluster):
         assert f"{REGISTRY_HOST}/lhd-cluster/probe@sha256:" in pulled
     finally:
         cluster.docker_on(cluster.manager, "service", "rm", "lhd-cluster-probe", "lhd-cluster-probe-noauth", check=False)
+
+
+def report(request, line):
+    """Add a line to the run's report section (printed at the end of the run)."""
+    request.config._lhd_mode_report = getattr(request.config, "_lhd_mode_report", []) + [f"cluster: {line}"]
+
+
+def test_replicas_spread_over_every_node_from_the_registry(spread):
+    """script/deploy --first on the manager: lucky runs on all three nodes and hasura on two, every worker
+    pulled the project's images from the registry (pinned by digest), and the workers hold no image of
+    the project that the harness put there."""
+    d = spread
+    assert set(d.task_nodes("lucky")) == set(d.cluster.nodes)
+    assert len(d.task_nodes("hasura")) == 2
+    for service in ("lucky", "hasura"):
+        spec = d.docker("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+                        f"lhd_app_{service}").stdout.strip()
+        assert spec.startswith(f"{d.image(service)}@sha256:"), spec
+    for worker in d.cluster.workers:
+        pulled = d.cluster.docker_on(worker, "images", "--digests", "--format", "{{.Repository}}:{{.Tag}}@{{.Digest}}").stdout
+        project = [line for line in pulled.splitlines() if line.startswith(REGISTRY_HOST)]
+        assert project and all(":<none>@sha256:" in line for line in project), pulled
+    assert {"my-group/lhd-app/lucky", "my-group/lhd-app/hasura"} <= set(d.cluster.catalog())
+
+
+def test_traefik_on_the_manager_routes_to_tasks_on_every_node(spread):
+    """Requests from the host to the manager's published HTTPS port reach lucky's tasks on all three
+    nodes and hasura's on both of its nodes (Traefik's access log names each upstream task)."""
+    d = spread
+    since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    session = d.session()
+    versions = {d.get("api", "/version", session=session).json()["version"] for _ in range(30)}
+    assert versions == {d.sha}
+    answers = [d.post_graphql(session) for _ in range(20)]
+    assert all("errors" in a or "data" in a for a in answers), answers[:3]
+
+    def upstream_nodes():
+        seen = d.upstreams(since)
+        lucky, hasura = d.task_addresses("lucky"), d.task_addresses("hasura")
+        return {"lucky": {lucky.get(ip, ip) for ip in seen.get("lucky", ())},
+                "hasura": {hasura.get(ip, ip) for ip in seen.get("hasura", ())}}
+    nodes = until(lambda: (lambda n: n if len(n["lucky"]) == 3 and len(n["hasura"]) == 2 else None)(upstream_nodes()),
+                  30, lambda: f"Traefik's access log to name every task: {upstream_nodes()}")
+    assert nodes["lucky"] == set(d.cluster.nodes)
+    assert nodes["hasura"] == set(d.task_nodes("hasura"))
+
+
+def test_stateful_services_run_only_where_their_label_is(spread):
+    """postgres, backup, traefik and the socket proxy run on the labelled manager only; with the db label
+    on no node, postgres and backup are stopped and stay pending (no node may start them empty), deploy
+    refuses, and with the label back postgres returns on its own volume."""
+    d = spread
+    c = d.cluster
+    for service in ("postgres", "backup", "traefik", "socket-proxy"):
+        assert d.task_nodes(service) == {c.manager: 1}, service
+    constraints = d.docker("service", "inspect", "--format", "{{json .Spec.TaskTemplate.Placement.Constraints}}",
+                           "lhd_app_postgres").stdout
+    assert "node.labels.lhd_app.db == true" in constraints
+    d.sql("CREATE TABLE IF NOT EXISTS cluster_marker (id int); INSERT INTO cluster_marker VALUES (1)")
+    try:
+        d.label("db", c.manager, present=False)
+
+        def pending():
+            states = {s: d.task_states(s) for s in ("postgres", "backup")}
+            running = [n for n in c.nodes for s in ("postgres", "backup") if d.containers_on(n, s)]
+            return states if not running and all(
+                st and all(state == "pending" and "no suitable node" in err for state, err in st)
+                for st in states.values()) else None
+        states = until(pending, 120, lambda: f"postgres and backup to stay pending:\n{d.docker('service', 'ps', 'lhd_app_postgres', 'lhd_app_backup', check=False).stdout}")
+        assert all("scheduling constraints not satisfied" in err for st in states.values() for _, err in st), states
+        refused = d.script("deploy", d.sha, check=False)
+        assert refused.returncode == 1
+        assert "no swarm node carries the label lhd_app.db=true" in refused.stderr
+    finally:
+        d.label("db", c.manager)
+    until(lambda: d.task_nodes("postgres") == {c.manager: 1} and d.sql("SELECT count(*) FROM cluster_marker") == "1",
+          180, "postgres to start again on the manager, on its volume")
+    d.sql("DROP TABLE cluster_marker")
+
+
+def test_losing_a_worker_loses_no_request(spread, request):
+    """Under a bounded request stream: drain a worker (its tasks move), then kill it (its engine dies):
+    no request fails, lucky and hasura run all their replicas on the two nodes left; the worker comes
+    back Ready and active."""
+    d = spread
+    c = d.cluster
+    worker = c.workers[-1]
+    since = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with d.stream() as stream:
+        stream.mark("drain")
+        d.docker("node", "update", "--availability", "drain", worker)
+        until(lambda: not d.task_nodes("lucky").get(worker) and not d.task_nodes("hasura").get(worker)
+              and d.all_running(), 180, lambda: f"the tasks of {worker} to move:\n{d.service_table()}")
+        stream.mark("moved")
+        c.kill(worker)
+        stream.mark("kill")
+        until(lambda: c.nodes_status()[worker][0] == "Down", 120, f"the manager to see {worker} down")
+        stream.mark("down")
+        seen = len(stream.results)
+        until(lambda: len(stream.results) >= seen + stream.rate * 5, 30, "five more seconds of requests")
+        figures = stream.stop()
+    report(request, f"worker drained then killed under {stream.rate:.0f} req/s: {figures}")
+    slow = [line for line in d.traefik_log(since).splitlines() if "/version" in line and '" 200 ' not in line]
+    assert figures["failures"] == 0, f"{figures}\nTraefik's log of the failed requests:\n" + "\n".join(slow[-10:])
+    assert figures["requests"] >= 100, figures
+    assert sum(d.task_nodes("lucky").values()) == 3 and worker not in d.task_nodes("lucky")
+    assert sum(d.task_nodes("hasura").values()) == 2 and worker not in d.task_nodes("hasura")
+
+    c.revive(worker)
+    d.docker("node", "update", "--availability", "active", worker)
+    until(lambda: c.nodes_status()[worker][:2] == ("Ready", "Active"), 120, f"{worker} to be Ready and Active again")
+
+
+def test_prometheus_sees_node_exporter_on_every_node(spread):
+    """After `script/monitoring up` on the manager, Prometheus (asked from the host through Traefik)
+    scrapes a node-exporter task on each of the three nodes, each reporting its own node's name."""
+    d = spread
+    d.monitoring_up()
+    assert d.task_nodes("node-exporter", stack="lhd_app_monitoring") == {n: 1 for n in d.cluster.nodes}
+
+    def exporters():
+        up = d.prometheus('up{job="node-exporter"}')
+        return up if len(up) == len(d.cluster.nodes) and all(r["value"][1] == "1" for r in up) else None
+    up = until(exporters, 180, lambda: f"Prometheus to scrape node-exporter on every node: {d.prometheus('up')}")
+    assert {r["metric"]["node"] for r in up} == set(d.cluster.nodes)
+    uname = d.prometheus('node_uname_info{job="node-exporter"}')
+    assert {(r["metric"]["node"], r["metric"]["nodename"]) for r in uname} == {(n, n) for n in d.cluster.nodes}

@@ -60,6 +60,8 @@ APP_REPLICAS = {"lucky": 3, "hasura": 2}
 # Images of the project's stacks that come from Docker Hub: no registry here can serve them, so in
 # local mode the kit's images (lent these names on the host) are loaded into the nodes that run them.
 APP_THIRD_PARTY = ("postgres", "traefik", "tecnativa/docker-socket-proxy")
+# Traefik's common log format ends with "<router>@<provider>" "<upstream URL>" <duration>ms.
+ACCESS_LOG_UPSTREAM = re.compile(r'"(\w+)@swarm" "http://([\d.]+):\d+"')
 MONITORING_THIRD_PARTY = ("prom/prometheus", "prom/alertmanager", "prom/node-exporter")
 
 
@@ -67,12 +69,27 @@ def log(message):
     print(f"cluster: {message}", flush=True)
 
 
+def docker_cli():
+    """A directory holding this machine's Docker CLI (copied when it changed), for the node image.
+
+    Debian's docker.io 20.10 client refuses compose files without `version:`
+    ("unsupported Compose file version: 1.0"), and the generated project's have
+    none (the Compose specification); a current client (23+) reads them and
+    talks to the 20.10 engine (API 1.41) as it does on this host."""
+    source = Path(shutil.which("docker")).resolve()
+    dest = kit.CACHE / "docker-cli"
+    if not (dest / "docker").is_file() or (dest / "docker").read_bytes() != source.read_bytes():
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, dest / "docker")
+    return dest
+
+
 def build_images():
     """Build the node and registry images on the kit's debootstrapped Debian base, unless current
     (content-hashed like every kit image); return their names."""
     parent = kit.build_base(kit.BASE)
-    for name, context in ((NODE_IMAGE, "dind"), (REGISTRY_IMAGE, "registry")):
-        kit.build_image(kit.Image(name, context, parent=kit.BASE), parent)
+    kit.build_image(kit.Image(NODE_IMAGE, "dind", parent=kit.BASE, extra=[(docker_cli(), "docker-cli")]), parent)
+    kit.build_image(kit.Image(REGISTRY_IMAGE, "registry", parent=kit.BASE), parent)
     return NODE_IMAGE, REGISTRY_IMAGE
 
 
@@ -274,6 +291,7 @@ class ClusterDeployment:
         self.notes = []
         self.timings = {}
         self.dashboard_password = None
+        self.monitoring_loaded = False
         self.write_overrides()
 
     # -- harness-side overrides (the generated files are never changed) --------------------
@@ -312,7 +330,19 @@ class ClusterDeployment:
             return False
         log(f"script/build {self.sha} on the host")
         run([self.project / "script" / "build", self.sha], cwd=self.project, timeout=3600, stdin=subprocess.DEVNULL)
+        self.forget_older_builds()
         return True
+
+    def forget_older_builds(self):
+        """Untag the images earlier runs of this tier built for other template contents (recorded in
+        the kit's cache), so only the current build stays; images of other tiers are never touched."""
+        record = kit.CACHE / "cluster-builds.json"
+        built = json.loads(record.read_text()) if record.is_file() else []
+        for sha in [s for s in built if s != self.sha]:
+            tags = [f"{REGISTRY}/{name}:{sha}" for name in ("lucky-base", "lucky", "hasura")]
+            docker("image", "rm", *tags, check=False)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps([self.sha]))
 
     def push(self):
         """Put the project's images in the registry: loaded into the manager, which logs in and pushes them
@@ -378,6 +408,20 @@ class ClusterDeployment:
         self.timings["deploy"] = time.perf_counter() - t
         return self.first
 
+    def monitoring_up(self):
+        """`script/monitoring up` on the manager (its Docker Hub images loaded first, once)."""
+        if not self.monitoring_loaded:
+            self.preload_third_party(monitoring=True)
+            self.monitoring_loaded = True
+        return self.script("monitoring", "up")
+
+    def prometheus(self, query):
+        """Prometheus's answer to an instant query, asked from the host through Traefik on the manager
+        (prometheus.DOMAIN behind the dashboard login)."""
+        answer = self.get("prometheus", "/api/v1/query", params={"query": query}, auth=("admin", self.dashboard_password))
+        answer.raise_for_status()
+        return answer.json()["data"]["result"]
+
     # -- swarm state, read on the manager ----------------------------------------------------
     def docker(self, *args, **kw):
         return self.cluster.docker_on(self.cluster.manager, *args, **kw)
@@ -440,6 +484,14 @@ class ClusterDeployment:
         return self.docker("node", "ls", "--filter", f"node.label={SWARM_NAME}.{role}=true",
                            "--format", "{{.Hostname}}").stdout.split()
 
+    def sql(self, query):
+        """Run SQL in the postgres container on the manager (where the db label puts it); rows, unaligned."""
+        ids = self.docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={SWARM_NAME}_postgres").stdout.split()
+        if not ids:
+            raise RuntimeError("no running postgres container on the manager")
+        return self.docker("exec", ids[0], "psql", "-tA", "-U", SWARM_NAME, "-d", f"{SWARM_NAME}_production",
+                           "-c", query).stdout.strip()
+
     def traefik_log(self, since):
         """Traefik's log lines since (a docker --since value), read on the manager."""
         return self.docker("service", "logs", "--raw", "--since", since, f"{SWARM_NAME}_traefik").stdout
@@ -454,6 +506,28 @@ class ClusterDeployment:
         kw.setdefault("allow_redirects", False)
         return (session or host_header_session()).get(self.url(path), headers={"Host": f"{host}.{DOMAIN}", **kw.pop(
             "headers", {})}, verify=str(self.ca), **kw)
+
+    def session(self):
+        """A requests session sending SNI from the Host header and verifying the certificate for it."""
+        return host_header_session()
+
+    def post_graphql(self, session=None, query="{ notes { title } }"):
+        """Hasura's JSON answer to an anonymous query through Traefik (Hasura refuses it with invalid-headers)."""
+        answer = (session or host_header_session()).post(self.url("/v1/graphql"), json={"query": query}, timeout=10,
+                                                          headers={"Host": f"api.{DOMAIN}"}, verify=str(self.ca))
+        answer.raise_for_status()
+        return answer.json()
+
+    def upstreams(self, since):
+        """service -> task IPs Traefik's access log shows it forwarded to since (a docker --since value)."""
+        found = {}
+        for router, ip in ACCESS_LOG_UPSTREAM.findall(self.traefik_log(since)):
+            found.setdefault(router, set()).add(ip)
+        return found
+
+    def stream(self, rate=20.0):
+        """A bounded request stream to api.DOMAIN/version through the manager (RequestStream)."""
+        return RequestStream(self, rate=rate)
 
     def version(self):
         return self.get("api", "/version").json()["version"]
@@ -500,11 +574,14 @@ class RequestStream:
 
     def __init__(self, deployment, rate=20.0, cap=12_000, limit=600.0, timeout=10):
         self.deployment, self.rate, self.cap, self.limit, self.timeout = deployment, rate, cap, limit, timeout
-        self.results = []  # (ok, seconds, status or error)
+        self.results = []  # (ok, seconds, status or error, seconds into the stream when sent)
+        self.events = []  # (what, seconds into the stream)
+        self.started = time.perf_counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self):
+        self.started = time.perf_counter()
         self._thread.start()
         until(lambda: len(self.results) >= self.rate, 30, "one second of requests")
         return self
@@ -514,17 +591,21 @@ class RequestStream:
 
     def _run(self):
         session = host_header_session()
-        started = next_at = time.perf_counter()
-        while not self._stop.is_set() and len(self.results) < self.cap and time.perf_counter() - started < self.limit:
+        next_at = self.started
+        while not self._stop.is_set() and len(self.results) < self.cap and time.perf_counter() - self.started < self.limit:
             t = time.perf_counter()
             try:
                 answer = self.deployment.get("api", "/version", session=session, timeout=self.timeout)
                 outcome = (answer.status_code == 200, answer.status_code)
             except Exception as error:  # noqa: BLE001 - a failed request is a data point
                 outcome = (False, type(error).__name__)
-            self.results.append((outcome[0], time.perf_counter() - t, outcome[1]))
+            self.results.append((outcome[0], time.perf_counter() - t, outcome[1], t - self.started))
             next_at += 1.0 / self.rate
             time.sleep(max(0.0, next_at - time.perf_counter()))
+
+    def mark(self, event):
+        """Note when event happened (seconds into the stream), for the figures."""
+        self.events.append((event, round(time.perf_counter() - self.started, 1)))
 
     def stop(self):
         self._stop.set()
@@ -532,10 +613,12 @@ class RequestStream:
         return self.figures()
 
     def figures(self):
-        latencies = sorted(seconds for _, seconds, _ in self.results) or [0.0]
-        failures = [what for ok, _, what in self.results if not ok]
+        latencies = sorted(r[1] for r in self.results) or [0.0]
+        failures = [(r[2], round(r[3], 1)) for r in self.results if not r[0]]
 
         def pct(p):
             return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
-        return {"requests": len(self.results), "failures": len(failures), "failed_with": sorted(set(map(str, failures))),
-                "p50_ms": round(pct(0.50), 1), "p99_ms": round(pct(0.99), 1), "max_ms": round(latencies[-1] * 1000, 1)}
+        return {"requests": len(self.results), "failures": len(failures), "p50_ms": round(pct(0.50), 1),
+                "p99_ms": round(pct(0.99), 1), "max_ms": round(latencies[-1] * 1000, 1),
+                "seconds": round(time.perf_counter() - self.started, 1), "events": self.events,
+                "failed (what, when)": failures[:10]}
