@@ -264,6 +264,17 @@ class Cluster:
 
 # -- the project on the cluster -----------------------------------------------------------------
 
+def traefik_dial_timeout(seconds):
+    """A patch for ClusterDeployment: Traefik's static configs dial backends for at most `seconds`
+    (serversTransport.forwardingTimeouts.dialTimeout, 30s by default), so a request sent to a task on a
+    node that just died is retried on another task that soon (the retry middleware retries failed dials)."""
+    def patch(project):
+        for name in ("traefik.http.yml", "traefik.https.yml"):
+            path = project / "Docker/traefik" / name
+            path.write_text(path.read_text() + f"\nserversTransport:\n  forwardingTimeouts:\n    dialTimeout: {seconds}s\n")
+    return patch
+
+
 def release_sha(mode):
     """An 8-hex tag for this template's images: a hash of the template's files and, in local mode, of the
     kit images the builds start from. The same inputs give the same tag, so script/build runs only when
@@ -279,11 +290,14 @@ def release_sha(mode):
 class ClusterDeployment:
     """The rendered project on the cluster, driven by its own scripts on the manager."""
 
-    def __init__(self, cluster, base, mode):
+    def __init__(self, cluster, base, mode, patch=None):
+        """patch(project) may change the rendered copy (a proposed template change, proven in tmp only)."""
         self.cluster = cluster
         self.mode = mode
         self.base = Path(base)
         self.project = bake(self.base / "out")
+        if patch:
+            patch(self.project)
         self.ca, cert, key = make_ca(self.base / "certs", DOMAIN, STAGING_DOMAIN)
         shutil.copy(cert, self.project / "etc/certs/origin.crt")
         shutil.copy(key, self.project / "etc/certs/origin.key")
@@ -553,13 +567,26 @@ class ClusterDeployment:
             if c.manager not in self.labelled(role):
                 self.label(role, c.manager)
         until(self.all_running, timeout, lambda: f"every replica to run:\n{self.service_table()}")
-        if len(self.task_nodes("lucky")) < len(c.nodes):
-            # Swarm does not move running tasks back to a returning node; a forced (start-first) update spreads them.
-            for service in APP_REPLICAS:
-                self.docker("service", "update", "--detach", "--force", f"{SWARM_NAME}_{service}")
-        until(lambda: len(self.task_nodes("lucky")) == len(c.nodes) and self.serving(), timeout,
-              lambda: f"lucky on every node and Traefik serving {self.sha}:\n{self.service_table()}")
+        for service, replicas in APP_REPLICAS.items():
+            self.respread(service, replicas)
+        until(self.serving, timeout, lambda: f"Traefik to serve {self.sha}:\n{self.service_table()}")
         return self
+
+    def respread(self, service, replicas, attempts=3):
+        """Put the service's replicas on as many nodes as they can be (swarm never moves running tasks
+        back to a returning node, and a start-first update places each new task while the old one still
+        counts): scale down by one (swarm removes a task where the service has most) and up again (the new
+        one goes where it has fewest), until no node has two while another has none."""
+        def spread():
+            counts = self.task_nodes(service)
+            return sum(counts.values()) == replicas and len(counts) == min(replicas, len(self.cluster.nodes))
+        for _ in range(attempts):
+            if spread():
+                return
+            name = f"{SWARM_NAME}_{service}"
+            self.docker("service", "scale", "--detach=false", f"{name}={replicas - 1}", timeout=300)
+            self.docker("service", "scale", "--detach=false", f"{name}={replicas}", timeout=300)
+        until(spread, 60, lambda: f"{service} spread over the nodes: {self.task_nodes(service)}")
 
     def failure_sections(self):
         logs = "".join(self.docker("service", "logs", "--tail", "30", f"{SWARM_NAME}_{s}", check=False).stdout
