@@ -266,12 +266,20 @@ def test_hasura_disabled_apis_are_not_found_and_metadata_still_applies(hasura_pr
     serves the tracked table: the entrypoint's temporary server applied the metadata anyway."""
     data = ask(hasura_production, "{ notes { title } }", {"x-hasura-admin-secret": ADMIN}).body()
     hc.expect(hc.TEMPORARY_SERVER_APIS, "data" in data and len(data["data"]["notes"]) == 2, data)
-    for path, body in (("/v1/metadata", {"type": "export_metadata", "args": {}}),
-                       ("/v2/query", {"type": "run_sql", "args": {"sql": "SELECT 1"}})):
-        got = requests.post(url(hasura_production, 8080, path), json=body, timeout=10,
-                            headers={"X-Hasura-Admin-Secret": ADMIN})
+    for method, path, body in (("POST", "/v1/metadata", {"type": "export_metadata", "args": {}}),
+                               ("POST", "/v2/query", {"type": "run_sql", "args": {"sql": "SELECT 1"}}),
+                               ("GET", "/v1alpha1/config", None)):
+        got = requests.request(method, url(hasura_production, 8080, path), json=body, timeout=10,
+                               headers={"X-Hasura-Admin-Secret": ADMIN})
         hc.expect(hc.DISABLED_API, (got.status_code, got.json()) == (404, {
             "error": "resource does not exist", "path": "$", "code": "not-found"}), (path, got.status_code, got.text))
+
+
+def test_hasura_config_api_is_on_by_default_for_admins(hasura):
+    """With the default API set the config API answers an admin (and says an admin secret and a JWT are set)."""
+    got = requests.get(url(hasura, 8080, "/v1alpha1/config"), headers={"X-Hasura-Admin-Secret": ADMIN}, timeout=10)
+    hc.expect(hc.ENABLED_APIS_VALUES, got.status_code == 200 and got.json()["is_admin_secret_set"] is True and
+              got.json()["is_jwt_set"] is True, (got.status_code, got.text))
 
 
 @pytest.mark.parametrize("origin, allowed", [("https://www.example.com", True), ("https://example.com", True),

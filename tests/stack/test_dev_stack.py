@@ -152,7 +152,7 @@ def test_down_leaves_nothing_and_up_works_again(dev_stack):
 def test_broken_database_url_never_comes_up_healthy(image_mode, tmp_path):
     """With the database URL Hasura gets broken, script/up fails and says which service."""
     stack = make_stack(tmp_path)
-    compose = stack.project / "Docker/docker-compose.yml"
+    compose = stack.project / "Docker/docker-compose.dev.yml"
     text = compose.read_text()
     broken = "HASURA_GRAPHQL_DATABASE_URL: postgres://${POSTGRES_USER}:${POSTGRES_PASSWORD}@nowhere:5432/${POSTGRES_DB}"
     compose.write_text(text.replace(

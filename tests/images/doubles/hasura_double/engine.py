@@ -685,8 +685,12 @@ NOT_FOUND = {"error": "resource does not exist", "path": "$", "code": "not-found
 # (--enabled-apis) each belongs to; onlyWhenApiEnabled answers 404 NOT_FOUND when the group is
 # off. /healthz, /hasura/healthz and /v1/version belong to none and are always served.
 # /v1/metadata, /v1/query, /v2/query, /v1/graphql/explain: "metadata"; /v1/graphql: "graphql".
+# GET /v1alpha1/config: "config" (docs/docs/api-reference/config.mdx: an admin-only GET answering the
+# server's configuration; server/tests-py/test_config_api.py: 200 with is_admin_secret_set, is_jwt_set...,
+# 400 for another role).
 ROUTES = {("POST", "/v1/graphql"): "graphql", ("GET", "/v1/graphql"): "graphql",
-          ("POST", "/v1/metadata"): "metadata", ("POST", "/v2/query"): "metadata"}
+          ("POST", "/v1/metadata"): "metadata", ("POST", "/v2/query"): "metadata",
+          ("GET", "/v1alpha1/config"): "config"}
 
 
 def make_handler(engine):
@@ -746,6 +750,8 @@ def make_handler(engine):
             if group not in engine.apis:  # onlyWhenApiEnabled, before the body is looked at
                 return self.reply(404, NOT_FOUND)
             headers = self.headers_lower()
+            if path == "/v1alpha1/config":
+                return self.config(headers)
             if self.command == "GET":  # /v1/graphql over GET: only persisted queries, not in CE
                 return self.reply(200, engine.graphql_get(headers))
             try:
@@ -765,6 +771,17 @@ def make_handler(engine):
             return self.reply(status, body)
 
         do_GET = do_POST = do_OPTIONS = do_PUT = do_PATCH = do_DELETE = do_HEAD = dispatch
+
+        def config(self, headers):
+            """The config API: admin only (tests-py/test_config_api.py: another role gets 400); the fields the
+            double can know, named as in docs/docs/api-reference/config.mdx."""
+            try:
+                if engine.auth.session(headers) != "admin":
+                    raise Failure(400, "access-denied", "restricted access : admin only", "$")
+            except Failure as failure:
+                return self.reply(failure.status, failure.body())
+            return self.reply(200, {"version": VERSION, "is_admin_secret_set": bool(engine.auth.admin_secret),
+                                    "is_auth_hook_set": False, "is_jwt_set": engine.auth.jwt is not None})
 
         def healthz(self, strict):
             """server/src-lib/Hasura/Server/App.hs (healthzAction): metadata storage down -> 500
