@@ -345,9 +345,11 @@ def upstream_names(pairs=None):
 
 
 def leftovers(pairs=None):
-    """Upstream names that still point at a kit image."""
+    """Upstream names that still point at a kit image while no live run holds them (a run that overlaps this
+    one keeps its names until it ends; the last one out untags)."""
     pairs = aliases() if pairs is None else pairs
-    return [upstream for _, upstream in pairs if holder(upstream) == "kit"]
+    held = _held_elsewhere() if RUNS.exists() else set()
+    return [upstream for _, upstream in pairs if holder(upstream) == "kit" and upstream not in held]
 
 
 # --- image modes ---------------------------------------------------------------

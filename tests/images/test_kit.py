@@ -74,10 +74,12 @@ def test_run_uses_upstream_names(image_mode, upstream):
 
 
 def test_overlapping_runs_keep_the_name_until_the_last_leaves(image_mode, names):
-    """Two runs lending the same name: the first to leave keeps it for the other; the last removes it."""
+    """Two runs lending the same name: the first to leave keeps it for the other (and `leftovers` does not count
+    it); the last removes it."""
     _, upstream = names
     with kit.upstream_names([names]):
         with kit.upstream_names([names]):
             assert kit.holder(upstream) == "kit"
         assert kit.holder(upstream) == "kit"
+        assert kit.leftovers([names]) == []  # a live run holds it: not a leftover of the run that ended
     assert kit.holder(upstream) is None
