@@ -74,13 +74,15 @@ class DevStack:
         return self.last_up
 
     def down(self):
-        """script/down; if it fails, `docker compose down --volumes` so nothing is left behind."""
+        """script/down; if it fails, `docker compose down --volumes` so nothing is left behind. Then the images
+        this throwaway project built (script/down keeps a user's images; a test's are of no further use)."""
         result = self.script("down", timeout=180)
         if result.returncode != 0:
             try:
                 self.compose_call(self.compose.stop)
             except CommandFailed as error:
                 self.notes.append(f"forced down failed too:\n{error}")
+        docker("image", "rm", f"{self.name}-lucky:dev", f"{self.name}-hasura:dev", check=False)
         return result
 
     def compose_call(self, method, *args, **kwargs):
