@@ -143,7 +143,8 @@ class Deployment:
             self.override = self.workdir / "no-ipvs.yml"
             self.override.write_text(
                 "# Harness-side: this kernel has no IPVS, so no service VIPs.\nservices:\n" + "".join(
-                    f"  {s}:\n    deploy:\n      endpoint_mode: dnsrr\n" for s in ("backup", "hasura", "lucky", "traefik", "socket-proxy")))
+                    f"  {s}:\n    deploy:\n      endpoint_mode: dnsrr\n"
+                    for s in ("backup", "hasura", "lucky", "traefik", "socket-proxy")))
             self.notes.append("no IPVS on this kernel: applied the harness override endpoint_mode=dnsrr")
         self.monitoring_override = None
         monitoring = {}

@@ -37,7 +37,8 @@ HEALTHZ = Fact("/healthz answers 200 OK when the metadata is consistent; with in
 GRAPHQL_STATUS = Fact("/v1/graphql answers HTTP 200 even when the body holds errors",
                       "server/src-lib/Hasura/GraphQL/Transport/HTTP.hs")
 ADMIN_SECRET_ONLY = Fact("admin secret, no JWT, no unauthorized role: a request without the secret gets "
-                         "access-denied 'x-hasura-admin-secret/x-hasura-access-key required, but not found'",
+                         "access-denied '\"x-hasura-admin-secret\"/\"x-hasura-access-key\" required, but not found' "
+                         "(header names quoted since 98ee4e3d2, before v2.43.0; Data/Text/Extended.hs (<<>))",
                          "server/src-lib/Hasura/Server/Auth.hs (getUserInfoWithExpTime_, AMAdminSecret)")
 JWT_NO_HEADER = Fact("admin secret and JWT, no unauthorized role: a request with neither secret nor Authorization "
                      "gets invalid-headers \"Missing 'Authorization' or 'Cookie' header in JWT authentication mode\"",

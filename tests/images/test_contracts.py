@@ -212,7 +212,7 @@ def test_hasura_healthz(hasura):
 
 ANONYMOUS = {
     "admin-secret-only": ({"HASURA_GRAPHQL_JWT_SECRET": None}, hc.ADMIN_SECRET_ONLY,
-                          ("access-denied", "x-hasura-admin-secret/x-hasura-access-key required, but not found")),
+                          ("access-denied", '"x-hasura-admin-secret"/"x-hasura-access-key" required, but not found')),
     "admin-secret-and-jwt": ({}, hc.JWT_NO_HEADER,
                              ("invalid-headers", "Missing 'Authorization' or 'Cookie' header in JWT authentication mode")),
     "unauthorized-role": ({"HASURA_GRAPHQL_UNAUTHORIZED_ROLE": "anonymous"}, hc.UNAUTHORIZED_ROLE,

@@ -9,7 +9,7 @@ import os
 import re
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -81,7 +81,7 @@ def test_restore_without_yes_and_without_a_terminal_changes_nothing(live, rows):
 
 def test_scheduled_backup_appears_within_its_interval(live):
     """The stack's backup service writes a `-scheduled` dump every BACKUP_INTERVAL seconds; --list shows the last."""
-    started = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
     def newer_scheduled():
         dumps, last = live.backups()

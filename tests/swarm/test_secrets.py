@@ -26,8 +26,8 @@ def test_no_secret_value_in_any_service_definition(live):
     config = live.script("deploy", "--config", SHA1).stdout
     assert [n for n, v in values.items() if v in inspected] == []
     assert [n for n, v in values.items() if v in config] == []
-    mounted = {s["Spec"]["Name"].removeprefix("lhd_app_"): sorted(ref["File"]["Name"] for ref in
-                                                                     s["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets", []))
+    mounted = {s["Spec"]["Name"].removeprefix("lhd_app_"):
+               sorted(ref["File"]["Name"] for ref in s["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets", []))
                for s in json.loads(inspected)}
     assert mounted["hasura"] == ["hasura_admin_secret", "hasura_jwt_key", "postgres_password"]
     assert mounted["lucky"] == ["postgres_password", "secret_key_base", "send_grid_key"]

@@ -346,12 +346,15 @@ class Auth:
             return requested or "admin"
         if sent is not None:  # checkingSecretIfSent
             if not hmac.compare_digest(sent, self.admin_secret):
-                raise Failure(401, "access-denied", "invalid x-hasura-admin-secret/x-hasura-access-key")
+                # Header names are quoted since "Enforce the session variable name prefix" (98ee4e3d2,
+                # 2024-07-29, before v2.43.0): Auth.hs `adminSecretHeader <<> "/" <> ...`, and
+                # Data/Text/Extended.hs `(<<>) a rTxt = dquote a <> rTxt`.
+                raise Failure(401, "access-denied", 'invalid "x-hasura-admin-secret"/"x-hasura-access-key"')
             return requested or "admin"
         if self.jwt is None:  # AMAdminSecret
             if self.unauthorized_role:
                 return self.unauthorized_role
-            raise Failure(401, "access-denied", "x-hasura-admin-secret/x-hasura-access-key required, but not found")
+            raise Failure(401, "access-denied", '"x-hasura-admin-secret"/"x-hasura-access-key" required, but not found')
         auth = headers.get("authorization")  # AMAdminSecretAndJWT -> processJwt_
         if auth is None:  # withoutAuthZ
             if self.unauthorized_role:
@@ -367,9 +370,10 @@ class Auth:
         allowed = hasura.get("x-hasura-allowed-roles")
         default = hasura.get("x-hasura-default-role")
         if allowed is None:
-            raise Failure(400, "jwt-missing-role-claims", "JWT claim does not contain x-hasura-allowed-roles")
+            # Auth/JWT.hs: "JWT claim does not contain " <>> allowedRolesClaim (quoted, as above).
+            raise Failure(400, "jwt-missing-role-claims", 'JWT claim does not contain "x-hasura-allowed-roles"')
         if default is None:
-            raise Failure(400, "jwt-missing-role-claims", "JWT claim does not contain x-hasura-default-role")
+            raise Failure(400, "jwt-missing-role-claims", 'JWT claim does not contain "x-hasura-default-role"')
         role = requested or default
         if role not in allowed:
             raise Failure(400, "access-denied", "Your requested role is not in allowed roles")
