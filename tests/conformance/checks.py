@@ -155,6 +155,12 @@ def memory_bytes(value):
     return int(match.group(1)) * 1024 ** " kmg".index(match.group(2) or " ") if match else None
 
 
+def memory_of(service):
+    """(reservation, limit) of a merged service's deploy.resources memory, in bytes (None where unset)."""
+    resources = (service.get("deploy") or {}).get("resources") or {}
+    return tuple(memory_bytes((resources.get(kind) or {}).get("memory")) for kind in ("reservations", "limits"))
+
+
 def seconds(value):
     """A compose duration ("1m30s", "60s") in seconds; 0 when unset."""
     return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in re.findall(r"(\d+)([hms])", str(value or "")))
@@ -165,9 +171,7 @@ def resource_problems(config, swarm_name, stack="app"):
     postgres: a stop grace period of a minute or more; stateful services: placed by their node label."""
     problems = []
     for name, svc in config["services"].items():
-        resources = (svc.get("deploy") or {}).get("resources") or {}
-        limit = memory_bytes((resources.get("limits") or {}).get("memory"))
-        reservation = memory_bytes((resources.get("reservations") or {}).get("memory"))
+        reservation, limit = memory_of(svc)
         if not limit or not reservation:
             problems.append(f"{stack}/{name}: no memory limit and reservation (deploy.resources)")
         elif reservation > limit:
@@ -198,9 +202,7 @@ def memory_table_problems(readme, *configs):
     problems = []
     for config in configs:
         for name, svc in config["services"].items():
-            resources = (svc.get("deploy") or {}).get("resources") or {}
-            actual = (memory_bytes((resources.get("reservations") or {}).get("memory")),
-                      memory_bytes((resources.get("limits") or {}).get("memory")))
+            actual = memory_of(svc)
             if documented.get(name) != actual:
                 problems.append(f"README memory table: {name} documented as {documented.get(name)}, set to {actual} (bytes)")
     return problems

@@ -359,14 +359,19 @@ class Deployment:
         """A JWT of the `user` role, signed with the server's HASURA_JWT_KEY."""
         return hs256_jwt(self.secret("HASURA_JWT_KEY"), user_claims())
 
-    def admin_graphql(self, query, secret=None):
-        """Hasura's JSON answer to query (a string) with the admin secret (or `secret`), asked from inside the
-        hasura container: Traefik strips the admin secret from public requests, so admins ask there."""
-        body = json.dumps({"query": query})
+    def admin_api(self, method, path, body=None, secret=None):
+        """Hasura's JSON answer to METHOD path (body: a dict sent as JSON) with the admin secret (or `secret`),
+        asked from inside the hasura container: Traefik strips the admin secret from public requests, so admins
+        ask there."""
+        data = ["--header", "Content-Type: application/json", "--data", json.dumps(body)] if body is not None else []
         return json.loads(self.container_exec(
-            "hasura", "curl", "--silent", "--max-time", "5", "--header", "Content-Type: application/json",
-            "--header", f"x-hasura-admin-secret: {secret or self.admin_secret()}", "--data", body,
-            "http://127.0.0.1:8080/v1/graphql"))
+            "hasura", "curl", "--silent", "--max-time", "5", "--request", method,
+            "--header", f"x-hasura-admin-secret: {secret or self.admin_secret()}", *data,
+            f"http://127.0.0.1:8080{path}"))
+
+    def admin_graphql(self, query, secret=None):
+        """`admin_api` for a GraphQL query (a string) on /v1/graphql."""
+        return self.admin_api("POST", "/v1/graphql", {"query": query}, secret)
 
     def version(self):
         return self.get("api", "/version").json()["version"]
