@@ -166,8 +166,16 @@ def test_pg_backup_names_dumps_and_keeps_the_newest(project, tmp_path):
     assert bad.returncode == 1 and "the reason 'Bad Reason' must be lowercase letters, digits and -" in bad.stderr
 
 
-def test_pg_backup_refuses_a_bad_keep(project, tmp_path):
-    """BACKUP_KEEP that is not a whole number above 0 is refused before pg_dump runs."""
-    env = {**os.environ, "BACKUP_ROOT": str(tmp_path), "PGDATABASE": "d", "BACKUP_KEEP": "0"}
-    result = run([project / "Docker/backup/pg_backup", "now"], env=env, check=False)
-    assert result.returncode == 1 and "BACKUP_KEEP must be a whole number of dumps above 0, not '0'" in result.stderr
+@pytest.mark.parametrize(("command", "setting", "message"), [
+    ("now", {"BACKUP_KEEP": "0"}, "BACKUP_KEEP must be a whole number of dumps above 0, not '0'"),
+    ("schedule", {"BACKUP_INTERVAL": "daily"}, "BACKUP_INTERVAL must be a whole number of seconds above 0, not 'daily'"),
+], ids=["keep-0", "interval-word"])
+def test_pg_backup_refuses_bad_settings(project, tmp_path, command, setting, message):
+    """A BACKUP_KEEP or BACKUP_INTERVAL that is not a whole number above 0 is refused in one line, before pg_dump
+    runs, and nothing is written."""
+    store = tmp_path / "backups"
+    store.mkdir()
+    env = {**os.environ, "BACKUP_ROOT": str(store), "PGDATABASE": "d", **setting}
+    result = run([project / "Docker/backup/pg_backup", command], env=env, check=False, timeout=30)
+    assert result.returncode == 1 and message in result.stderr
+    assert list(store.iterdir()) == []
