@@ -5,12 +5,11 @@ worker loses no request, Prometheus sees every node.
 """
 
 import json
-import re
 from datetime import UTC, datetime
 
 import pytest
 
-from tests.harness.cluster import REGISTRY_HOST, upstream_image
+from tests.harness.cluster import REGISTRY_HOST
 from tests.harness.wait import until
 
 pytestmark = pytest.mark.cluster
@@ -189,37 +188,27 @@ def test_prometheus_sees_node_exporter_on_every_node(spread):
     assert {(r["metric"]["node"], r["metric"]["nodename"]) for r in uname} == {(n, n) for n in d.cluster.nodes}
 
 
-class ReadsAnotherDaemon(AssertionError):
-    """A node's probe read another node's Docker daemon."""
-
-
-@pytest.mark.xfail(strict=True, raises=ReadsAnotherDaemon, reason="issue 15 item 5: cAdvisor is pointed at "
-                   "discovery-proxy, which runs on managers only, so on a worker it reads the manager's daemon; "
-                   "the topology fix is proposed, not made here")
 def test_cadvisor_on_each_node_reads_its_own_daemon(spread):
-    """The Docker endpoint cAdvisor is given (its --docker flag in the deployed spec), read from a task on
-    each node of the monitoring stack's discovery network, is that node's own daemon. No cAdvisor image
-    can be had here, so a global probe service (the node-exporter image's wget) reads /info there."""
+    """cAdvisor is told to read Docker on a unix socket in the cadvisor_docker_api volume; on every node the
+    socket in that node's volume (cadvisor-proxy, global) answers with that node's own daemon, and refuses a
+    call cAdvisor never makes. No cAdvisor image can be had here: the node's own Docker CLI reads the socket
+    where cAdvisor's task would mount it (a local named volume lives in the node's /var/lib/docker/volumes)."""
     d = spread
     d.monitoring_up()
-    args = json.loads(d.docker("service", "inspect", "--format", "{{json .Spec.TaskTemplate.ContainerSpec.Args}}",
+    spec = json.loads(d.docker("service", "inspect", "--format", "{{json .Spec.TaskTemplate.ContainerSpec}}",
                                "lhd_app_monitoring_cadvisor").stdout)
-    endpoint = next(a.split("=", 1)[1] for a in args if a.startswith("--docker="))
-    assert endpoint.startswith("tcp://"), f"the probe reads TCP endpoints only, cAdvisor is given {endpoint}"
-    probe = "lhd-cluster-cadvisor-probe"
-    # /info holds other "Name" keys (registry index configs); the daemon's is its node's hostname.
-    script = (f'echo "probe on $(hostname) reads $(wget -qO- http://{endpoint[len("tcp://"):]}/info '
-              f'| grep -o \'"Name":"{d.cluster.name}-[^"]*"\')"; sleep 600')
-    d.docker("service", "create", "--detach", "--name", probe, "--mode", "global", "--restart-condition", "none",
-             "--network", "lhd_app_monitoring_discovery", "--hostname", "{{.Node.Hostname}}", "--entrypoint", "sh",
-             upstream_image("prom/node-exporter"), "-c", script)
-    try:
-        lines = until(lambda: (lambda found: found if len(found) == len(d.cluster.nodes) else None)(
-            re.findall(r'probe on (\S+) reads "Name":"([^"]*)"', d.docker("service", "logs", "--raw", probe).stdout)),
-            120, "the probe on every node to read the daemon")
-    finally:
-        d.docker("service", "rm", probe, check=False)
-    seen = dict(lines)
-    assert set(seen) == set(d.cluster.nodes), lines
-    if seen != {n: n for n in d.cluster.nodes}:
-        raise ReadsAnotherDaemon(f"node -> the daemon its probe reads through {endpoint}: {seen}")
+    endpoint = next(a.split("=", 1)[1] for a in spec["Args"] if a.startswith("--docker="))
+    socket_dir = endpoint.removeprefix("unix://").rsplit("/", 1)[0]
+    volume = next(m["Source"] for m in spec["Mounts"] if m["Type"] == "volume" and m["Target"] == socket_dir)
+    assert volume == "lhd_app_monitoring_cadvisor_docker_api", spec["Mounts"]
+    assert d.task_nodes("cadvisor-proxy", stack="lhd_app_monitoring") == {n: 1 for n in d.cluster.nodes}
+    host = f"unix:///var/lib/docker/volumes/{volume}/_data/{endpoint.rsplit('/', 1)[1]}"
+
+    def read(node, *args):
+        return d.cluster.on(node, "docker", "-H", host, *args, check=False)
+    names = {n: until(lambda n=n: read(n, "info", "--format", "{{.Name}}").stdout.strip(), 60,
+                      f"cadvisor-proxy on {n} to answer") for n in d.cluster.nodes}
+    assert names == {n: n for n in d.cluster.nodes}
+    listing = {n: read(n, "ps") for n in d.cluster.nodes}
+    assert {n: (r.returncode != 0 and "403" in r.stderr + r.stdout) for n, r in listing.items()} == {
+        n: True for n in d.cluster.nodes}, {n: r.stderr for n, r in listing.items()}

@@ -138,9 +138,31 @@ def stack_problems(config, check_updates=True):
                 problems.append(f"{name}: update_config.order is {update.get('order')!r}, expected {expected}")
         if not deploy.get("restart_policy"):
             problems.append(f"{name}: no restart_policy")
+        if check_updates and name not in STOP_FIRST and any(k.startswith("traefik.http.routers.")
+                                                            for k in deploy.get("labels") or {}):
+            problems += drain_problems(name, svc)
     if "traefik" in services and not any(p.get("published") in (80, "80") for p in services["traefik"].get("ports", [])):
         problems.append("traefik: port 80 is not published")
     return problems
+
+
+# A task Traefik routes to must keep serving after SIGTERM until Traefik has
+# dropped it: its swarm provider re-reads tasks every refreshSeconds (5 in
+# Docker/traefik/*.yml), so twice that; and swarm must not kill it before.
+MIN_DRAIN = 10
+DRAIN_VARIABLES = ("SHUTDOWN_DELAY", "STOP_DELAY")  # Lucky's own; with_secrets' for Hasura
+
+
+def drain_problems(name, svc):
+    """A routed, start-first service: a drain delay of MIN_DRAIN seconds or more, and a stop grace period longer."""
+    env = svc.get("environment") or {}
+    delay = max((int(env[v]) for v in DRAIN_VARIABLES if str(env.get(v, "")).isdigit()), default=0)
+    if delay < MIN_DRAIN:
+        return [f"{name}: Traefik routes to it but it keeps serving {delay}s after SIGTERM "
+                f"({' or '.join(DRAIN_VARIABLES)} under {MIN_DRAIN}): updates would drop requests"]
+    if seconds(svc.get("stop_grace_period")) <= delay:
+        return [f"{name}: stop_grace_period {svc.get('stop_grace_period')!r} does not outlast its {delay}s drain delay"]
+    return []
 
 
 # Services that keep data in a volume, by the node label that places them next to it.
@@ -218,7 +240,10 @@ SECRET_ENV = {"POSTGRES_PASSWORD", "PGPASSWORD", "HASURA_GRAPHQL_ADMIN_SECRET", 
               "HASURA_JWT_KEY", "SECRET_KEY_BASE", "SEND_GRID_KEY", "DATABASE_URL", "HASURA_GRAPHQL_DATABASE_URL",
               "SLACK_WEBHOOK_URL"}
 DANGEROUS_SOURCES = {"/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run", "/"}
-PROXIES = {"socket-proxy", "discovery-proxy"}
+PROXIES = {"socket-proxy", "discovery-proxy", "cadvisor-proxy"}
+# What Prometheus's dockerswarm_sd reads through discovery-proxy (prometheus/prometheus discovery/moby:
+# NodeList, ServiceList, TaskList, NetworkList); VERSION and PING are the image's defaults.
+DISCOVERY_PROXY_SECTIONS = {"NODES", "SERVICES", "TASKS", "NETWORKS"}
 
 
 def mount_source(volume):
@@ -227,9 +252,46 @@ def mount_source(volume):
     return str(volume).split(":")[0]
 
 
+def monitoring_proxy_problems(monitoring):
+    """discovery-proxy allows only what Prometheus reads; cAdvisor reads its own node's daemon: a unix socket
+    in a named volume it shares with cadvisor-proxy, both on every node, and joins no network of a proxy."""
+    services = monitoring["services"]
+    problems = []
+    discovery = services.get("discovery-proxy") or {}
+    env = discovery.get("environment") or {}
+    allowed = {k for k, v in env.items() if str(v) == "1"}
+    if str(env.get("POST", "0")) != "0" or allowed != DISCOVERY_PROXY_SECTIONS:
+        problems.append(f"discovery-proxy: allows {sorted(allowed)} (POST={env.get('POST', '0')}), expected "
+                        f"{sorted(DISCOVERY_PROXY_SECTIONS)} read-only")
+    cadvisor, proxy = services.get("cadvisor"), services.get("cadvisor-proxy")
+    if cadvisor is None:
+        return problems
+    if proxy is None:
+        return problems + ["monitoring: cadvisor but no cadvisor-proxy"]
+    flags = [a for a in cadvisor.get("command") or [] if str(a).startswith("--docker=")]
+    endpoint = flags[0].split("=", 1)[1] if len(flags) == 1 else ""
+    if not endpoint.startswith("unix://"):
+        problems.append(f"cadvisor: reads Docker at {endpoint or 'its default'}, expected a unix socket from "
+                        "cadvisor-proxy on its own node")
+    socket_dir = str(Path(endpoint.removeprefix("unix://")).parent)
+
+    def named_volume_at(svc, target):
+        return next((v["source"] for v in svc.get("volumes") or []
+                     if isinstance(v, dict) and v.get("type") == "volume" and v.get("target") == target), None)
+    shared = named_volume_at(cadvisor, socket_dir)
+    if shared is None or shared != named_volume_at(proxy, socket_dir):
+        problems.append(f"cadvisor: {socket_dir} is not a named volume shared with cadvisor-proxy at the same path")
+    for name in ("cadvisor", "cadvisor-proxy"):
+        if (services[name].get("deploy") or {}).get("mode") != "global":
+            problems.append(f"{name}: not global (one per node)")
+    if set(cadvisor.get("networks") or {}) & set(discovery.get("networks") or {}):
+        problems.append("cadvisor: shares a network with discovery-proxy (it would read a manager's daemon)")
+    return problems
+
+
 def security_problems(app, monitoring=None):
     """Static security rules over the merged app stack (and monitoring stack)."""
-    problems = []
+    problems = monitoring_proxy_problems(monitoring) if monitoring else []
     stacks = [("app", app)] + ([("monitoring", monitoring)] if monitoring else [])
     for stack, config in stacks:
         for name, svc in config["services"].items():

@@ -39,7 +39,9 @@ GOOD_STACK = {
                             "HASURA_GRAPHQL_ADMIN_SECRET_FILE": "/run/secrets/hasura_admin_secret",
                             "HASURA_JWT_KEY_FILE": "/run/secrets/hasura_jwt_key",
                             "HASURA_GRAPHQL_ENABLED_APIS": "metadata,graphql", "HASURA_GRAPHQL_ENABLE_TELEMETRY": "false",
-                            "HASURA_GRAPHQL_CORS_DOMAIN": "https://example.com, https://*.example.com"},
+                            "HASURA_GRAPHQL_CORS_DOMAIN": "https://example.com, https://*.example.com",
+                            "STOP_DELAY": "10"},
+            "stop_grace_period": "30s",
             "secrets": [{"source": "hasura_admin_secret", "target": "hasura_admin_secret"},
                         {"source": "hasura_jwt_key", "target": "hasura_jwt_key"}],
             "networks": {"public": None},
@@ -69,6 +71,9 @@ STACK_BREAKS = {
     "ingress-mode": lambda s: s["traefik"]["ports"][0].update(mode="ingress"),
     "stop-first-app": lambda s: s["hasura"]["deploy"]["update_config"].update(order="stop-first"),
     "no-rollback": lambda s: s["hasura"]["deploy"]["update_config"].update(failure_action="pause"),
+    "no-drain-delay": lambda s: s["hasura"]["environment"].pop("STOP_DELAY"),
+    "short-drain-delay": lambda s: s["hasura"]["environment"].update(STOP_DELAY="3"),
+    "grace-under-drain": lambda s: s["hasura"].update(stop_grace_period="10s"),
 }
 
 
@@ -108,6 +113,49 @@ SECURITY_BREAKS = {
 def test_security_rules_bite(name):
     """Each static security rule reports its own violation."""
     assert checks.security_problems(broken(SECURITY_BREAKS[name]))
+
+
+# The smallest monitoring stack that passes the proxy rules: cAdvisor reads its node's daemon through
+# cadvisor-proxy's unix socket in a shared named volume.
+SOCKET = {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock", "read_only": True}
+API_VOLUME = {"type": "volume", "source": "cadvisor_docker_api", "target": "/var/run/docker-api"}
+GOOD_MONITORING = {
+    "services": {
+        "discovery-proxy": {"environment": {"POST": "0", "NODES": "1", "SERVICES": "1", "TASKS": "1", "NETWORKS": "1"},
+                            "volumes": [SOCKET], "networks": {"discovery": None},
+                            "deploy": {"mode": "global", "placement": {"constraints": ["node.role == manager"]}}},
+        "cadvisor-proxy": {"volumes": [SOCKET, API_VOLUME], "networks": {"monitoring": None},
+                           "deploy": {"mode": "global"}},
+        "cadvisor": {"command": ["--docker=unix:///var/run/docker-api/docker.sock", "--docker_only=true"],
+                     "volumes": [{"type": "bind", "source": "/sys", "target": "/sys"}, API_VOLUME],
+                     "networks": {"monitoring": None}, "deploy": {"mode": "global"}},
+    }
+}
+MONITORING_BREAKS = {
+    "discovery-containers": lambda s: s["discovery-proxy"]["environment"].update(CONTAINERS="1"),
+    "discovery-post": lambda s: s["discovery-proxy"]["environment"].update(POST="1"),
+    "cadvisor-over-tcp": lambda s: s["cadvisor"].update(command=["--docker=tcp://discovery-proxy:2375"]),
+    "cadvisor-default-socket": lambda s: s["cadvisor"].update(command=["--docker_only=true"]),
+    "cadvisor-own-socket": lambda s: s["cadvisor"]["volumes"].append(SOCKET),
+    "volume-not-shared": lambda s: s["cadvisor-proxy"]["volumes"].pop(),
+    "bind-not-volume": lambda s: s["cadvisor"]["volumes"].__setitem__(1, dict(API_VOLUME, type="bind")),
+    "proxy-replicated": lambda s: s["cadvisor-proxy"]["deploy"].update(mode="replicated"),
+    "no-cadvisor-proxy": lambda s: s.pop("cadvisor-proxy"),
+    "cadvisor-on-discovery": lambda s: s["cadvisor"]["networks"].update(discovery=None),
+}
+
+
+def test_good_monitoring_passes():
+    """The reference monitoring stack is clean, so each mutation below isolates one rule."""
+    assert checks.security_problems(GOOD_STACK, GOOD_MONITORING) == []
+
+
+@pytest.mark.parametrize("name", MONITORING_BREAKS)
+def test_monitoring_proxy_rules_bite(name):
+    """Each rule on the monitoring stack's Docker proxies reports its own violation."""
+    stack = copy.deepcopy(GOOD_MONITORING)
+    MONITORING_BREAKS[name](stack["services"])
+    assert checks.security_problems(GOOD_STACK, stack)
 
 
 def test_shellcheck_bites():

@@ -23,6 +23,7 @@ bridge network, the registry, the nodes and their volumes) and removed by
 
 import hashlib
 import json
+import os
 import re
 import secrets
 import shutil
@@ -39,7 +40,15 @@ from tests.harness.bake import TEMPLATE_PARTS, bake
 from tests.harness.certs import make_ca
 from tests.harness.docker import docker, free_port, unique
 from tests.harness.proc import run
-from tests.harness.swarm import DOMAIN, REGISTRY, STAGING_DOMAIN, SWARM_NAME, host_header_session, ipvs_available
+from tests.harness.swarm import (
+    DOMAIN,
+    MONITORING_SERVICES,
+    REGISTRY,
+    STAGING_DOMAIN,
+    SWARM_NAME,
+    host_header_session,
+    ipvs_available,
+)
 from tests.harness.wait import until
 from tests.images import kit
 
@@ -62,7 +71,9 @@ APP_REPLICAS = {"lucky": 3, "hasura": 2}
 APP_THIRD_PARTY = ("postgres", "traefik", "tecnativa/docker-socket-proxy")
 # Traefik's common log format ends with "<router>@<provider>" "<upstream URL>" <duration>ms.
 ACCESS_LOG_UPSTREAM = re.compile(r'"(\w+)@swarm" "http://([\d.]+):\d+"')
-MONITORING_THIRD_PARTY = ("prom/prometheus", "prom/alertmanager", "prom/node-exporter")
+MONITORING_THIRD_PARTY = ("prom/prometheus", "prom/alertmanager", "prom/node-exporter", "tecnativa/docker-socket-proxy")
+# Of those, the images of the monitoring stack's global services: every node runs them.
+PER_NODE = ("prom/node-exporter", "tecnativa/docker-socket-proxy")
 
 
 def log(message):
@@ -101,6 +112,56 @@ def upstream_image(repository):
     raise KeyError(repository)
 
 
+def cluster_resources(name):
+    """kind -> names of the containers, volumes and networks of the cluster called name."""
+    return {"containers": docker("ps", "-a", "--filter", f"name=^{name}-", "--format", "{{.Names}}").stdout.split(),
+            "volumes": docker("volume", "ls", "-q", "--filter", f"name=^{name}-").stdout.split(),
+            "networks": docker("network", "ls", "--filter", f"name=^{name}$", "--format", "{{.Name}}").stdout.split()}
+
+
+def remove_cluster(name):
+    """Stop the cluster's nodes (their engines stop what they run), then remove its containers, volumes
+    and network. Idempotent."""
+    found = cluster_resources(name)
+    nodes = [c for c in found["containers"] if c != f"{name}-registry"]
+    if nodes:
+        docker("stop", "-t", "30", *nodes, check=False, timeout=180)
+    if found["containers"]:
+        docker("rm", "-f", "-v", *found["containers"], check=False, timeout=180)
+    if found["volumes"]:
+        docker("volume", "rm", "-f", *found["volumes"], check=False, timeout=180)
+    if found["networks"]:
+        docker("network", "rm", *found["networks"], check=False)
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_clusters():
+    """Remove the clusters whose owner process is gone (a run killed before its teardown); clusters
+    of live runs stay. Returns the names removed."""
+    owners = {}
+    for kind in ("network", "volume"):
+        rows = docker(kind, "ls", "--filter", f"label={PREFIX}", "--format",
+                      f'{{{{.Label "{PREFIX}"}}}} {{{{.Label "{PREFIX}.owner"}}}}').stdout.splitlines()
+        for row in rows:
+            name, _, owner = row.partition(" ")
+            owners.setdefault(name, owner.strip())
+    stale = [name for name, owner in owners.items()
+             if name.startswith(f"{PREFIX}-") and not (owner.isdigit() and pid_alive(int(owner)))]
+    for name in stale:
+        log(f"removing {name}, left by a run that is gone")
+        remove_cluster(name)
+    return stale
+
+
 class Cluster:
     """A registry and 1 manager + `workers` worker engines on one bridge network, forming one swarm.
 
@@ -122,19 +183,24 @@ class Cluster:
         self.registry_password = secrets.token_hex(16)
         self.registry_ip = None
         self.timings = {}
+        # Every resource carries the cluster's name and its owner's pid, so a later run can tell
+        # the leftovers of a dead run (pid gone) from a cluster another live run is using.
+        self.labels = ["--label", f"{PREFIX}={self.name}", "--label", f"{PREFIX}.owner={os.getpid()}"]
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self):
-        """Network, registry, nodes, swarm; records timings["form"] (seconds)."""
+        """Network, registry, nodes, swarm; records timings["form"] (seconds). Clusters left by
+        dead runs are removed first."""
         started = time.perf_counter()
+        remove_stale_clusters()
         self.ca, cert, key = make_ca(self.workdir / "registry-certs", REGISTRY_HOST)
         certs = self.workdir / "registry-tls"
         certs.mkdir(parents=True, exist_ok=True)
         shutil.copy(cert, certs / "registry.crt")
         shutil.copy(key, certs / "registry.key")
-        docker("network", "create", "--label", f"{PREFIX}={self.name}", self.network)
+        docker("network", "create", *self.labels, self.network)
         docker("run", "-d", "--name", self.registry, "--hostname", self.registry, "--network", self.network,
-               "--label", f"{PREFIX}={self.name}", "-v", f"{certs}:/certs:ro",
+               *self.labels, "-v", f"{certs}:/certs:ro",
                "-e", f"REGISTRY_USER={self.registry_user}", "-e", f"REGISTRY_PASSWORD={self.registry_password}",
                REGISTRY_IMAGE)
         self.registry_ip = self.ip(self.registry)
@@ -158,9 +224,9 @@ class Cluster:
             for port in self.publish:
                 self.ports[port] = free_port()
                 publish += ["-p", f"127.0.0.1:{self.ports[port]}:{port}"]
-        docker("volume", "create", "--label", f"{PREFIX}={self.name}", f"{node}-docker")
+        docker("volume", "create", *self.labels, f"{node}-docker")
         docker("run", "-d", "--name", node, "--hostname", node, "--network", self.network,
-               "--label", f"{PREFIX}={self.name}", *NODE_OPTIONS, *publish,
+               *self.labels, *NODE_OPTIONS, *publish,
                "-v", f"{node}-docker:/var/lib/docker",
                "-v", f"{self.ca}:/etc/docker/certs.d/{REGISTRY_HOST}/ca.crt:ro",
                "--add-host", f"{REGISTRY_HOST}:{self.registry_ip}",
@@ -169,30 +235,11 @@ class Cluster:
     def close(self):
         """Stop the nodes (their engines stop the containers they run), then remove every container,
         volume and network of this cluster. Idempotent."""
-        names = self.containers()
-        nodes = [n for n in self.nodes if n in names]
-        if nodes:
-            docker("stop", "-t", "30", *nodes, check=False, timeout=180)
-        if names:
-            docker("rm", "-f", "-v", *names, check=False, timeout=180)
-        volumes = self.volumes()
-        if volumes:
-            docker("volume", "rm", "-f", *volumes, check=False, timeout=180)
-        if self.networks():
-            docker("network", "rm", self.network, check=False)
-
-    def containers(self):
-        return docker("ps", "-a", "--filter", f"name=^{self.name}-", "--format", "{{.Names}}").stdout.split()
-
-    def volumes(self):
-        return docker("volume", "ls", "-q", "--filter", f"name=^{self.name}-").stdout.split()
-
-    def networks(self):
-        return docker("network", "ls", "-q", "--filter", f"name=^{self.name}$").stdout.split()
+        remove_cluster(self.name)
 
     def leftovers(self):
         """kind -> names of this cluster's containers, volumes and networks still on the host."""
-        return {"containers": self.containers(), "volumes": self.volumes(), "networks": self.networks()}
+        return cluster_resources(self.name)
 
     # -- nodes -------------------------------------------------------------------------
     def ip(self, container):
@@ -265,13 +312,16 @@ class Cluster:
 # -- the project on the cluster -----------------------------------------------------------------
 
 def traefik_dial_timeout(seconds):
-    """A patch for ClusterDeployment: Traefik's static configs dial backends for at most `seconds`
-    (serversTransport.forwardingTimeouts.dialTimeout, 30s by default), so a request sent to a task on a
-    node that just died is retried on another task that soon (the retry middleware retries failed dials)."""
+    """A patch for ClusterDeployment: Traefik's static configs dial backends for at most `seconds` instead
+    of the template's value (serversTransport.forwardingTimeouts.dialTimeout, 2s; Traefik's default is
+    30s), to measure how it weighs on a lost worker."""
     def patch(project):
         for name in ("traefik.http.yml", "traefik.https.yml"):
             path = project / "Docker/traefik" / name
-            path.write_text(path.read_text() + f"\nserversTransport:\n  forwardingTimeouts:\n    dialTimeout: {seconds}s\n")
+            text, found = re.subn(r"(?m)^(\s+dialTimeout:) \S+$", rf"\g<1> {seconds}s", path.read_text())
+            if found != 1:
+                raise RuntimeError(f"{path} has no dialTimeout to change")
+            path.write_text(text)
     return patch
 
 
@@ -318,7 +368,7 @@ class ClusterDeployment:
         if dnsrr:
             for name in ("backup", "hasura", "lucky", "traefik", "socket-proxy"):
                 app.setdefault(name, {})["endpoint_mode"] = "dnsrr"
-            for name in ("prometheus", "alertmanager", "discovery-proxy", "node-exporter", "cadvisor", "grafana"):
+            for name in MONITORING_SERVICES:
                 monitoring.setdefault(name, {})["endpoint_mode"] = "dnsrr"
             self.notes.append("no IPVS on this kernel: harness override endpoint_mode=dnsrr on every service")
         if self.mode == "local":
@@ -369,17 +419,16 @@ class ClusterDeployment:
 
     def preload_third_party(self, monitoring=False):
         """Load the stacks' Docker Hub images into the nodes that run them (local mode: the kit's images
-        under their upstream names; every node runs node-exporter, only the manager the rest)."""
+        under their upstream names; every node runs node-exporter and cadvisor-proxy, only the manager the rest)."""
         if self.mode != "local":
             return
         c = self.cluster
-        names = [upstream_image(r) for r in (MONITORING_THIRD_PARTY if monitoring else APP_THIRD_PARTY)]
         if monitoring:
-            exporter = upstream_image("prom/node-exporter")
-            c.load([n for n in names if n != exporter], [c.manager])
-            c.load([exporter], c.nodes)
+            per_node = [upstream_image(r) for r in PER_NODE]
+            c.load([upstream_image(r) for r in MONITORING_THIRD_PARTY if r not in PER_NODE], [c.manager])
+            c.load(per_node, c.nodes)
         else:
-            c.load(names, [c.manager])
+            c.load([upstream_image(r) for r in APP_THIRD_PARTY], [c.manager])
 
     # -- the project's own scripts, on the manager ---------------------------------------
     def install(self):

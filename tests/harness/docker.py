@@ -2,6 +2,7 @@
 for names and loopback ports. Containers and compose projects go through
 testcontainers (see devstack.py and the image contract tests)."""
 
+import http.client
 import socket
 import subprocess
 import uuid
@@ -41,3 +42,28 @@ def stop_process(proc, timeout=10):
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (a Docker API socket), with the usual timeout."""
+
+    def __init__(self, path, timeout=10):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(str(self.socket_path))
+
+
+def unix_request(path, method, url, timeout=10):
+    """(status, body text) of one HTTP request without a body (Content-Length: 0 for POST) to the unix socket
+    at path. (A filter that refuses on the headers closes the connection before any body could be sent.)"""
+    connection = UnixHTTPConnection(path, timeout)
+    try:
+        connection.request(method, url)
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        connection.close()

@@ -35,6 +35,8 @@ STAGING_DOMAIN = f"staging.{DOMAIN}"  # a second server's domain, for the same r
 SWARM_NAME = "lhd_app"
 REGISTRY = "registry.gitlab.com/my-group/lhd-app"
 APP_STACK_SERVICES = ("postgres", "backup", "hasura", "lucky", "traefik", "socket-proxy")
+MONITORING_SERVICES = ("prometheus", "alertmanager", "discovery-proxy", "cadvisor-proxy", "node-exporter", "cadvisor",
+                       "grafana")
 STATE_ROLES = ("db", "edge", "monitoring")
 BACKUP_INTERVAL = 30  # seconds between the backup service's dumps, short enough to see one
 
@@ -149,7 +151,7 @@ class Deployment:
         self.monitoring_override = None
         monitoring = {}
         if not ipvs_available():
-            for service in ("prometheus", "alertmanager", "discovery-proxy", "node-exporter", "cadvisor", "grafana"):
+            for service in MONITORING_SERVICES:
                 monitoring.setdefault(service, {})["endpoint_mode"] = "dnsrr"
         if mode == "local":
             monitoring.setdefault("grafana", {})["replicas"] = 0

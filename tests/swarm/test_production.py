@@ -7,13 +7,15 @@ the fixtures for the state it starts from (`live`: SHA1 over HTTPS; `at(sha)`),
 so any subset runs alone and in any order.
 """
 
+import json
 import socket
 import ssl
+from pathlib import Path
 
 import pytest
 from gql.transport.exceptions import TransportQueryError
 
-from tests.harness.docker import docker
+from tests.harness.docker import docker, unix_request
 from tests.harness.swarm import APP_STACK_SERVICES, BROKEN, DOMAIN, NOTES, SHA1, SHA2, STAGING_DOMAIN, V1, V2, V3
 from tests.harness.wait import until
 
@@ -254,6 +256,28 @@ def test_prometheus_reaches_alertmanager(monitoring, live):
 def test_prometheus_needs_the_login(monitoring, live):
     """Prometheus through Traefik without the login is 401."""
     assert live.routed_get("prometheus", "/api/v1/targets").status_code == 401
+
+
+# cAdvisor's reads (google/cadvisor container/docker, v0.60.5) pass cadvisor-proxy; the rest is 403.
+CADVISOR_READS = ["/_ping", "/v1.41/version", "/v1.41/info", "/v1.41/images/json", "/v1.41/containers/{id}/json"]
+REFUSED = [("GET", "/v1.41/containers/json"), ("GET", "/v1.41/containers/{id}/archive?path=/etc/hostname"),
+           ("GET", "/v1.41/containers/{id}/logs?stdout=1"), ("GET", "/v1.41/services"), ("GET", "/v1.41/secrets"),
+           ("POST", "/v1.41/containers/create"), ("POST", "/v1.41/containers/{id}/kill")]
+
+
+def test_cadvisor_proxy_serves_only_cadvisors_reads_on_a_node_local_socket(monitoring, live):
+    """cadvisor-proxy (global) answers on the unix socket in this node's cadvisor_docker_api volume, where cAdvisor
+    is told to read Docker, with this node's daemon: cAdvisor's reads pass, every other call is 403."""
+    volume = json.loads(docker("volume", "inspect", "lhd_app_monitoring_cadvisor_docker_api").stdout)[0]
+    socket_path = Path(volume["Mountpoint"]) / "docker.sock"
+    until(socket_path.is_socket, 60, f"cadvisor-proxy to listen on {socket_path}")
+    cid = live.container("traefik")
+    status, info = unix_request(socket_path, "GET", "/v1.41/info")
+    assert status == 200 and json.loads(info)["Name"] == json.loads(docker("info", "--format", "{{json .}}").stdout)["Name"]
+    assert [(url, unix_request(socket_path, "GET", url.format(id=cid))[0]) for url in CADVISOR_READS] == [
+        (url, 200) for url in CADVISOR_READS]
+    assert [(m, url, unix_request(socket_path, m, url.format(id=cid))[0]) for m, url in REFUSED] == [
+        (m, url, 403) for m, url in REFUSED]
 
 
 def test_lucky_scaled_to_zero_fires_an_alert(monitoring, live):
