@@ -11,53 +11,30 @@ hard cap of 20 000 requests. Goal: 0 failures of at least 1000 requests.
 
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.harness.stream import RequestStream  # noqa: E402
 from tests.harness.swarm import SHA1, SHA3, Swarm, prepare  # noqa: E402
 from tests.harness.wait import until  # noqa: E402
 from tests.images import kit  # noqa: E402
 
 CAP = 20_000
+LIMIT = 1800  # seconds: longer than any deploy the stream measures
 TAIL_SECONDS = 3  # requests keep flowing this long after the action returns
 
 
-def stream(deployment, stop, rate, results):
-    session = deployment.session()
-    interval = 1.0 / rate
-    next_at = time.perf_counter()
-    while not stop.is_set() and len(results) < CAP:
-        start = time.perf_counter()
-        try:
-            answer = deployment.get("api", "/version", session=session, timeout=5)
-            ok = answer.status_code == 200
-        except Exception:  # noqa: BLE001 - a failed request is a data point
-            ok = False
-        results.append((ok, time.perf_counter() - start))
-        next_at += interval
-        time.sleep(max(0.0, next_at - time.perf_counter()))
-
-
 def measure(label, deployment, rate, action):
-    stop, results = threading.Event(), []
-    worker = threading.Thread(target=stream, args=(deployment, stop, rate, results))
-    worker.start()
-    until(lambda: len(results) >= rate, 30, "one second of requests before the action")
-    started = time.perf_counter()
-    outcome = action()
-    time.sleep(TAIL_SECONDS)
-    stop.set()
-    worker.join()
-    latencies = sorted(seconds for _, seconds in results)
-    failures = sum(1 for ok, _ in results if not ok)
-
-    def pct(p):
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
-
-    print(f"{label}: requests={len(results)} failures={failures} p50_ms={pct(0.50):.1f} p99_ms={pct(0.99):.1f} "
-          f"action_seconds={time.perf_counter() - started - TAIL_SECONDS:.1f} action_exit={outcome.returncode}", flush=True)
+    """Run action() under a request stream; print the stream's figures and the action's time and exit code."""
+    with RequestStream(deployment, rate=rate, cap=CAP, limit=LIMIT, timeout=5) as stream:
+        started = time.perf_counter()
+        outcome = action()
+        action_seconds = time.perf_counter() - started
+        time.sleep(TAIL_SECONDS)
+        figures = stream.stop()
+    print(f"{label}: " + " ".join(f"{k}={v}" for k, v in figures.items() if k != "events")
+          + f" action_seconds={action_seconds:.1f} action_exit={outcome.returncode}", flush=True)
 
 
 def main():

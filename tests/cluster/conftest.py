@@ -4,6 +4,7 @@ import pytest
 
 from tests.harness.cluster import Cluster, ClusterDeployment, build_images
 from tests.harness.docker import engine_available
+from tests.harness.report import add_to_report
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +36,7 @@ def cluster_deployment(image_mode, cluster, tmp_path_factory, request):
         + ("loaded into the nodes from the host's kit images: no registry here can serve Docker Hub's names"
            if image_mode == "local" else "pulled by the nodes themselves"),
     ]
-    request.config._lhd_mode_report = getattr(request.config, "_lhd_mode_report", []) + report
+    add_to_report(request.config, report)
     yield d
 
 

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from tests.harness.cluster import REGISTRY_HOST
+from tests.harness.report import add_to_report
 from tests.harness.wait import until
 
 pytestmark = pytest.mark.cluster
@@ -55,11 +56,6 @@ def test_workers_pull_from_the_registry_only_with_the_managers_login(cluster):
         assert f"{REGISTRY_HOST}/lhd-cluster/probe@sha256:" in pulled
     finally:
         cluster.docker_on(cluster.manager, "service", "rm", "lhd-cluster-probe", "lhd-cluster-probe-noauth", check=False)
-
-
-def report(request, line):
-    """Add a line to the run's report section (printed at the end of the run)."""
-    request.config._lhd_mode_report = getattr(request.config, "_lhd_mode_report", []) + [f"cluster: {line}"]
 
 
 def test_replicas_spread_over_every_node_from_the_registry(spread):
@@ -160,7 +156,7 @@ def test_losing_a_worker_loses_no_request(spread, request):
         seen = len(stream.results)
         until(lambda: len(stream.results) >= seen + stream.rate * 5, 30, "five more seconds of requests")
         figures = stream.stop()
-    report(request, f"worker drained then killed under {stream.rate:.0f} req/s: {figures}")
+    add_to_report(request.config, [f"cluster: worker drained then killed under {stream.rate:.0f} req/s: {figures}"])
     slow = [line for line in d.traefik_log(since).splitlines() if "/version" in line and '" 200 ' not in line]
     assert figures["failures"] == 0, f"{figures}\nTraefik's log of the failed requests:\n" + "\n".join(slow[-10:])
     assert figures["requests"] >= 100, figures

@@ -28,26 +28,24 @@ import re
 import secrets
 import shutil
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import yaml
 
 from tests.combinations import ROOT
 from tests.harness.bake import TEMPLATE_PARTS, bake
 from tests.harness.certs import make_ca
 from tests.harness.docker import docker, free_port, unique
 from tests.harness.proc import run
+from tests.harness.stream import RequestStream
 from tests.harness.swarm import (
     DOMAIN,
-    MONITORING_SERVICES,
     REGISTRY,
     STAGING_DOMAIN,
     SWARM_NAME,
+    harness_overrides,
     host_header_session,
-    ipvs_available,
+    write_override,
 )
 from tests.harness.wait import until
 from tests.images import kit
@@ -362,25 +360,14 @@ class ClusterDeployment:
     def write_overrides(self):
         """Replicas spread over the nodes, and (no IPVS here) dnsrr for every service; in local mode
         Grafana and cAdvisor scaled to 0 (no image can be had)."""
-        dnsrr = not ipvs_available()
-        app = {name: {"replicas": replicas} for name, replicas in APP_REPLICAS.items()}
-        monitoring = {}
-        if dnsrr:
-            for name in ("backup", "hasura", "lucky", "traefik", "socket-proxy"):
-                app.setdefault(name, {})["endpoint_mode"] = "dnsrr"
-            for name in MONITORING_SERVICES:
-                monitoring.setdefault(name, {})["endpoint_mode"] = "dnsrr"
-            self.notes.append("no IPVS on this kernel: harness override endpoint_mode=dnsrr on every service")
-        if self.mode == "local":
-            monitoring.setdefault("grafana", {})["replicas"] = 0
-            monitoring.setdefault("cadvisor", {}).update(mode="replicated", replicas=0)
-            self.notes.append("local mode: Grafana and cAdvisor scaled to 0 (no image can be had here)")
+        app, monitoring, notes = harness_overrides(
+            self.mode, {name: {"replicas": replicas} for name, replicas in APP_REPLICAS.items()})
+        self.notes += notes
         self.notes.append("harness override: " + ", ".join(f"{n} {r} replicas" for n, r in APP_REPLICAS.items()))
         overrides = self.base / "overrides"
         overrides.mkdir(exist_ok=True)
         for name, services in (("app.yml", app), ("monitoring.yml", monitoring)):
-            (overrides / name).write_text("# Harness-side override for the cluster tier.\n" + yaml.safe_dump(
-                {"services": {s: {"deploy": d} for s, d in services.items()}}))
+            write_override(overrides / name, services, "Harness-side override for the cluster tier.")
         self.overrides = overrides
 
     # -- images ---------------------------------------------------------------------------
@@ -642,59 +629,3 @@ class ClusterDeployment:
                        for s in ("lucky", "hasura", "traefik"))
         return [("cluster nodes", self.cluster.node_table()), ("cluster services", self.service_table()),
                 ("service logs (last 30 lines each)", logs)]
-
-
-class RequestStream:
-    """GET api.DOMAIN/version through the manager at `rate` per second in a thread, bounded by `cap`
-    requests and `limit` seconds; `stop()` ends it and returns the figures."""
-
-    def __init__(self, deployment, rate=20.0, cap=12_000, limit=600.0, timeout=10):
-        self.deployment, self.rate, self.cap, self.limit, self.timeout = deployment, rate, cap, limit, timeout
-        self.results = []  # (ok, seconds, status or error, seconds into the stream when sent)
-        self.events = []  # (what, seconds into the stream)
-        self.started = time.perf_counter()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self.started = time.perf_counter()
-        self._thread.start()
-        until(lambda: len(self.results) >= self.rate, 30, "one second of requests")
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    def _run(self):
-        session = host_header_session()
-        next_at = self.started
-        while not self._stop.is_set() and len(self.results) < self.cap and time.perf_counter() - self.started < self.limit:
-            t = time.perf_counter()
-            try:
-                answer = self.deployment.get("api", "/version", session=session, timeout=self.timeout)
-                outcome = (answer.status_code == 200, answer.status_code)
-            except Exception as error:  # noqa: BLE001 - a failed request is a data point
-                outcome = (False, type(error).__name__)
-            self.results.append((outcome[0], time.perf_counter() - t, outcome[1], t - self.started))
-            next_at += 1.0 / self.rate
-            time.sleep(max(0.0, next_at - time.perf_counter()))
-
-    def mark(self, event):
-        """Note when event happened (seconds into the stream), for the figures."""
-        self.events.append((event, round(time.perf_counter() - self.started, 1)))
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join()
-        return self.figures()
-
-    def figures(self):
-        latencies = sorted(r[1] for r in self.results) or [0.0]
-        failures = [(r[2], round(r[3], 1)) for r in self.results if not r[0]]
-
-        def pct(p):
-            return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000
-        return {"requests": len(self.results), "failures": len(failures), "p50_ms": round(pct(0.50), 1),
-                "p99_ms": round(pct(0.99), 1), "max_ms": round(latencies[-1] * 1000, 1),
-                "seconds": round(time.perf_counter() - self.started, 1), "events": self.events,
-                "failed (what, when)": failures[:10]}

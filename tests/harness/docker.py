@@ -3,6 +3,7 @@ for names and loopback ports. Containers and compose projects go through
 testcontainers (see devstack.py and the image contract tests)."""
 
 import http.client
+import os
 import socket
 import subprocess
 import uuid
@@ -28,6 +29,16 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def fake_docker(directory, script):
+    """A bin directory in directory holding a fake `docker` (the sh script given); returns {"PATH": ...} with it
+    first, for the environment of a script under test."""
+    bin_dir = directory / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "docker").write_text("#!/bin/sh\n" + script)
+    (bin_dir / "docker").chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 
 def unique(prefix):

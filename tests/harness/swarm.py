@@ -37,6 +37,8 @@ REGISTRY = "registry.gitlab.com/my-group/lhd-app"
 APP_STACK_SERVICES = ("postgres", "backup", "hasura", "lucky", "traefik", "socket-proxy")
 MONITORING_SERVICES = ("prometheus", "alertmanager", "discovery-proxy", "cadvisor-proxy", "node-exporter", "cadvisor",
                        "grafana")
+# The app stack's services that would get a VIP (postgres is dnsrr in the stack file itself).
+VIP_APP_SERVICES = ("backup", "hasura", "lucky", "traefik", "socket-proxy")
 STATE_ROLES = ("db", "edge", "monitoring")
 BACKUP_INTERVAL = 30  # seconds between the backup service's dumps, short enough to see one
 
@@ -119,6 +121,32 @@ def graphql_answer(client, query):
         return error
 
 
+def harness_overrides(mode, app=None):
+    """Harness-side `deploy:` overrides of the app and monitoring stacks ({service: deploy}), starting the app's
+    from `app`, and notes saying what they change: without IPVS, endpoint_mode dnsrr for every service that
+    would get a VIP; in local mode Grafana and cAdvisor scaled to 0 (no image can be had). The generated files
+    are never changed; the scripts read these through LHD_EXTRA_COMPOSE_FILES and its monitoring twin."""
+    app = {name: dict(deploy) for name, deploy in (app or {}).items()}
+    monitoring, notes = {}, []
+    if not ipvs_available():
+        for name in VIP_APP_SERVICES:
+            app.setdefault(name, {})["endpoint_mode"] = "dnsrr"
+        for name in MONITORING_SERVICES:
+            monitoring.setdefault(name, {})["endpoint_mode"] = "dnsrr"
+        notes.append("no IPVS on this kernel: harness override endpoint_mode=dnsrr on every service with a VIP")
+    if mode == "local":
+        monitoring.setdefault("grafana", {})["replicas"] = 0
+        monitoring.setdefault("cadvisor", {}).update(mode="replicated", replicas=0)
+        notes.append("local mode: Grafana and cAdvisor scaled to 0 (no image can be had here)")
+    return app, monitoring, notes
+
+
+def write_override(path, services, title):
+    """A compose file at path giving each service its `deploy:` override; returns path."""
+    path.write_text(f"# {title}\n" + yaml.safe_dump({"services": {s: {"deploy": d} for s, d in services.items()}}))
+    return path
+
+
 class StateUnreachable(RuntimeError):
     """The stack did not reach the state asked for by the cheap route."""
 
@@ -139,28 +167,11 @@ class Deployment:
         self.https = "on"
         self.first = None
         self.built = set()
-        self.override = None
-        self.notes = []
-        if not ipvs_available():
-            self.override = self.workdir / "no-ipvs.yml"
-            self.override.write_text(
-                "# Harness-side: this kernel has no IPVS, so no service VIPs.\nservices:\n" + "".join(
-                    f"  {s}:\n    deploy:\n      endpoint_mode: dnsrr\n"
-                    for s in ("backup", "hasura", "lucky", "traefik", "socket-proxy")))
-            self.notes.append("no IPVS on this kernel: applied the harness override endpoint_mode=dnsrr")
-        self.monitoring_override = None
-        monitoring = {}
-        if not ipvs_available():
-            for service in MONITORING_SERVICES:
-                monitoring.setdefault(service, {})["endpoint_mode"] = "dnsrr"
-        if mode == "local":
-            monitoring.setdefault("grafana", {})["replicas"] = 0
-            monitoring.setdefault("cadvisor", {}).update(mode="replicated", replicas=0)
-            self.notes.append("local mode: Grafana and cAdvisor scaled to 0 (no image can be had here)")
-        if monitoring:
-            self.monitoring_override = self.workdir / "monitoring-override.yml"
-            self.monitoring_override.write_text("# Harness-side override of the monitoring stack.\n" + yaml.safe_dump(
-                {"services": {name: {"deploy": deploy} for name, deploy in monitoring.items()}}))
+        app, monitoring, self.notes = harness_overrides(mode)
+        self.override = write_override(self.workdir / "app-override.yml", app,
+                                       "Harness-side override of the app stack.") if app else None
+        self.monitoring_override = write_override(self.workdir / "monitoring-override.yml", monitoring,
+                                                  "Harness-side override of the monitoring stack.") if monitoring else None
         self.lock_file = self.workdir / "deploy.lock"
         boot = self.script("bootstrap", "--swarm")
         match = re.search(r"login: admin / (\S+)", boot.stdout)

@@ -8,13 +8,13 @@ import re
 
 import pytest
 
+from tests.harness.docker import fake_docker
 from tests.harness.proc import run
 
 pytestmark = pytest.mark.render
 
 OVERLAY = "Docker/prometheus-swarm/docker-compose.slack.yml"
-FAKE_DOCKER = """#!/bin/sh
-printf 'SLACK_WEBHOOK_VERSION=%s\\n' "${SLACK_WEBHOOK_VERSION:-}"
+FAKE_DOCKER = """printf 'SLACK_WEBHOOK_VERSION=%s\\n' "${SLACK_WEBHOOK_VERSION:-}"
 printf '%s\\n' "$@"
 """
 WEBHOOK = "https://hooks.slack.com/services/T000/B000/XXXX\n"
@@ -24,12 +24,8 @@ WEBHOOK = "https://hooks.slack.com/services/T000/B000/XXXX\n"
 def server(default_project, tmp_path):
     """The environment of a server: the env file and secrets script/bootstrap writes (in tmp_path), and a fake
     `docker` first on PATH."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "docker").write_text(FAKE_DOCKER)
-    (bin_dir / "docker").chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k != "SLACK_WEBHOOK_URL_FILE"}
-    env.update(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", LHD_ENV_FILE=str(tmp_path / "production.env"),
+    env.update(fake_docker(tmp_path, FAKE_DOCKER), LHD_ENV_FILE=str(tmp_path / "production.env"),
                LHD_SECRETS_DIR=str(tmp_path / "secrets"), HTTPS_SWITCH="on")
     run([default_project / "script/bootstrap"], env=env, timeout=60)
     return env

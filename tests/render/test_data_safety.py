@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.docker import fake_docker
 from tests.harness.proc import run
 
 pytestmark = pytest.mark.render
@@ -28,15 +29,6 @@ USAGE = [
 def project(default_project, tmp_path):
     """A private copy of the default project (these tests write .env and fake tools into it)."""
     return Path(shutil.copytree(default_project, tmp_path / "project"))
-
-
-def fake_tools(directory, script):
-    """A bin directory holding a fake `docker` (the shell script given) first on PATH."""
-    bin_dir = directory / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "docker").write_text("#!/bin/sh\n" + script)
-    (bin_dir / "docker").chmod(0o755)
-    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 
 @pytest.mark.parametrize(("args", "words"), USAGE, ids=[" ".join(a) for a, _ in USAGE])
@@ -92,7 +84,7 @@ def test_second_deploy_is_refused_while_the_lock_is_held(project, tmp_path):
     run([project / "script/bootstrap"], env={**os.environ, "LHD_ENV_FILE": str(env_file)})
     lock = tmp_path / "deploy.lock"
     lock.write_text("script/deploy additive aaaa1111, by ci, pid 42, since 2026-11-26T10:00:00Z\n")
-    env = {**os.environ, **fake_tools(tmp_path, "echo \"docker must not run: $*\" >&2; exit 99\n"),
+    env = {**os.environ, **fake_docker(tmp_path, "echo \"docker must not run: $*\" >&2; exit 99\n"),
            "LHD_ENV_FILE": str(env_file), "DEPLOY_LOCK_FILE": str(lock)}
     with lock.open() as held:
         fcntl.flock(held, fcntl.LOCK_EX)
@@ -125,7 +117,7 @@ esac
 def test_down_refuses_a_stack_name(project, tmp_path, name, refused):
     """script/down removes nothing under a name a swarm stack has on the engine, and proceeds under another."""
     log = tmp_path / "docker.log"
-    env = {**os.environ, **fake_tools(tmp_path, STACK_ENGINE), "FAKE_LOG": str(log), "COMPOSE_PROJECT_NAME": name}
+    env = {**os.environ, **fake_docker(tmp_path, STACK_ENGINE), "FAKE_LOG": str(log), "COMPOSE_PROJECT_NAME": name}
     result = run([project / "script/down"], env=env, check=False, stdin=subprocess.DEVNULL)
     calls = log.read_text() if log.exists() else ""
     if refused:

@@ -3,6 +3,7 @@
 import pytest
 
 from tests.harness.bake import bake
+from tests.harness.report import add_to_report
 from tests.harness.swarm import SHA1, Deployment, Swarm
 from tests.harness.wait import until
 
@@ -20,7 +21,7 @@ def deployment(image_mode, tmp_path_factory, request):
         try:
             d.first_deploy(SHA1)
             report = list(d.notes) + (["created a single-node swarm on 127.0.0.1 (left at teardown)"] if swarm.created else [])
-            request.config._lhd_mode_report = getattr(request.config, "_lhd_mode_report", []) + report
+            add_to_report(request.config, report)
             yield d
         finally:
             d.close()
