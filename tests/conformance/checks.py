@@ -241,7 +241,7 @@ SECRET_ENV = {"POSTGRES_PASSWORD", "PGPASSWORD", "HASURA_GRAPHQL_ADMIN_SECRET", 
               "SLACK_WEBHOOK_URL"}
 DANGEROUS_SOURCES = {"/var/run/docker.sock", "/run/docker.sock", "/var/run", "/run", "/"}
 PROXIES = {"socket-proxy", "discovery-proxy", "cadvisor-proxy"}
-# What Prometheus's dockerswarm_sd reads through discovery-proxy (prometheus/prometheus discovery/moby:
+# What Prometheus's dockerswarm_sd reads through discovery-proxy (prometheus/prometheus discovery/moby, v3.14.0-rc.0:
 # NodeList, ServiceList, TaskList, NetworkList); VERSION and PING are the image's defaults.
 DISCOVERY_PROXY_SECTIONS = {"NODES", "SERVICES", "TASKS", "NETWORKS"}
 
