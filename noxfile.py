@@ -1,10 +1,14 @@
-"""Sessions that prove the template: `nox` runs render, lint, upgrade and e2e.
+"""Sessions that prove the template: `nox` runs render, lint, upgrade, compile, e2e.
+
+`cluster` runs only when asked (`nox -s cluster`); `cookie` and `bench` are
+tools, not proofs.
 
 Options come from cookiecutter.json (the one source of answers); harness
 packages are pinned in requirements/constraints.txt.
 """
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -23,6 +27,24 @@ REQUIREMENTS = ["-r", "requirements/test.in", "-c", "requirements/constraints.tx
 def install(session):
     """Install the pinned harness packages into the session."""
     session.install(*REQUIREMENTS)
+
+
+# The render tier needs Python only (and git). While it runs, `docker` on PATH is
+# this stand-in, so a render test that reaches for an engine or Compose fails
+# here, loudly, instead of on the next fresh machine.
+NO_DOCKER = """#!/bin/sh
+echo "docker $* was called in the render session, which must not need Docker (use a fake, or move the test to lint or e2e)" >&2
+exit 97
+"""
+
+
+def without_docker(session):
+    """Environment for the session's commands with `docker` masked by a stand-in that fails loudly."""
+    bin_dir = Path(session.create_tmp()) / "no-docker"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "docker").write_text(NO_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    return {"PATH": os.pathsep.join([str(bin_dir), session.bin, os.environ.get("PATH", "")])}
 
 
 def lint_tools(session):
@@ -47,7 +69,7 @@ def render(session):
     """Render every supported combination and check the result (no Docker)."""
     args = session.posargs or ["-m", "render", "-q"]
     install(session)
-    session.run("pytest", *args)
+    session.run("pytest", *args, env=without_docker(session))
 
 
 @nox.session

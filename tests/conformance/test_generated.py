@@ -1,6 +1,7 @@
 """Conformance tier: every generated file passes the real tool for its format."""
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -187,6 +188,19 @@ def test_development_fails_fast_on_missing_variables(default_project):
 
     problems = checks.fail_fast_problems(render, DEV_REQUIRED)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.files(*COMPOSE_GLOBS)
+def test_dev_project_is_named_apart_from_the_stack(variant):
+    """The development Compose project is <project>_dev, and so are its volumes (read by the real Compose, so this
+    lives in the lint tier: the render tier runs without Docker)."""
+    _, project = variant
+    env = {k: v for k, v in os.environ.items() if k != "COMPOSE_PROJECT_NAME"}
+    result = subprocess.run([project / "script/up", "--config"], env=env, capture_output=True, text=True,
+                            check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("name: lhd_app_dev\n")
+    assert re.search(r"^  db_data:\n    name: lhd_app_dev_db_data$", result.stdout, re.M)
 
 
 @pytest.mark.files(*COMPOSE_GLOBS)

@@ -95,14 +95,6 @@ def test_second_deploy_is_refused_while_the_lock_is_held(project, tmp_path):
     assert "docker must not run" not in result.stderr
 
 
-def test_dev_project_is_named_apart_from_the_stack(project):
-    """The development Compose project is <project>_dev, and so are its volumes."""
-    env = {k: v for k, v in os.environ.items() if k != "COMPOSE_PROJECT_NAME"}
-    result = run([project / "script/up", "--config"], env=env)
-    assert result.stdout.startswith("name: lhd_app_dev\n")
-    assert re.search(r"^  db_data:\n    name: lhd_app_dev_db_data$", result.stdout, re.M)
-
-
 STACK_ENGINE = """
 case "$1 $2" in
   "info "*|"compose version") exit 0 ;;
