@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 
 import pytest
 
@@ -90,3 +91,56 @@ def test_sigterm_reaches_the_program_after_stop_delay(with_secrets, delay, at_le
     finally:
         proc.kill()
     assert at_least <= waited <= at_most, (waited, report)
+
+
+def print_env(with_secrets, env, shell="sh"):
+    """Run with_secrets (under shell) with env and a program that prints its environment as JSON."""
+    result = run([shell, with_secrets, sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"],
+                 env=env, timeout=30)
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash", "bash"])
+def test_other_file_variables_are_left_alone(with_secrets, tmp_path, shell):
+    """Only the application's secrets are read (review L6 a, b): LOG_FILE naming a file not yet made does not stop
+    the container, SSL_CERT_FILE is not slurped into SSL_CERT, and a NAME_FILE= line forged inside another
+    variable's value is not read."""
+    (tmp_path / "cert.pem").write_text("CERT\n")
+    seen = print_env(with_secrets, clean_env(LOG_FILE="/var/log/app/not-yet.log", SSL_CERT_FILE=str(tmp_path / "cert.pem"),
+                                             NOTE="x\nEVIL_FILE=/etc/hostname"), shell)
+    assert seen["LOG_FILE"] == "/var/log/app/not-yet.log" and "SSL_CERT" not in seen and "EVIL" not in seen
+
+
+def test_with_secrets_reads_the_names_it_is_given(with_secrets, tmp_path):
+    """WITH_SECRETS names the secrets to read, replacing the default list."""
+    (tmp_path / "extra").write_text("e1\n")
+    (tmp_path / "pw").write_text("p1\n")
+    seen = print_env(with_secrets, clean_env(WITH_SECRETS="EXTRA", EXTRA_FILE=str(tmp_path / "extra"),
+                                             POSTGRES_PASSWORD_FILE=str(tmp_path / "pw")))
+    assert seen["EXTRA"] == "e1" and "POSTGRES_PASSWORD" not in seen
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash", "bash"])
+def test_any_password_and_key_make_a_valid_url_and_json(with_secrets, tmp_path, shell):
+    """A password set by hand (review L6 c, d) is percent-encoded in the database URLs, a JWT key with " and \\ is
+    JSON-escaped, and a CRLF file loses its carriage return: the URL parses back to the very password."""
+    password, key = "p@ss/w#rd?:%é ", 'ab"c\\d'
+    (tmp_path / "pw").write_bytes(password.encode() + b"\r\n")
+    (tmp_path / "jwt").write_bytes(key.encode() + b"\r\n")
+    seen = print_env(with_secrets, clean_env(POSTGRES_USER="app", POSTGRES_DB="db", POSTGRES_PASSWORD_FILE=str(tmp_path / "pw"),
+                                             HASURA_JWT_KEY_FILE=str(tmp_path / "jwt")), shell)
+    assert seen["POSTGRES_PASSWORD"] == password
+    url = urllib.parse.urlsplit(seen["DATABASE_URL"])
+    assert (url.hostname, url.port, url.path, url.username) == ("postgres", 5432, "/db", "app")
+    assert urllib.parse.unquote(url.password) == password
+    assert json.loads(seen["HASURA_GRAPHQL_JWT_SECRET"]) == {"type": "HS256", "key": key}
+
+
+def test_a_secret_with_a_line_break_inside_is_refused(with_secrets, tmp_path):
+    """A value that a URL or JSON could not carry whole stops the container, naming the file."""
+    (tmp_path / "key").write_text("line1\nline2\n")
+    result = run(["sh", with_secrets, "touch", tmp_path / "ran"], check=False, timeout=30,
+                 env=clean_env(SECRET_KEY_BASE_FILE=str(tmp_path / "key")))
+    assert result.returncode == 1
+    assert f"{tmp_path / 'key'} (SECRET_KEY_BASE_FILE) holds a control character" in result.stderr
+    assert not (tmp_path / "ran").exists()
