@@ -22,11 +22,26 @@ nox.options.error_on_missing_interpreters = True
 ROOT = Path(__file__).parent
 OPTIONS = json.loads((ROOT / "cookiecutter.json").read_text())
 REQUIREMENTS = ["-r", "requirements/test.in", "-c", "requirements/constraints.txt"]
+# Folder = marker = session: each session runs its folders of tests/ (tests/conftest.py marks every
+# test by its folder, so `pytest -m MARKER` selects the same tests).
+TIERS = {
+    "render": ["tests/render"],
+    "lint": ["tests/lint"],
+    "upgrade": ["tests/upgrade"],
+    "compile": ["tests/compile"],
+    "e2e": ["tests/contracts", "tests/e2e"],
+    "cluster": ["tests/cluster"],
+}
 
 
 def install(session):
     """Install the pinned harness packages into the session."""
     session.install(*REQUIREMENTS)
+
+
+def pytest_tier(session, tier, env=None):
+    """pytest on the tier's folders (or on what was given after `--`)."""
+    session.run("pytest", *(session.posargs or [*TIERS[tier], "-q"]), env=env)
 
 
 # The render tier needs Python only (and git). While it runs, `docker` on PATH is
@@ -49,9 +64,9 @@ def without_docker(session):
 
 def lint_tools(session):
     """Install the system tools and the npm package the conformance tier runs."""
-    session.run("bash", "tests/tools/bootstrap", "tools", external=True)
-    session.run("bash", "tests/tools/bootstrap", "compose", external=True)
-    session.run("npm", "ci", "--silent", "--no-audit", "--no-fund", "--prefix", "tests/conformance/node", external=True)
+    session.run("bash", "tools/bootstrap", "tools", external=True)
+    session.run("bash", "tools/bootstrap", "compose", external=True)
+    session.run("npm", "ci", "--silent", "--no-audit", "--no-fund", "--prefix", "harness/rules/node", external=True)
 
 
 def make_cookie(session, **answers):
@@ -67,56 +82,50 @@ def make_cookie(session, **answers):
 @nox.session
 def render(session):
     """Render every supported combination and check the result (no Docker)."""
-    args = session.posargs or ["-m", "render", "-q"]
     install(session)
-    session.run("pytest", *args, env=without_docker(session))
+    pytest_tier(session, "render", env=without_docker(session))
 
 
 @nox.session
 def lint(session):
     """Check every generated file with the real tool for its format."""
-    args = session.posargs or ["-m", "lint", "-q"]
     lint_tools(session)
     install(session)
-    session.run("pytest", *args)
+    pytest_tier(session, "lint")
 
 
 @nox.session
 def upgrade(session):
     """Regenerate a project from a newer template with cruft, keeping edits."""
-    args = session.posargs or ["-m", "upgrade", "-q"]
     install(session)
-    session.run("pytest", *args)
+    pytest_tier(session, "upgrade")
 
 
-def docker_tier(session, args):
+def docker_tier(session, tier):
     """Start the engine, install the harness, run pytest, then check no kit image kept an upstream name."""
-    session.run("bash", "tests/tools/bootstrap", "engine", external=True)
-    session.run("bash", "tests/tools/bootstrap", "tools", external=True)
+    session.run("bash", "tools/bootstrap", "engine", external=True)
+    session.run("bash", "tools/bootstrap", "tools", external=True)
     install(session)
-    session.run("pytest", *args, env={"TESTCONTAINERS_RYUK_DISABLED": "true"})
-    session.run("python", "-m", "tests.images.kit", "leftovers")
+    pytest_tier(session, tier, env={"TESTCONTAINERS_RYUK_DISABLED": "true"})
+    session.run("python", "-m", "kit.kit", "leftovers")
 
 
 @nox.session(name="compile")
 def compile_check(session):
     """Check the rendered Lucky app with the real Crystal compiler before any stack starts."""
-    args = session.posargs or ["-m", "compile", "-q"]
-    docker_tier(session, args)
+    docker_tier(session, "compile")
 
 
 @nox.session
 def e2e(session):
     """Run the Docker tier (image contracts, dev stack, swarm) in the image mode LHD_IMAGE_MODE picks."""
-    args = session.posargs or ["-m", "docker and not compile and not cluster", "-q"]
-    docker_tier(session, args)
+    docker_tier(session, "e2e")
 
 
 @nox.session
 def cluster(session):
     """Run the three-node swarm tier (registry, workers, node loss, monitoring) in containers."""
-    args = session.posargs or ["-m", "cluster", "-q"]
-    docker_tier(session, args)
+    docker_tier(session, "cluster")
 
 
 @nox.session(default=False)
@@ -135,4 +144,4 @@ def bench(session):
     lint_tools(session)
     install(session)
     for tier in args:
-        session.run("python", "benchmarks/tier_time.py", tier)
+        session.run("python", "-m", "benchmarks.tier_time", tier)

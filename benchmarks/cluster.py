@@ -1,14 +1,14 @@
 """Print how long a three-node swarm in containers takes to form, to take the project's first deploy,
 and to recover from a worker lost at once (its engine killed, not drained).
 
-    python benchmarks/cluster.py [RATE_PER_SECOND] [--dial-timeout SECONDS]
+    python3 -m benchmarks.cluster [RATE_PER_SECOND] [--dial-timeout SECONDS]
 
 --dial-timeout renders the project with another Traefik serversTransport dialTimeout than the
-template's 2 s (tests/harness/cluster.py traefik_dial_timeout), in the benchmark's tmp dir only;
+template's 2 s (harness/cluster.py traefik_dial_timeout), in the benchmark's tmp dir only;
 30 is Traefik's default.
 
 Everything lives in `lhd-cluster-<id>-...` containers, volumes and a network, removed at the end
-(tests/harness/cluster.py). Requests go from the host to the manager's published HTTPS port (a free
+(harness/cluster.py). Requests go from the host to the manager's published HTTPS port (a free
 high port on 127.0.0.1), Host/SNI api.example.com, bounded by RequestStream's cap and time limit.
 
 Figures:
@@ -28,10 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.harness.cluster import APP_REPLICAS, Cluster, ClusterDeployment, build_images, traefik_dial_timeout  # noqa: E402
-from tests.harness.wait import until  # noqa: E402
-from tests.images import kit  # noqa: E402
+from harness.cluster import APP_REPLICAS, Cluster, ClusterDeployment, build_images, traefik_dial_timeout
+from harness.wait import until
+from kit import kit
 
 
 def recover(deployment, worker, rate):

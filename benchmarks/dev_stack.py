@@ -1,7 +1,7 @@
 """Print how long the generated project's script/up takes to `✔ All done.` with
 warm images, and how long script/down takes. Goal: up < 60 s on 2 cores.
 
-    python benchmarks/dev_stack.py [RUNS]
+    python3 -m benchmarks.dev_stack [RUNS]
 
 Uses the image mode LHD_IMAGE_MODE picks (local: the image kit, built first).
 """
@@ -11,9 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.harness.devstack import make_stack  # noqa: E402
-from tests.images import kit  # noqa: E402
+from harness.devstack import make_stack
+from kit import kit
 
 
 def main():

@@ -1,7 +1,7 @@
 """Print the local image kit's cold build time and warm no-op time.
 
-    python benchmarks/kit_build.py          # cold: removes the kit's images first
-    python benchmarks/kit_build.py --warm   # warm only
+    python3 -m benchmarks.kit_build          # cold: removes the kit's images first
+    python3 -m benchmarks.kit_build --warm   # warm only
 
 Goals (issue tracker): cold < 8 min, warm no-op < 10 s on 2 cores. The kit
 includes the real Crystal toolchain (Debian sid) and the shards mirror.
@@ -9,11 +9,9 @@ includes the real Crystal toolchain (Debian sid) and the shards mirror.
 
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.harness.proc import run  # noqa: E402
-from tests.images import kit  # noqa: E402
+from harness.proc import run
+from kit import kit
 
 
 def remove_kit():

@@ -2,22 +2,20 @@
 healthcheck, lucky_cli) and one production release build (script/build), both
 without Docker's layer cache for the project, on the images the mode picks.
 
-    python benchmarks/lucky_build.py
+    python3 -m benchmarks.lucky_build
 
 Local mode builds the kit first (real Crystal and shards, Lucky from the
 shards mirror); the kit's own build time is benchmarks/kit_build.py's.
 """
 
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from cookiecutter.main import cookiecutter  # noqa: E402
 
-from tests.harness.proc import run  # noqa: E402
-from tests.images import kit  # noqa: E402
+from harness.proc import run
+from kit import kit
 
 
 def timed(label, argv, cwd):

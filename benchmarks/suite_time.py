@@ -2,17 +2,17 @@
 session's wall time and result, then per session the modules and the single tests that took longest (setup, call
 and teardown added up), so a change that saves time can show it.
 
-    python3 benchmarks/suite_time.py                   # every session `nox` runs, in its order
-    python3 benchmarks/suite_time.py render lint       # just these
-    python3 benchmarks/suite_time.py --top 15 e2e      # more lines per session
+    python3 -m benchmarks.suite_time                   # every session `nox` runs, in its order
+    python3 -m benchmarks.suite_time render lint       # just these
+    python3 -m benchmarks.suite_time --top 15 e2e      # more lines per session
 
 Figures are printed (and the raw pytest output kept under benchmarks/results/), never asserted. The run is the
 README's: each session installs what it needs, so a cold machine measures the cold figures.
 """
 
 import argparse
-import os
 import ast
+import os
 import re
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""Print the wall time of one test tier: python benchmarks/tier_time.py render|lint|upgrade.
+"""Print the wall time of one test tier: python3 -m benchmarks.tier_time render|lint|upgrade.
 
 Goals (issue tracker): render < 60 s, lint < 180 s on 2 cores. Figures are
 printed, never asserted.

@@ -1,7 +1,7 @@
 """Print failures and latency of requests sent through Traefik while the
 generated script/deploy and script/rollback replace the Lucky service.
 
-    python benchmarks/zero_downtime.py [RATE_PER_SECOND]
+    python3 -m benchmarks.zero_downtime [RATE_PER_SECOND]
 
 A local swarm is created if none runs (and left afterwards). Requests go to
 https://127.0.0.1 with Host/SNI api.example.com, verified against the
@@ -14,11 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.harness.stream import RequestStream  # noqa: E402
-from tests.harness.swarm import SHA1, SHA3, Swarm, prepare  # noqa: E402
-from tests.harness.wait import until  # noqa: E402
-from tests.images import kit  # noqa: E402
+from harness.stream import RequestStream
+from harness.swarm import SHA1, SHA3, Swarm, prepare
+from harness.wait import until
+from kit import kit
 
 CAP = 20_000
 LIMIT = 1800  # seconds: longer than any deploy the stream measures

@@ -1,11 +1,26 @@
-"""Shared fixtures (fixtures only; helpers live in tests/harness): bakes, image mode, the run report."""
+"""Shared fixtures (fixtures only; helpers live in harness/): bakes, image mode, the run report; and every test
+marked by its folder (folder = marker = nox session)."""
 
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
-from tests.combinations import SUPPORTED, combo_id
-from tests.harness.bake import BakeCache
+from harness.bake import BakeCache
+from harness.combinations import SUPPORTED, combo_id
+
+TESTS = Path(__file__).resolve().parent
+FOLDER_MARKERS = {"render": "render", "lint": "lint", "upgrade": "upgrade", "compile": "compile",
+                  "contracts": "docker", "e2e": "docker", "cluster": "cluster"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by the tier folder it lives in; a test module outside them is an error, not a silent pass."""
+    for item in items:
+        folder = Path(item.path).resolve().relative_to(TESTS).parts[0]
+        if folder not in FOLDER_MARKERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in one of tests/{{{','.join(FOLDER_MARKERS)}}}/")
+        item.add_marker(FOLDER_MARKERS[folder])
 
 
 @pytest.fixture(scope="session")
@@ -42,11 +57,11 @@ def pytest_addoption(parser):
 @pytest.fixture(scope="session")
 def image_mode(request):
     """Resolve the image mode; in local mode build the kit and lend its images their upstream names for the run."""
-    from tests.harness.docker import engine_available
-    from tests.images import kit, shards_mirror
+    from harness.docker import engine_available
+    from kit import kit, shards_mirror
 
     if not engine_available():
-        pytest.fail("the docker tier needs a running Docker engine: run tests/tools/bootstrap engine", pytrace=False)
+        pytest.fail("the docker tier needs a running Docker engine: run tools/bootstrap engine", pytrace=False)
     with ExitStack() as stack:
         try:
             mode, report = stack.enter_context(kit.images_for_run(request.config.getoption("--image-mode")))

@@ -2,9 +2,9 @@
 
 import pytest
 
-from tests.harness.cluster import Cluster, ClusterDeployment, build_images
-from tests.harness.docker import engine_available
-from tests.harness.report import add_to_report
+from harness.cluster import Cluster, ClusterDeployment, build_images
+from harness.docker import engine_available
+from harness.report import add_to_report
 
 
 @pytest.fixture(scope="session")
@@ -12,7 +12,7 @@ def cluster(tmp_path_factory):
     """A real registry and three engine nodes (one manager, two workers) forming one swarm; at teardown
     everything is removed, and anything left is an error."""
     if not engine_available():
-        pytest.fail("the cluster tier needs a running Docker engine: run tests/tools/bootstrap engine", pytrace=False)
+        pytest.fail("the cluster tier needs a running Docker engine: run tools/bootstrap engine", pytrace=False)
     build_images()
     c = Cluster(tmp_path_factory.mktemp("cluster"))
     try:

@@ -7,13 +7,9 @@ worker loses no request, Prometheus sees every node.
 import json
 from datetime import UTC, datetime
 
-import pytest
-
-from tests.harness.cluster import REGISTRY_HOST
-from tests.harness.report import add_to_report
-from tests.harness.wait import until
-
-pytestmark = pytest.mark.cluster
+from harness.cluster import REGISTRY_HOST
+from harness.report import add_to_report
+from harness.wait import until
 
 
 def test_the_swarm_has_a_manager_and_two_workers(cluster):
@@ -28,7 +24,7 @@ def test_the_swarm_has_a_manager_and_two_workers(cluster):
 def test_workers_pull_from_the_registry_only_with_the_managers_login(cluster):
     """An image pushed after `docker login` reaches a worker through --with-registry-auth; without the
     login the push is refused, and without --with-registry-auth the worker cannot pull it."""
-    from tests.images import kit
+    from kit import kit
 
     image = f"{REGISTRY_HOST}/lhd-cluster/probe:{cluster.name.rsplit('-', 1)[1]}"
     cluster.load([kit.BASE], [cluster.manager])

@@ -2,12 +2,8 @@
 
 import os
 
-import pytest
-
-from tests.harness.cluster import PREFIX, cluster_resources, remove_cluster, remove_stale_clusters
-from tests.harness.docker import docker, unique
-
-pytestmark = pytest.mark.cluster
+from harness.cluster import PREFIX, cluster_resources, remove_cluster, remove_stale_clusters
+from harness.docker import docker, unique
 
 
 def leave(owner):

@@ -8,10 +8,8 @@ import re
 
 import pytest
 
-from tests.harness.docker import fake_docker
-from tests.harness.proc import run
-
-pytestmark = pytest.mark.render
+from harness.docker import fake_docker
+from harness.proc import run
 
 OVERLAY = "Docker/prometheus-swarm/docker-compose.slack.yml"
 FAKE_DOCKER = """printf 'SLACK_WEBHOOK_VERSION=%s\\n' "${SLACK_WEBHOOK_VERSION:-}"

@@ -6,9 +6,7 @@ import pytest
 import yaml
 from cookiecutter.exceptions import FailedHookException, OutputDirExistsException
 
-from tests.harness.bake import bake
-
-pytestmark = pytest.mark.render
+from harness.bake import bake
 
 # (answers, words the error must contain): each a different kind of mistake.
 BAD_INPUT = [

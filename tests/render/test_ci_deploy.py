@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conformance.ci_checks import calls, fake_commands, write_recorder
-
-pytestmark = pytest.mark.render
+from harness.rules.ci_checks import calls, fake_commands, write_recorder
 
 SHA = "aaaa1111"
 SERVER = "203.0.113.7"

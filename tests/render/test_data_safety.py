@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.docker import fake_docker
-from tests.harness.proc import run
-
-pytestmark = pytest.mark.render
+from harness.docker import fake_docker
+from harness.proc import run
 
 USAGE = [
     (["backup", "extra"], "usage: script/backup [--list]"),

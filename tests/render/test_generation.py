@@ -10,11 +10,9 @@ import tomllib
 import pytest
 import yaml
 
-from tests.combinations import REJECTED, ROOT, SUPPORTED, combo_id
-from tests.harness.bake import bake, text_files
-from tests.harness.proc import run
-
-pytestmark = pytest.mark.render
+from harness.bake import bake, text_files
+from harness.combinations import REJECTED, ROOT, SUPPORTED, combo_id
+from harness.proc import run
 
 UNRENDERED = re.compile(r"{{(\s?cookiecutter)[.](.*?)}}")
 
@@ -203,7 +201,7 @@ def crystal_inputs(project):
 
 
 def test_crystal_inputs_vary_only_with_free_text_answers(project, default_project):
-    """No choice option changes what the compiler sees, so tests/images/test_lucky_compiles.py's variants cover all."""
+    """No choice option changes what the compiler sees, so tests/compile/test_lucky_compiles.py's variants cover all."""
     assert crystal_inputs(project) == crystal_inputs(default_project)
 
 

@@ -8,14 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from harness.combinations import ROOT, rendered_defaults
+from harness.proc import run
 from hooks import post_gen_project as post
 from hooks import pre_gen_project as pre
-from tests.combinations import ROOT, rendered_defaults
-from tests.harness.proc import run
 
 DEFAULTS = rendered_defaults()
-
-pytestmark = pytest.mark.render
 
 
 def test_defaults_pass_validation():

@@ -6,11 +6,9 @@ import tarfile
 
 import pytest
 
-from tests.combinations import ROOT
-from tests.harness.proc import run
-from tests.images import kit, shards_mirror
-
-pytestmark = pytest.mark.render
+from harness.combinations import ROOT
+from harness.proc import run
+from kit import kit, shards_mirror
 
 
 def test_local_mode_without_any_shards_source_stops_naming_the_variable(monkeypatch, tmp_path):
@@ -31,10 +29,10 @@ def test_named_mirror_that_is_not_a_directory_is_refused(monkeypatch, tmp_path):
 
 
 def test_kit_command_prints_one_line_and_exits_non_zero(tmp_path):
-    """`python -m tests.images.kit mode` with no shards source ends with one `kit:` line on stderr."""
+    """`python -m kit.kit mode` with no shards source ends with one `kit:` line on stderr."""
     env = {"PATH": "/usr/bin:/bin", "LHD_IMAGE_MODE": "local", "LHD_SHARDS_MIRROR": str(tmp_path / "nowhere"),
            "HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "tests.images.kit", "mode"], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "kit.kit", "mode"], cwd=ROOT, env=env,
                             capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [f"kit: LHD_SHARDS_MIRROR={tmp_path / 'nowhere'} is not a directory: "

@@ -15,10 +15,8 @@ import sys
 import pytest
 import yaml
 
-from tests.combinations import COOKIECUTTER_JSON, ROOT
-from tests.harness.proc import run
-
-pytestmark = pytest.mark.render
+from harness.combinations import COOKIECUTTER_JSON, ROOT
+from harness.proc import run
 
 MAX_QUESTIONS = 10
 QUESTION = re.compile(r"\[(\d+)/(\d+)\] (?!\()")  # not "Choose from [1/2] (1)"

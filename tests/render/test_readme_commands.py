@@ -6,12 +6,8 @@ import re
 import shlex
 import sys
 
-import pytest
-
-from tests.combinations import COOKIECUTTER_JSON, ROOT
-from tests.harness.proc import run
-
-pytestmark = pytest.mark.render
+from harness.combinations import COOKIECUTTER_JSON, ROOT
+from harness.proc import run
 
 
 def readme_commands():

@@ -5,8 +5,6 @@ import subprocess
 
 import pytest
 
-pytestmark = pytest.mark.render
-
 # (script and arguments, exit code, words the output must contain)
 USAGE = [
     (["up", "--bogus"], 2, "usage: script/up"),

@@ -1,6 +1,6 @@
 """Upstream image mode's preparation, proven here without a registry, root or apt.
 
-`tests/tools/bootstrap` runs as a non-root user (nobody, when the suite runs as
+`tools/bootstrap` runs as a non-root user (nobody, when the suite runs as
 root) with fake `sudo`, `apt-get` and `docker` first on PATH, the way the
 template's GitHub workflow runs it on a runner with passwordless sudo. The
 fakes record every call, so the tests see what was installed, through what,
@@ -16,16 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.combinations import ROOT
-from tests.images import kit
-
-pytestmark = pytest.mark.render
+from harness.combinations import ROOT
+from kit import kit
 
 NOBODY = 65534
 # Real programs the bootstrap script (and the fakes: chmod) call; everything else is a fake or absent.
 REAL = ["bash", "sh", "env", "id", "find", "head", "grep", "cut", "dirname", "mkdir", "ln", "timeout", "sleep",
         "tail", "sed", "cat", "chmod"]
-# command a fake package provides, per package name (tests/tools/bootstrap's tables)
+# command a fake package provides, per package name (tools/bootstrap's tables)
 PROVIDES = {"git": "git", "prometheus": "promtool", "prometheus-alertmanager": "amtool", "crystal": "crystal",
             "openssl": "openssl", "nodejs": "node", "npm": "npm", "debootstrap": "debootstrap", "unzip": "unzip",
             "docker.io": "dockerd"}
@@ -70,20 +68,20 @@ def sandbox():
     try:
         base.chmod(0o755)
         bin_dir, home = base / "bin", base / "home"
-        for directory in (bin_dir, home, base / "repo/tests/tools", base / "repo/requirements"):
+        for directory in (bin_dir, home, base / "repo/tools", base / "repo/requirements"):
             directory.mkdir(parents=True)
         bin_dir.chmod(0o777)
         home.chmod(0o777)
         for name in REAL:
             found = shutil.which(name)
-            assert found, f"{name} is needed to run tests/tools/bootstrap"
+            assert found, f"{name} is needed to run tools/bootstrap"
             (bin_dir / name).symlink_to(found)
         write(bin_dir / "sudo", FAKE_SUDO)
         write(bin_dir / "apt-get", FAKE_APT)
         write(bin_dir / "docker", FAKE_DOCKER)  # a runner has Docker, engine running
         write(base / "provides", "".join(f"{p} {c}\n" for p, c in PROVIDES.items()), 0o644)
         write(base / "log", "", 0o666)
-        shutil.copy(ROOT / "tests/tools/bootstrap", base / "repo/tests/tools/bootstrap")
+        shutil.copy(ROOT / "tools/bootstrap", base / "repo/tools/bootstrap")
         shutil.copy(ROOT / "requirements/constraints.txt", base / "repo/requirements/constraints.txt")
         for path in base.glob("repo/**/*"):
             path.chmod(0o755)
@@ -98,7 +96,7 @@ def bootstrap(sandbox, command, sudo="works", mode=None):
            "LHD_FAKE_SUDO": sudo, "LHD_FAKE_BIN": str(sandbox / "bin"), "LHD_FAKE_PROVIDES": str(sandbox / "provides")}
     if mode:
         env["LHD_IMAGE_MODE"] = mode
-    argv = [shutil.which("bash"), str(sandbox / "repo/tests/tools/bootstrap"), command]
+    argv = [shutil.which("bash"), str(sandbox / "repo/tools/bootstrap"), command]
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
         if setpriv is None:

@@ -13,9 +13,7 @@ import urllib.parse
 
 import pytest
 
-from tests.harness.proc import run
-
-pytestmark = pytest.mark.render
+from harness.proc import run
 
 # The child: prints the variables it was given, then waits for SIGTERM and reports when it came.
 CHILD = """

@@ -10,10 +10,8 @@ import subprocess
 
 import pytest
 
-from tests.harness.bake import bake, copy_template
-from tests.harness.proc import run
-
-pytestmark = pytest.mark.upgrade
+from harness.bake import bake, copy_template
+from harness.proc import run
 
 TPL = "{{cookiecutter.project_name}}"
 

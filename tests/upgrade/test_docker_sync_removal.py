@@ -23,11 +23,9 @@ import subprocess
 import pytest
 import yaml
 
-from tests.combinations import ROOT
-from tests.harness.bake import TEMPLATE_PARTS, bake, copy_template
-from tests.harness.proc import run
-
-pytestmark = pytest.mark.upgrade
+from harness.bake import TEMPLATE_PARTS, bake, copy_template
+from harness.combinations import ROOT
+from harness.proc import run
 
 TPL = "{{cookiecutter.project_name}}"
 DOCKER_SYNC_FILES = ["docker-sync.yml", "Docker/docker-compose.docker-sync.yml"]

@@ -13,9 +13,9 @@ import json
 
 import pytest
 
-from tests.combinations import ROOT
-from tests.harness.proc import run
-from tests.upgrade.sources import (
+from harness.combinations import ROOT
+from harness.proc import run
+from harness.upgrade import (
     DAY_PROJECT,
     EDITED_FILE,
     PROJECT,
@@ -35,8 +35,6 @@ from tests.upgrade.sources import (
     state,
     user_env,
 )
-
-pytestmark = pytest.mark.upgrade
 
 
 def break_like_old_hook(project):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.upgrade.sources import (
+from harness.upgrade import (
     EDITED_FILE,
     PROJECT,
     TEMPLATE_LINE,
@@ -30,8 +30,6 @@ from tests.upgrade.sources import (
     state,
     user_env,
 )
-
-pytestmark = pytest.mark.upgrade
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,80 @@
+"""The Docker CLI under the harness's subprocess convention, and small helpers
+for names and loopback ports. Containers and compose projects go through
+testcontainers (see devstack.py and the image contract tests)."""
+
+import http.client
+import os
+import socket
+import subprocess
+import uuid
+
+from harness.proc import run
+
+
+def docker(*args, check=True, timeout=300, input=None):
+    """Run `docker ARGS`; raise CommandFailed (argv, stdout, stderr) on a non-zero exit when check."""
+    return run(["docker", *args], check=check, timeout=timeout, input=input)
+
+
+def engine_available():
+    """True when a Docker engine answers `docker info` within 10 s."""
+    try:
+        return docker("info", check=False, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fake_docker(directory, script):
+    """A bin directory in directory holding a fake `docker` (the sh script given); returns {"PATH": ...} with it
+    first, for the environment of a script under test."""
+    bin_dir = directory / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "docker").write_text("#!/bin/sh\n" + script)
+    (bin_dir / "docker").chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def unique(prefix):
+    """prefix-<8 hex>: a name no other run uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def stop_process(proc, timeout=10):
+    """Terminate a child process, killing it if it has not exited within timeout seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (a Docker API socket), with the usual timeout."""
+
+    def __init__(self, path, timeout=10):
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(str(self.socket_path))
+
+
+def unix_request(path, method, url, timeout=10):
+    """(status, body text) of one HTTP request without a body (Content-Length: 0 for POST) to the unix socket
+    at path. (A filter that refuses on the headers closes the connection before any body could be sent.)"""
+    connection = UnixHTTPConnection(path, timeout)
+    try:
+        connection.request(method, url)
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        connection.close()

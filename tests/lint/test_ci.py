@@ -1,0 +1,153 @@
+"""CI conformance: the generated pipelines deploy one at a time from environment-scoped
+secrets, push images only from push events, pin actions by commit and tag images with
+valid names; script/build writes an inline cache and reads it back.
+
+Each check in ci_checks.py runs on every rendered variant that has the file (must be
+clean) and on a deliberately broken fixture in fixtures/ci/ (must complain).
+"""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.rules import ci_checks
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "ci"
+GITLAB = ".gitlab-ci.yml"
+WORKFLOWS = ".github/workflows/*.yml"
+BUILD = ("script/build", "script/functions/common")
+
+
+def gitlab_config(project):
+    return yaml.safe_load((project / GITLAB).read_text())
+
+
+def on_workflows(project, check):
+    """Problems of check(text, parsed workflow) over every generated workflow, prefixed with its file name."""
+    paths = sorted((project / ".github/workflows").glob("*.yml"))
+    assert paths
+    return [f"{path.name}: {problem}" for path in paths
+            for problem in check(path.read_text(), yaml.safe_load(path.read_text()))]
+
+
+# --- GitLab ---------------------------------------------------------------------------
+
+@pytest.mark.files(GITLAB, when={"ci": "gitlab"})
+def test_gitlab_deploys_one_at_a_time(variant):
+    """Each GitLab deploy job holds its environment's resource_group."""
+    assert not ci_checks.gitlab_resource_groups(gitlab_config(variant[1]))
+
+
+@pytest.mark.files(GITLAB, when={"ci": "gitlab"})
+def test_gitlab_deploy_variables_are_protected(variant):
+    """GitLab deploys read SSH_KEY/SERVER_IP scoped by environment, on protected branches only."""
+    assert not ci_checks.gitlab_protected_deploys(gitlab_config(variant[1]))
+
+
+@pytest.mark.files(GITLAB, when={"ci": "gitlab"})
+def test_gitlab_push_jobs_skip_merge_requests(variant):
+    """GitLab jobs that push images never run in merge request pipelines."""
+    assert not ci_checks.gitlab_push_rules(gitlab_config(variant[1]))
+
+
+@pytest.mark.files(GITLAB, when={"ci": "gitlab"})
+def test_gitlab_cache_tags_are_slugs(variant):
+    """GitLab tags images and reads the cache with $CI_COMMIT_REF_SLUG."""
+    assert not ci_checks.gitlab_cache_tags(gitlab_config(variant[1]))
+
+
+# --- GitHub ---------------------------------------------------------------------------
+
+@pytest.mark.files(WORKFLOWS, when={"ci": "github"})
+def test_github_deploys_one_at_a_time(variant):
+    """The GitHub deploy job queues in concurrency group deploy-<environment>, never cancelled."""
+    assert not on_workflows(variant[1], lambda _, w: ci_checks.github_concurrency(w))
+
+
+@pytest.mark.files(WORKFLOWS, when={"ci": "github"})
+def test_github_deploy_secrets_are_environment_secrets(variant):
+    """GitHub deploy secrets are one name per environment, read by a job that declares it."""
+    assert not on_workflows(variant[1], lambda _, w: ci_checks.github_environment_secrets(w))
+
+
+@pytest.mark.files(WORKFLOWS, when={"ci": "github"})
+def test_github_actions_pinned_by_sha(variant):
+    """Every action is pinned to a full commit SHA with its version in a comment."""
+    assert not on_workflows(variant[1], ci_checks.github_pinned_actions)
+
+
+@pytest.mark.files(WORKFLOWS, when={"ci": "github"})
+def test_github_pushes_only_on_push_events(variant):
+    """Only push-event jobs push images or hold packages: write; pull requests build without either."""
+    assert not on_workflows(variant[1], lambda _, w: ci_checks.github_push_guard(w))
+
+
+@pytest.mark.files(WORKFLOWS, when={"ci": "github"})
+def test_github_cache_tags_are_slugs(variant):
+    """GitHub image tags come from a slug step that turns any ref (123/merge...) into a valid tag."""
+    assert not on_workflows(variant[1], lambda _, w: ci_checks.github_cache_tags(w))
+
+
+# --- script/build ---------------------------------------------------------------------
+
+@pytest.mark.files(*BUILD)
+def test_build_writes_and_reads_inline_cache(variant, tmp_path):
+    """script/build --cache-from TAG: each docker build writes an inline cache and reads every image's."""
+    assert not ci_checks.build_cache_problems(variant[1] / "script/build", tmp_path)
+
+
+# --- each check bites -------------------------------------------------------------------
+
+GITLAB_BITES = {
+    "resource-groups": (ci_checks.gitlab_resource_groups, ["deploy-production: resource_group is None"]),
+    "protected": (ci_checks.gitlab_protected_deploys, ["refers to PRODUCTION_SSH_KEY", "sets SSH_KEY in the file",
+                                                       "deploy-production: may run on an unprotected ref"]),
+    "push-rules": (ci_checks.gitlab_push_rules, ["build: pushes images without a rule",
+                                                 "tag-branch: pushes images and a rule may run it before"]),
+    "cache-tags": (ci_checks.gitlab_cache_tags, ["build: tags images with $CI_COMMIT_REF_NAME",
+                                                 "tag-branch: tags images with $CI_COMMIT_BRANCH"]),
+}
+
+
+@pytest.mark.parametrize("name", GITLAB_BITES)
+def test_gitlab_checks_bite(name):
+    """Each GitLab check reports its own faults in fixtures/ci/gitlab-ci.bad.yml."""
+    check, expected = GITLAB_BITES[name]
+    found = "\n".join(check(yaml.safe_load((FIX / "gitlab-ci.bad.yml").read_text())))
+    assert all(words in found for words in expected), found
+
+
+GITHUB_BITES = {
+    "concurrency": (lambda _, w: ci_checks.github_concurrency(w),
+                    ["deploy: deploys without an environment", "cancel-in-progress is True"]),
+    "environment-secrets": (lambda _, w: ci_checks.github_environment_secrets(w),
+                            ["deploy: picks a secret by expression", "secrets.PRODUCTION_SERVER_IP is named per environment",
+                             "deploy: reads secrets.STAGING_SSH_KEY without declaring an environment"]),
+    "pinned": (ci_checks.github_pinned_actions, ["uses: actions/checkout@v4 is not pinned",
+                                                 "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065 has no"]),
+    "push-guard": (lambda _, w: ci_checks.github_push_guard(w),
+                   ["top-level permissions grant packages: write", "build: pushes images but is not limited",
+                    "tag-branch: has packages: write"]),
+    "cache-tags": (lambda _, w: ci_checks.github_cache_tags(w),
+                   ["build: step 3: puts ${{ github.ref_name }} into the script",
+                    "build: step tags: ref '123/merge' gives cache='123/merge', not a valid Docker tag",
+                    "tag-branch: step 0: tags images with a raw git ref"]),
+}
+
+
+@pytest.mark.parametrize("name", GITHUB_BITES)
+def test_github_checks_bite(name):
+    """Each GitHub check reports its own faults in fixtures/ci/workflow.bad.yml."""
+    check, expected = GITHUB_BITES[name]
+    text = (FIX / "workflow.bad.yml").read_text()
+    found = "\n".join(check(text, yaml.safe_load(text)))
+    assert all(words in found for words in expected), found
+
+
+def test_build_cache_check_bites(tmp_path):
+    """A build script without inline cache, with --cache-to, reading one image's cache, is reported."""
+    found = "\n".join(ci_checks.build_cache_problems(FIX / "build.bad", tmp_path))
+    assert "lucky:0123abcd writes no inline cache" in found, found
+    assert "hasura:0123abcd uses --cache-to" in found, found
+    assert "lucky:0123abcd does not read the cache of registry.example.com/group/app/hasura:main" in found, found
