@@ -14,11 +14,12 @@ import argparse
 import ast
 import os
 import re
-import subprocess
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+
+from harness.proc import run
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -37,8 +38,7 @@ def run_session(name):
     """Run one nox session with --durations=0; return (seconds, exit status, output)."""
     env = {**os.environ, "PYTEST_ADDOPTS": "--durations=0 --durations-min=0"}
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "nox", "-s", name], cwd=ROOT, env=env, capture_output=True,
-                            text=True, check=False)
+    result = run([sys.executable, "-m", "nox", "-s", name], cwd=ROOT, env=env, check=False, timeout=None)
     return time.perf_counter() - start, result.returncode, result.stdout + result.stderr
 
 

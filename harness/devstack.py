@@ -31,8 +31,8 @@ from unittest import mock
 from testcontainers.compose import DockerCompose
 
 from harness.bake import bake
-from harness.docker import docker, free_port, stop_process, unique
-from harness.proc import CommandFailed, run
+from harness.docker import docker, free_port, unique
+from harness.proc import CommandFailed, failed, popen, run
 from harness.wait import until
 
 UP_TIMEOUT = 300  # seconds script/up may take here (warm images: about 25 s)
@@ -134,17 +134,12 @@ class DevStack:
     def watching(self, log, timeout=60):
         """`docker compose watch --no-up` on the stack (output to the file log), yielded once it watches; stopped after."""
         argv = [*self.compose.compose_command_property, "watch", "--no-up"]
-        with open(log, "w") as sink:
-            watch = subprocess.Popen(argv, cwd=self.project, env={**os.environ, **self.env}, stdout=sink,
-                                     stderr=subprocess.STDOUT, text=True)
-        try:
+        with popen(argv, log=log, stop_timeout=15, cwd=self.project, env={**os.environ, **self.env}) as watch:
             until(lambda: "watch enabled" in log.read_text().lower() or watch.poll() is not None, timeout,
                   lambda: f"compose watch to start:\n{log.read_text()}")
             if watch.poll() is not None:
-                raise CommandFailed(argv, subprocess.CompletedProcess(argv, watch.returncode, log.read_text(), ""))
+                raise failed(argv, watch.returncode, log.read_text())
             yield watch
-        finally:
-            stop_process(watch, timeout=15)
 
 
 def make_stack(base, **answers):

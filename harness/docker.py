@@ -46,15 +46,6 @@ def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def stop_process(proc, timeout=10):
-    """Terminate a child process, killing it if it has not exited within timeout seconds."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 class UnixHTTPConnection(http.client.HTTPConnection):
     """HTTP over a unix socket (a Docker API socket), with the usual timeout."""
 

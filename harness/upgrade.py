@@ -35,11 +35,14 @@ def user_env(home):
     return env
 
 
-def git(repo, env, *args, date=None):
-    """Run git in repo (optionally at a fixed commit date); return its stdout, stripped."""
+IDENTITY = ["-c", "user.name=t", "-c", "user.email=t@t"]
+
+
+def git(repo, *args, env=None, date=None):
+    """Run git in repo with a fixed identity (and, with date, a fixed commit date); return its stdout, stripped."""
     if date:
-        env = dict(env, GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
-    return run(["git", "-C", repo, *args], env=env).stdout.strip()
+        env = dict(env or os.environ, GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
+    return run(["git", "-C", repo, *IDENTITY, *args], env=env).stdout.strip()
 
 
 def make_upstream(path, env, directory=None):
@@ -50,40 +53,40 @@ def make_upstream(path, env, directory=None):
     target = path / directory if directory else path
     target.mkdir(parents=True)
     copy_template(target)
-    git(path, env, "init", "-q", "-b", "main")
-    git(path, env, "add", "-A")
-    git(path, env, "commit", "-qm", "A", date=DAY_A)
-    git(path, env, "branch", "stable")
-    git(path, env, "tag", "v1")
-    return git(path, env, "rev-parse", "HEAD")
+    git(path, "init", "-q", "-b", "main", env=env)
+    git(path, "add", "-A", env=env)
+    git(path, "commit", "-qm", "A", date=DAY_A, env=env)
+    git(path, "branch", "stable", env=env)
+    git(path, "tag", "v1", env=env)
+    return git(path, "rev-parse", "HEAD", env=env)
 
 
 def move_template(upstream, env, directory=None, branch="main", tag=None):
     """Commit a template change (B) on `branch` of the upstream repository, tag it if asked; return B."""
-    git(upstream, env, "checkout", "-q", branch)
+    git(upstream, "checkout", "-q", branch, env=env)
     target = (upstream / directory if directory else upstream) / TPL / EDITED_FILE
     target.write_text(target.read_text() + TEMPLATE_LINE)
-    git(upstream, env, "commit", "-qam", "B", date=DAY_B)
-    commit = git(upstream, env, "rev-parse", "HEAD")
+    git(upstream, "commit", "-qam", "B", date=DAY_B, env=env)
+    commit = git(upstream, "rev-parse", "HEAD", env=env)
     if tag:
-        git(upstream, env, "tag", tag)
-    git(upstream, env, "checkout", "-q", "main")  # what a clone of upstream starts on
+        git(upstream, "tag", tag, env=env)
+    git(upstream, "checkout", "-q", "main", env=env)  # what a clone of upstream starts on
     return commit
 
 
 def commit_project(project, env, message, date=None):
     """Make the project a git repository if needed and commit everything in it."""
     if not (project / ".git").exists():
-        git(project, env, "init", "-q", "-b", "main")
-    git(project, env, "add", "-A")
-    git(project, env, "commit", "-qm", message, date=date)
+        git(project, "init", "-q", "-b", "main", env=env)
+    git(project, "add", "-A", env=env)
+    git(project, "commit", "-qm", message, date=date, env=env)
 
 
 def edit_as_user(project, env):
     """The user's own change to a generated file, committed."""
     target = project / EDITED_FILE
     target.write_text(USER_LINE + target.read_text())
-    git(project, env, "commit", "-qam", "our edit")
+    git(project, "commit", "-qam", "our edit", env=env)
 
 
 def cookiecutter(args, cwd, env, out, shell=False):
@@ -99,8 +102,8 @@ def cookiecutter(args, cwd, env, out, shell=False):
     return run(argv, cwd=cwd, env=env)
 
 
-def cruft(env, command, project, *args, check=False):
-    """Run `cruft COMMAND -p PROJECT ARGS`; return the result (exit status checked only if asked)."""
+def cruft(command, project, *args, env=None, check=False):
+    """Run `cruft COMMAND -p PROJECT ARGS` (`-y` for update); return the result (exit status checked only if asked)."""
     extra = ["-y"] if command == "update" else []
     return run(["cruft", command, "-p", project, *extra, *args], env=env, check=check, timeout=300)
 

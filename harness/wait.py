@@ -1,7 +1,6 @@
-"""Bounded waits: readiness polled by pytest-docker's `wait_until_responsive`,
-never a fixed sleep."""
+"""Bounded waits: a condition polled until it holds or its time runs out, never a fixed sleep."""
 
-from pytest_docker.plugin import Services
+import time
 
 
 class WaitTimeout(AssertionError):
@@ -14,21 +13,17 @@ def until(check, timeout, what, pause=0.5):
     After `timeout` s raise WaitTimeout naming `what` (a string, or a callable
     evaluated only then, e.g. to include logs) and the last exception check raised.
     """
-    seen = {"value": None, "error": None}
-
-    def probe():
+    deadline = time.monotonic() + timeout
+    error = None
+    while True:
         try:
-            seen["value"] = check()
+            value = check()
         except Exception as exc:  # noqa: BLE001 - keep polling, remember why
-            seen["error"] = exc
-            return False
-        return bool(seen["value"])
-
-    try:
-        # Services only needs its compose executor for port lookups; waiting uses none.
-        Services(None).wait_until_responsive(check=probe, timeout=timeout, pause=pause)
-    except Exception:  # pytest-docker 3.2.6 raises a bare Exception on timeout
-        description = what() if callable(what) else what
-        last = f" (last error: {seen['error']})" if seen["error"] else ""
-        raise WaitTimeout(f"timed out after {timeout}s waiting for {description}{last}") from None
-    return seen["value"]
+            value, error = None, exc
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            description = what() if callable(what) else what
+            last = f" (last error: {error})" if error else ""
+            raise WaitTimeout(f"timed out after {timeout}s waiting for {description}{last}")
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))

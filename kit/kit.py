@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.docker import docker
 from harness.proc import run
 from kit import shards_mirror
 
@@ -115,9 +115,8 @@ def log(message):
     print(f"kit: {message}", flush=True)
 
 
-def docker(*args, check=True, input=None, timeout=1800):
-    """`docker ARGS` under the harness's subprocess convention."""
-    return run(["docker", *args], check=check, input=input, timeout=timeout)
+# Image builds take minutes: the kit's docker calls wait up to 30 min (harness.docker's default is 5).
+BUILD_TIMEOUT = 1800
 
 
 def image_hash(tag):
@@ -190,10 +189,9 @@ def build_base(name):
         rootfs = Path(tmp) / "rootfs"
         run(["debootstrap", "--variant=minbase", suite, rootfs, MIRROR])
         (rootfs / "etc/apt/apt.conf.d/99lhd-kit").write_text(APT_CONF)
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        run(["docker", "import", "--change", f"LABEL {LABEL}={want}", "--change", 'CMD ["/bin/bash"]', "-", name],
-            stdin=tar.stdout)
-        tar.wait()
+        # tar's output straight into docker import; pipefail makes a failed tar fail the import.
+        run(["bash", "-o", "pipefail", "-c", 'tar -C "$0" -c . | docker import --change "$1" --change "$2" - "$3"',
+             rootfs, f"LABEL {LABEL}={want}", 'CMD ["/bin/bash"]', name])
     return want
 
 
@@ -215,7 +213,7 @@ def build_image(image, parent_hash):
         for key, value in args.items():
             cmd += ["--build-arg", f"{key}={value}"]
         log(f"building {image.name}")
-        docker(*cmd, ctx)
+        docker(*cmd, ctx, timeout=BUILD_TIMEOUT)
     return want, True
 
 

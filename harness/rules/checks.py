@@ -10,16 +10,16 @@ import re
 import shutil
 import socket
 import ssl
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 import yaml
 
 from harness.certs import make_ca
-from harness.docker import free_port, stop_process
+from harness.docker import free_port
+from harness.proc import popen, run
+from harness.wait import WaitTimeout, until
 
 HERE = Path(__file__).resolve().parent
 HADOLINT_CONFIG = HERE / "hadolint.yaml"
@@ -36,8 +36,7 @@ def tool(name):
 
 def run_tool(cmd, cwd=None, env=None, timeout=300):
     """Run a checker; return its output as problems when it exits non-zero."""
-    result = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=timeout, check=False)
+    result = run(cmd, cwd=cwd, env=env, timeout=timeout, check=False)
     if result.returncode == 0:
         return []
     return [f"{' '.join(map(str, cmd[:2]))} ... exited {result.returncode}:\n{result.stdout}{result.stderr}".strip()]
@@ -405,6 +404,9 @@ def make_cert(directory, domain):
     return cert, key
 
 
+EXPECTED_MIDDLEWARES = ("dashboard-auth@file", "secure-headers@file", "retry@file")
+
+
 def traefik_problems(static_file, dynamic_files, workdir, domain, extra_dynamic=None, timeout=30):
     """Start the real Traefik with the generated static + dynamic config (file
     provider only, on loopback) and read back what it loaded."""
@@ -414,8 +416,7 @@ def traefik_problems(static_file, dynamic_files, workdir, domain, extra_dynamic=
     dyn.mkdir(parents=True)
     cert, key = make_cert(workdir, domain)
     users = workdir / "users"
-    users.write_text(subprocess.run(["openssl", "passwd", "-apr1", "probe"], capture_output=True, text=True,
-                                    check=True).stdout.strip().join(["probe:", "\n"]))
+    users.write_text(run(["openssl", "passwd", "-apr1", "probe"]).stdout.strip().join(["probe:", "\n"]))
     replacements = {"/run/secrets/dashboard_users": str(users), "/run/secrets/tls_cert": str(cert),
                     "/run/secrets/tls_key": str(key)}
     for path in list(dynamic_files) + ([extra_dynamic] if extra_dynamic else []):
@@ -439,23 +440,32 @@ def traefik_problems(static_file, dynamic_files, workdir, domain, extra_dynamic=
     static_path.write_text(yaml.safe_dump(static))
 
     api = f"http://127.0.0.1:{ports['traefik']}"
-    proc = subprocess.Popen([tool("traefik"), f"--configFile={static_path}"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if requests.get(f"{api}/ping", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                out = proc.stdout.read() if proc.poll() is not None else ""
-                return [f"traefik did not come up: {out}{log_file.read_text() if log_file.exists() else ''}"]
-            time.sleep(0.2)
-        time.sleep(1)  # let the file provider's first load settle
+    traefik_out = workdir / "traefik.out"
+    with popen([tool("traefik"), f"--configFile={static_path}"], log=traefik_out) as proc:
+        def pinged():
+            if proc.poll() is not None:
+                return "exited"
+            return requests.get(f"{api}/ping", timeout=1).status_code == 200 and "up"
+
+        try:
+            state = until(pinged, timeout, "traefik to answer /ping")
+        except WaitTimeout:
+            state = "timed out"
+        if state != "up":
+            return [f"traefik did not come up ({state}): {traefik_out.read_text()}"
+                    f"{log_file.read_text() if log_file.exists() else ''}"]
+
+        # The file provider loads after /ping answers: wait for its middlewares instead of a fixed sleep.
+        def loaded():
+            found = {m["name"]: m for m in requests.get(f"{api}/api/http/middlewares", timeout=5).json()}
+            return found if all(found.get(n, {}).get("status") == "enabled" for n in EXPECTED_MIDDLEWARES) else None
+
+        try:
+            until(loaded, 10, "traefik's file provider to load the middlewares")
+        except WaitTimeout:
+            pass  # reported below, middleware by middleware
         middlewares = {m["name"]: m for m in requests.get(f"{api}/api/http/middlewares", timeout=5).json()}
-        for name in ("dashboard-auth@file", "secure-headers@file", "retry@file"):
+        for name in EXPECTED_MIDDLEWARES:
             if middlewares.get(name, {}).get("status") != "enabled":
                 problems.append(f"middleware {name} not loaded: {middlewares.get(name)}")
         routers = requests.get(f"{api}/api/http/routers", timeout=5).json()
@@ -481,8 +491,6 @@ def traefik_problems(static_file, dynamic_files, workdir, domain, extra_dynamic=
                     problems.append("the TLS entry point does not serve the provided default certificate")
         elif "websecure" in entrypoints:
             problems.append("HTTPS is off but a websecure entry point exists")
-    finally:
-        stop_process(proc)
     for line in log_file.read_text().splitlines() if log_file.exists() else []:
         if '"level":"error"' in line:
             problems.append(f"traefik log: {line}")

@@ -7,11 +7,11 @@ test taking `variant`), so a failing variant has its own id in the report
 """
 
 import shutil
-import subprocess
 
 import pytest
 
 from harness.combinations import combo_id
+from harness.proc import run
 from harness.rules.checks import make_cert
 from harness.variants import rendered, unique_variants
 
@@ -47,7 +47,7 @@ def prod_env(tmp_path_factory):
         if project not in cache_:
             env_file = tmp_path_factory.mktemp("env") / "production.env"
             env = {"LHD_ENV_FILE": str(env_file), "PATH": "/usr/bin:/bin:/usr/local/bin"}
-            subprocess.run([project / "script/bootstrap"], env=env, check=True, capture_output=True, text=True)
+            run([project / "script/bootstrap"], env=env)
             certs = project / "etc/certs"
             if not (certs / "origin.crt").exists():
                 cert, key = make_cert(tmp_path_factory.mktemp("cert"), "example.com")

@@ -1,12 +1,12 @@
 """Every conformance check fails on a deliberately broken fixture."""
 
 import copy
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
+from harness.proc import run
 from harness.rules import checks
 
 FIX = Path(__file__).resolve().parent / "fixtures"
@@ -157,40 +157,34 @@ def test_monitoring_proxy_rules_bite(name):
     assert checks.security_problems(GOOD_STACK, stack)
 
 
-def test_shellcheck_bites():
-    assert checks.shellcheck(["bad_script"], cwd=FIX)
+# A tool's bite asserts the rule it should report, not just a non-zero exit: a mistyped flag, a missing config or
+# a missing fixture fails too, and must not pass for a bite.
+TOOL_BITES = {
+    "shellcheck-SC2086": (lambda: checks.shellcheck(["bad_script"], cwd=FIX), ["SC2086", "SC2115"]),
+    "hadolint-DL3006": (lambda: checks.hadolint([FIX / "Dockerfile.bad"]), ["DL3006", "DL3003"]),
+    "yamllint-key-duplicates": (lambda: checks.yamllint([FIX / "bad.yml"]), ["(key-duplicates)", "(trailing-spaces)"]),
+    "promtool-config-duration": (lambda: checks.promtool_config(FIX / "prometheus.bad.yml"),
+                                 ['not a valid duration string: "banana"']),
+    "promtool-rules-parse": (lambda: checks.promtool_rules([FIX / "rules.bad.yml"]),
+                             ['"Broken": could not parse expression']),
+    "amtool-undefined-receiver": (lambda: checks.amtool(FIX / "alertmanager.bad.yml"),
+                                  ['undefined receiver "nobody" used in route']),
+    "gitlab-schema-script": (lambda: checks.jsonschema("vendor.gitlab-ci", [FIX / "gitlab-ci.bad.yml"]),
+                             ["$.build.script: {'run': 'this'} is not valid under any of the given schemas"]),
+    "actionlint-undefined-property": (lambda: checks.actionlint([FIX / "workflows/bad.yml"]),
+                                      ['property "no_such_property" is not defined']),
+    "crystal-format": (lambda: checks.crystal_format(["bad.cr"], cwd=FIX / "crystal"),
+                       ["formatting './bad.cr' produced changes"]),
+}
 
 
-def test_hadolint_bites():
-    assert checks.hadolint([FIX / "Dockerfile.bad"])
-
-
-def test_yamllint_bites():
-    assert checks.yamllint([FIX / "bad.yml"])
-
-
-def test_promtool_config_bites():
-    assert checks.promtool_config(FIX / "prometheus.bad.yml")
-
-
-def test_promtool_rules_bites():
-    assert checks.promtool_rules([FIX / "rules.bad.yml"])
-
-
-def test_amtool_bites():
-    assert checks.amtool(FIX / "alertmanager.bad.yml")
-
-
-def test_gitlab_schema_bites():
-    assert checks.jsonschema("vendor.gitlab-ci", [FIX / "gitlab-ci.bad.yml"])
-
-
-def test_github_schema_or_actionlint_bites():
-    assert checks.actionlint([FIX / "workflows/bad.yml"])
-
-
-def test_crystal_format_bites():
-    assert checks.crystal_format(["bad.cr"], cwd=FIX / "crystal")
+@pytest.mark.parametrize("bite", TOOL_BITES)
+def test_tool_bites_with_its_rule(bite):
+    """The real tool, on its broken fixture, reports the very rule the fixture breaks."""
+    check, rules = TOOL_BITES[bite]
+    problems = "\n".join(check())
+    missing = [rule for rule in rules if rule not in problems]
+    assert problems and not missing, f"{bite}: {missing} not in:\n{problems}"
 
 
 def test_grafana_bites(default_project):
@@ -210,8 +204,7 @@ def test_fail_fast_check_bites():
     """A variable without `:?` lets compose config succeed, which the check reports."""
     def render(overrides):
         env = checks.env_with(**overrides)
-        return subprocess.run(["docker", "compose", "-f", FIX / "compose.bad.yml", "config"], env=env,
-                              capture_output=True, text=True, check=False)
+        return run(["docker", "compose", "-f", FIX / "compose.bad.yml", "config"], env=env, check=False)
 
     assert checks.fail_fast_problems(render, ["APP_PASSWORD"])
 

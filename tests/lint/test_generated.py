@@ -2,12 +2,12 @@
 
 import os
 import re
-import subprocess
 
 import pytest
 import yaml
 
 from harness.combinations import COOKIECUTTER_JSON
+from harness.proc import run
 from harness.rules import checks
 from harness.variants import rels, unique_variants
 
@@ -101,14 +101,12 @@ def test_crystal_format(variant):
 
 def deploy_config(project, env_file, https, **overrides):
     env = checks.env_with(LHD_ENV_FILE=str(env_file), HTTPS_SWITCH=https, **overrides)
-    return subprocess.run([project / "script/deploy", "--config", "0123abcd"], env=env, capture_output=True, text=True,
-                          check=False, timeout=60)
+    return run([project / "script/deploy", "--config", "0123abcd"], env=env, check=False, timeout=60)
 
 
 def monitoring_config(project, env_file, https):
     env = checks.env_with(LHD_ENV_FILE=str(env_file), HTTPS_SWITCH=https)
-    return subprocess.run([project / "script/monitoring", "config"], env=env, capture_output=True, text=True,
-                          check=False, timeout=60)
+    return run([project / "script/monitoring", "config"], env=env, check=False, timeout=60)
 
 
 def loaded(result):
@@ -161,8 +159,8 @@ def test_production_fails_fast_on_missing_variables(default_project, prod_env):
 def test_development_config(variant):
     """`script/up --config`: merges, ports only on 127.0.0.1, healthchecks, trust auth here only, develop.watch."""
     _, project = variant
-    result = subprocess.run([project / "script/up", "--config"], capture_output=True, text=True, check=False,
-                            env=checks.env_with(COMPOSE_PROJECT_NAME="lint"), timeout=60)
+    result = run([project / "script/up", "--config"], check=False, env=checks.env_with(COMPOSE_PROJECT_NAME="lint"),
+                 timeout=60)
     config = loaded(result)
     found = []
     for name, svc in config["services"].items():
@@ -181,8 +179,7 @@ def test_development_fails_fast_on_missing_variables(default_project):
     """With any required variable empty, script/up --config fails naming it."""
     def render(overrides):
         env = checks.env_with(COMPOSE_PROJECT_NAME="lint", **overrides)
-        return subprocess.run([default_project / "script/up", "--config"], env=env, capture_output=True, text=True,
-                              check=False, timeout=60)
+        return run([default_project / "script/up", "--config"], env=env, check=False, timeout=60)
 
     problems = checks.fail_fast_problems(render, DEV_REQUIRED)
     assert not problems, "\n".join(problems)
@@ -194,8 +191,7 @@ def test_dev_project_is_named_apart_from_the_stack(variant):
     lives in the lint tier: the render tier runs without Docker)."""
     _, project = variant
     env = {k: v for k, v in os.environ.items() if k != "COMPOSE_PROJECT_NAME"}
-    result = subprocess.run([project / "script/up", "--config"], env=env, capture_output=True, text=True,
-                            check=False, timeout=60)
+    result = run([project / "script/up", "--config"], env=env, check=False, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("name: lhd_app_dev\n")
     assert re.search(r"^  db_data:\n    name: lhd_app_dev_db_data$", result.stdout, re.M)
@@ -214,12 +210,10 @@ def test_trust_auth_only_in_development_files(variant):
 def test_no_secret_in_tracked_files(projects, which):
     """No file git would track contains a secret-like string; .env holds the real ones."""
     _, project = projects[which]
-    tracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=project,
-                             capture_output=True, text=True, check=False)
+    tracked = run(["git", "ls-files", "--others", "--exclude-standard"], cwd=project, check=False)
     if tracked.returncode != 0:
-        subprocess.run(["git", "init", "-q"], cwd=project, check=True)
-        tracked = subprocess.run(["git", "ls-files", "--others", "--exclude-standard"], cwd=project,
-                                 capture_output=True, text=True, check=True)
+        run(["git", "init", "-q"], cwd=project)
+        tracked = run(["git", "ls-files", "--others", "--exclude-standard"], cwd=project)
     files = [project / f for f in tracked.stdout.split()]
     assert ".env" not in tracked.stdout.split() and len(files) > 50
     assert not checks.secret_scan(files)

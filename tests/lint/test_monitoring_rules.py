@@ -4,7 +4,6 @@ Prometheus against a stand-in Docker API), both Alertmanager configs pass amtool
 the Slack receiver a setting and the monitoring UIs as closed as Traefik allows."""
 
 import json
-import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,8 +14,8 @@ import yaml
 
 from harness.bake import bake
 from harness.combinations import COOKIECUTTER_JSON
-from harness.docker import free_port, stop_process
-from harness.proc import run
+from harness.docker import free_port
+from harness.proc import popen, run
 from harness.rules import checks
 from harness.wait import until
 
@@ -173,11 +172,9 @@ def test_app_tasks_job_gives_one_up_per_wanted_task(default_project, docker_api,
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": [job]}))
     log = tmp_path / "prometheus.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                                 f"--web.listen-address=127.0.0.1:{port}"], stdout=out, stderr=subprocess.STDOUT)
     api = f"http://127.0.0.1:{port}/api/v1"
-    try:
+    with popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}"], log=log):
         def scraped():
             targets = requests.get(f"{api}/targets", timeout=2).json()["data"]["activeTargets"]
             return targets and all(t["health"] == "up" for t in targets)
@@ -185,8 +182,6 @@ def test_app_tasks_job_gives_one_up_per_wanted_task(default_project, docker_api,
               f"{log.read_text()[-3000:]}")
         series = requests.get(f"{api}/query", params={"query": 'up{job="app-tasks"}'}, timeout=2).json()["data"]["result"]
         names = requests.get(f"{api}/label/__name__/values", params={"match[]": '{job="app-tasks"}'}, timeout=2)
-    finally:
-        stop_process(proc)
     assert {tuple(s["metric"][k] for k in ("instance", "service", "slot", "task_state")) for s in series} == WANTED
     assert all(s["value"][1] == "1" for s in series)
     assert {s["metric"]["node"] for s in series} == {"node-one"}

@@ -6,18 +6,11 @@ commit B; `cruft update` brings B in. Each test checks one promise.
 """
 
 import json
-import subprocess
 
 import pytest
 
 from harness.bake import bake, copy_template
-from harness.proc import run
-
-TPL = "{{cookiecutter.project_name}}"
-
-
-def git(repo, *args):
-    return run(["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", *args]).stdout.strip()
+from harness.upgrade import TPL, cruft, git
 
 
 def make_template_repo(path):
@@ -34,11 +27,6 @@ def replace_line(path, old, new):
     text = path.read_text()
     assert old in text, f"{old!r} not in {path}"
     path.write_text(text.replace(old, new, 1))
-
-
-def cruft_update(project, *extra):
-    return subprocess.run(["cruft", "update", "-y", "-p", str(project), *extra], capture_output=True, text=True,
-                          check=False, timeout=300)
 
 
 # The edits, as data: (file, old line, new line).
@@ -85,7 +73,7 @@ def updated(tmp_path_factory):
     git(template, "commit", "-qm", "B")
     commit_b = git(template, "rev-parse", "HEAD")
 
-    result = cruft_update(project)
+    result = cruft("update", project)
     return {"project": project, "result": result, "a": commit_a, "b": commit_b, "template": template}
 
 
@@ -160,7 +148,7 @@ def test_changed_answer_rerenders(tmp_path):
     git(project, "add", "-A")
     git(project, "commit", "-qm", "generated")
 
-    result = cruft_update(project, "--variables-to-update", json.dumps({"monitoring": "yes"}))
+    result = cruft("update", project, "--variables-to-update", json.dumps({"monitoring": "yes"}))
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert (project / "Docker/prometheus-swarm/prometheus/prometheus.yml").is_file()
@@ -178,12 +166,12 @@ def test_check_flags_outdated_project(tmp_path):
     git(project, "init", "-q", "-b", "main")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "generated")
-    assert run(["cruft", "check", "-p", project], check=False).returncode == 0
+    assert cruft("check", project).returncode == 0
     (template / TPL / "NEW.md").write_text("new\n")
     git(template, "add", "-A")
     git(template, "commit", "-qm", "B")
-    assert run(["cruft", "check", "-p", project], check=False).returncode != 0
-    assert cruft_update(project).returncode == 0
+    assert cruft("check", project).returncode != 0
+    assert cruft("update", project).returncode == 0
     git(project, "add", "-A")
     git(project, "commit", "-qm", "updated")
-    assert run(["cruft", "check", "-p", project], check=False).returncode == 0
+    assert cruft("check", project).returncode == 0

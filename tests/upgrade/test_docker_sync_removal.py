@@ -18,7 +18,6 @@ apply_overwrites_to_context); cruft then writes the new render's answers to
 import json
 import re
 import shutil
-import subprocess
 
 import pytest
 import yaml
@@ -26,15 +25,10 @@ import yaml
 from harness.bake import TEMPLATE_PARTS, bake, copy_template
 from harness.combinations import ROOT
 from harness.proc import run
+from harness.upgrade import TPL, cruft, git
 
-TPL = "{{cookiecutter.project_name}}"
 DOCKER_SYNC_FILES = ["docker-sync.yml", "Docker/docker-compose.docker-sync.yml"]
 NOTE = "**Coming from docker-sync?**"
-
-
-def git(repo, *args):
-    """Run git in repo with a fixed identity; return its stdout, stripped."""
-    return run(["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t", *args]).stdout.strip()
 
 
 def last_commit_with_docker_sync():
@@ -86,12 +80,6 @@ def commit_project(project):
     git(project, "commit", "-qm", "generated")
 
 
-def cruft(project, *args):
-    """Run a cruft command on the project; return the result without checking it."""
-    return subprocess.run(["cruft", *args, "-p", str(project)], capture_output=True, text=True, check=False,
-                          timeout=300)
-
-
 def explain(result):
     """The argv, exit status and output of a finished command, for a failure message."""
     return f"{' '.join(map(str, result.args))} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
@@ -107,7 +95,7 @@ def upgraded(old_template, tmp_path_factory):
     old_answers = json.loads((project / ".cruft.json").read_text())["context"]["cookiecutter"]
     commit_project(project)
     commit_b = move_to_work_tree(template)
-    result = cruft(project, "update", "-y")
+    result = cruft("update", project)
     return {"project": project, "result": result, "before": before, "old_answers": old_answers, "b": commit_b}
 
 
@@ -145,7 +133,7 @@ def test_recorded_answers_have_no_dev_sync_and_render(upgraded):
     assert "dev_sync" not in answers
     git(project, "add", "-A")
     git(project, "commit", "-qm", "updated")
-    diff = cruft(project, "diff", "--exit-code")
+    diff = cruft("diff", project, "--exit-code")
     assert diff.returncode == 0, explain(diff)
 
 
@@ -170,7 +158,7 @@ def test_letsencrypt_account_through_update(old_template, tmp_path, variables, a
     commit_project(project)
     move_to_work_tree(template)
     extra = ["--variables-to-update", json.dumps(variables)] if variables else []
-    result = cruft(project, "update", "-y", *extra)
+    result = cruft("update", project, *extra)
     assert result.returncode == 0, explain(result)
     static = yaml.safe_load((project / "Docker/traefik/traefik.https.yml").read_text())
     assert static["certificatesResolvers"]["letsencrypt"]["acme"]["email"] == account

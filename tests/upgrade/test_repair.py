@@ -53,7 +53,7 @@ def archive(tmp_path_factory):
     env = user_env(base / "home")
     make_upstream(base / "upstream", env)
     tarball = base / "lhd-1.0.tar"
-    git(base / "upstream", env, "archive", "--format=tar", "--prefix=lhd-1.0/", "-o", tarball, "HEAD")
+    git(base / "upstream", "archive", "--format=tar", "--prefix=lhd-1.0/", "-o", tarball, "HEAD", env=env)
     (base / "home").mkdir()
     run(["tar", "-xf", tarball, "-C", base / "home"], env=env)
     copy = base / "home" / "lhd-1.0"
@@ -61,7 +61,7 @@ def archive(tmp_path_factory):
     project = base / "out" / PROJECT
     commit_project(project, env, "generated")
     return {"env": env, "copy": copy, "project": project, "rendered": rendered, "state": state(project),
-            "check": cruft(env, "check", project), "update": cruft(env, "update", project)}
+            "check": cruft("check", project, env=env), "update": cruft("update", project, env=env)}
 
 
 def test_archive_render_succeeds_with_a_short_warning(archive):
@@ -93,7 +93,7 @@ def test_archive_project_fails_even_once_the_copy_becomes_a_repository(archive):
     """Making the unpacked copy a git repository later still gives no false "up to date"."""
     env, copy = archive["env"], archive["copy"]
     commit_project(copy, env, "the archive, committed")
-    result = cruft(env, "check", archive["project"])
+    result = cruft("check", archive["project"], env=env)
     assert result.returncode != 0 and not claims_up_to_date(result), output(result)
 
 
@@ -108,7 +108,7 @@ def old_hook_project(base, env, clone):
 def archive_project(base, env, clone):
     """A project rendered from an unpacked `git archive` of the template (no commit recorded)."""
     tarball = base / "lhd.tar"
-    git(clone, env, "archive", "--format=tar", "--prefix=lhd-1.0/", "-o", tarball, "HEAD")
+    git(clone, "archive", "--format=tar", "--prefix=lhd-1.0/", "-o", tarball, "HEAD", env=env)
     run(["tar", "-xf", tarball, "-C", base / "home"], env=env)
     cookiecutter(["."], base / "home" / "lhd-1.0", env, base / "out")
     return base / "out" / PROJECT
@@ -121,19 +121,19 @@ def repaired(request, tmp_path_factory):
     env = user_env(base / "home")
     upstream, clone = base / "upstream", base / "home" / "lhd"
     commit_a = make_upstream(upstream, env)
-    git(base, env, "clone", "-q", upstream, clone)
+    git(base, "clone", "-q", upstream, clone, env=env)
     project = request.param(base, env, clone)
     commit_project(project, env, "generated", date=DAY_PROJECT)
     edit_as_user(project, env)
     commit_b = move_template(upstream, env)
-    git(clone, env, "pull", "-q", "--ff-only")
-    broken = cruft(env, "check", project)
+    git(clone, "pull", "-q", "--ff-only", env=env)
+    broken = cruft("check", project, env=env)
 
     block = repair_block(ROOT / "README.md")
     run(["bash", "-euc", runnable(block)], cwd=project, env=dict(env, clone=str(clone), template=str(clone)))
     repaired_state = state(project)
-    behind = cruft(env, "check", project)
-    cruft(env, "update", project, check=True)
+    behind = cruft("check", project, env=env)
+    cruft("update", project, check=True, env=env)
     return {"project": project, "a": commit_a, "b": commit_b, "broken": broken, "block": block,
             "repaired": repaired_state, "behind": behind, "after": state(project), "clone": clone}
 

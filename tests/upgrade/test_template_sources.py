@@ -77,7 +77,7 @@ def upgraded(request, tmp_path_factory):
     (places["home"] / "elsewhere").mkdir(parents=True)
     upstream, clone = places["upstream"], places["clone"]
     commit_a = make_upstream(upstream, env, source.directory)
-    git(base, env, "clone", "-q", upstream, clone)
+    git(base, "clone", "-q", upstream, clone, env=env)
 
     def fill(text):
         return text.format(**places)
@@ -86,16 +86,16 @@ def upgraded(request, tmp_path_factory):
     project = base / "out" / PROJECT
     before = state(project)
     commit_project(project, env, "generated")
-    fresh = cruft(env, "check", project, *source.check)
+    fresh = cruft("check", project, *source.check, env=env)
     edit_as_user(project, env)
 
     commit_b = move_template(upstream, env, source.directory, branch=source.branch, tag=source.tag)
-    git(clone, env, "pull", "-q", "--ff-only")
-    behind = cruft(env, "check", project, *source.check)
-    updated = cruft(env, "update", project, *source.update, check=True)
+    git(clone, "pull", "-q", "--ff-only", env=env)
+    behind = cruft("check", project, *source.check, env=env)
+    updated = cruft("update", project, *source.update, check=True, env=env)
     after = state(project)
     commit_project(project, env, "template update")
-    current = cruft(env, "check", project, *source.check)
+    current = cruft("check", project, *source.check, env=env)
     return {"source": source, "fill": fill, "rendered": rendered, "project": project, "a": commit_a, "b": commit_b,
             "before": before, "fresh": fresh, "behind": behind, "updated": updated, "after": after,
             "current": current}
