@@ -82,3 +82,18 @@ def test_a_back_import_breaks_the_layers(tmp_path):
     result = lint_imports(tmp_path)
     assert result.returncode == 1 and "1 broken" in result.stdout
     assert "kit.kit -> tests.conftest" in result.stdout, result.stdout
+
+
+def test_python_passes_ruff():
+    """The harness, kit, tests, hooks and benchmarks pass ruff with the repository's rules (pyproject.toml), among
+    them the one process convention: subprocess is used by harness/proc.py alone."""
+    result = run([Path(sys.executable).with_name("ruff"), "check", "--no-cache", "."], cwd=ROOT, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_bites_on_a_raw_subprocess(tmp_path):
+    """The banned-api rule reports TID251 for a subprocess.run outside harness/proc.py."""
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "stray.py").write_text('import subprocess\n\nsubprocess.run(["true"], check=True)\n')
+    result = run([Path(sys.executable).with_name("ruff"), "check", "--no-cache", "stray.py"], cwd=tmp_path, check=False)
+    assert result.returncode == 1 and "TID251" in result.stdout and "use harness.proc.run" in result.stdout

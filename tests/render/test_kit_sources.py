@@ -1,6 +1,5 @@
 """The kit's shards mirror and local mode's one-line refusal, without Docker."""
 
-import subprocess
 import sys
 import tarfile
 
@@ -32,8 +31,7 @@ def test_kit_command_prints_one_line_and_exits_non_zero(tmp_path):
     """`python -m kit.kit mode` with no shards source ends with one `kit:` line on stderr."""
     env = {"PATH": "/usr/bin:/bin", "LHD_IMAGE_MODE": "local", "LHD_SHARDS_MIRROR": str(tmp_path / "nowhere"),
            "HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "kit.kit", "mode"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, check=False, timeout=60)
+    result = run([sys.executable, "-m", "kit.kit", "mode"], cwd=ROOT, env=env, check=False, timeout=60)
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [f"kit: LHD_SHARDS_MIRROR={tmp_path / 'nowhere'} is not a directory: "
                                                   "point it at a shards cache or git mirror"]

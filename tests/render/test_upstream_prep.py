@@ -9,7 +9,6 @@ and what a missing precondition prints.
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.combinations import ROOT
+from harness.proc import run
 from kit import kit
 
 NOBODY = 65534
@@ -102,7 +102,7 @@ def bootstrap(sandbox, command, sudo="works", mode=None):
         if setpriv is None:
             pytest.skip("running as root without setpriv: cannot drop to a non-root user")
         argv = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *argv]
-    result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    result = run(argv, env=env, timeout=60, check=False)
     return result, (sandbox / "log").read_text().splitlines()
 
 

@@ -2,7 +2,7 @@
 
 Runs the generated project's own unmodified scripts; the image mode decides
 whether Hasura and Lucky are the real images or the kit's contract doubles.
-The running stack is looked at through testcontainers' DockerCompose
+pytest-docker brings the stack up and down through the project's own scripts
 (harness/devstack.py), and GraphQL goes through gql.
 """
 
