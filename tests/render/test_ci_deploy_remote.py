@@ -1,0 +1,211 @@
+"""The server side of a CI deploy checks out exactly the reviewed commit (review finding H2), with real git.
+
+A bare "origin", a developer clone that pushes two commits to main, and a server clone made with
+`git clone` before the attack (so it holds no tag yet). An attacker, who may push branches and tags but not main, pushes a
+commit on a side branch and names a tag and a branch after main's 8-character SHA (and a tag after the
+full SHA), all pointing at it. The repository is the rendered project's `script/` directory with
+`script/deploy` replaced by a stub that records its arguments and the HEAD it ran at; the attacker's
+commit replaces that stub with one that writes a marker file. The real `script/ci_deploy_remote` runs
+on the server clone as the SSH forced command would (SSH_ORIGINAL_COMMAND), or is refused.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conformance.ci_checks import calls, fake_commands
+from tests.harness.proc import run
+
+pytestmark = pytest.mark.render
+
+STUB = """#!/usr/bin/env bash
+# Test stub: record the arguments and the commit this deploy runs at.
+printf '%s %s\\n' "$(git rev-parse HEAD)" "$*" >>"${DEPLOY_LOG:?}"
+"""
+EVIL = """#!/usr/bin/env bash
+touch "${EVIL_MARKER:?}"
+"""
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1",
+           "GIT_CONFIG_GLOBAL": os.devnull}
+
+
+def git(cwd, *args):
+    return run(["git", "-C", cwd, *args], env={**os.environ, **GIT_ENV}).stdout.strip()
+
+
+def commit(clone, message, deploy=STUB):
+    (clone / "script" / "deploy").write_text(deploy)
+    (clone / "script" / "deploy").chmod(0o755)
+    (clone / "VERSION").write_text(message)
+    git(clone, "add", "-A")
+    git(clone, "commit", "-q", "-m", message)
+    return git(clone, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def repos(default_project, tmp_path):
+    """origin, a server clone at main's first commit, main's second commit `good`, the attacker's `evil`."""
+    origin, dev, server = tmp_path / "origin.git", tmp_path / "dev", tmp_path / "server"
+    run(["git", "init", "-q", "--bare", "-b", "main", origin], env={**os.environ, **GIT_ENV})
+    run(["git", "init", "-q", "-b", "main", dev], env={**os.environ, **GIT_ENV})
+    shutil.copytree(default_project / "script", dev / "script")
+    first = commit(dev, "first")
+    git(dev, "remote", "add", "origin", str(origin))
+    git(dev, "push", "-q", "origin", "main", "main:staging")
+    # The server's clone, made before the attack (so no tag is in it), with git's default settings: a
+    # plain `git fetch origin` there would auto-follow the attacker's tags.
+    run(["git", "clone", "-q", "-b", "main", origin, server], env={**os.environ, **GIT_ENV})
+    good = commit(dev, "second")
+    git(dev, "push", "-q", "origin", "main")
+    # The attacker: a side branch from the first commit, a tag and a branch named like main's SHA.
+    git(dev, "checkout", "-q", "-b", "feature", first)
+    evil = commit(dev, "evil", deploy=EVIL)
+    git(dev, "tag", good[:8], evil)
+    git(dev, "tag", good, evil)
+    git(dev, "branch", good[:8], evil)
+    git(dev, "push", "-q", "origin", "feature", f"refs/tags/{good[:8]}", f"refs/tags/{good}",
+        f"refs/heads/{good[:8]}")
+    return {"server": server, "first": first, "good": good, "evil": evil, "tmp": tmp_path}
+
+
+def remote(repos, command=None, *args):
+    """Run the server's script/ci_deploy_remote from the deploy user's home, as sshd runs a forced command."""
+    home = repos["tmp"] / "home"
+    home.mkdir(exist_ok=True)
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "DEPLOY_LOG": str(repos["tmp"] / "deploy.log"),
+           "EVIL_MARKER": str(repos["tmp"] / "EVIL"), **GIT_ENV}
+    if command is not None:
+        env["SSH_ORIGINAL_COMMAND"] = command
+    return run([repos["server"] / "script/ci_deploy_remote", *args], check=False, cwd=home, env=env, timeout=60)
+
+
+def deploys(repos):
+    log = repos["tmp"] / "deploy.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def head(repos):
+    return git(repos["server"], "rev-parse", "HEAD")
+
+
+def test_deploys_exactly_the_reviewed_commit(repos):
+    """Tag and branch named after main's SHA point at the attacker's commit: the full SHA is checked out
+    and its own script/deploy runs with the 8-character image tag; the attacker's code never runs."""
+    good = repos["good"]
+    result = remote(repos, f"deploy production {good}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert head(repos) == good
+    assert deploys(repos) == [f"{good} {good[:8]}"]
+    assert not (repos["tmp"] / "EVIL").exists()
+    # Nothing of the attacker's came in with the fetch.
+    assert git(repos["server"], "tag", "--list") == ""
+    assert git(repos["server"], "for-each-ref", "--format=%(refname)", f"refs/remotes/origin/{good[:8]}") == ""
+
+
+def test_subtractive_deploy_confirms_in_ci(repos):
+    """`deploy staging SHA -s` runs script/deploy -s --yes SHA8 for a commit on origin/staging."""
+    first = repos["first"]
+    result = remote(repos, f"deploy staging {first} -s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert deploys(repos) == [f"{first} -s --yes {first[:8]}"]
+
+
+def test_even_a_clone_holding_the_attackers_refs_checks_out_the_full_sha(repos):
+    """With the attacker's tags and branches already in the server clone (someone ran git fetch --tags),
+    the full SHA still names main's commit, never the ref of that name."""
+    git(repos["server"], "fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*")
+    git(repos["server"], "branch", repos["good"][:8], repos["evil"])
+    result = remote(repos, f"deploy production {repos['good']}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert head(repos) == repos["good"] and deploys(repos) == [f"{repos['good']} {repos['good'][:8]}"]
+    # The attacker's commit is in this clone now, and still not on main.
+    result = remote(repos, f"deploy production {repos['evil']}")
+    assert result.returncode == 1 and f"{repos['evil']} is not on origin/main" in result.stderr
+    assert head(repos) == repos["good"] and len(deploys(repos)) == 1
+    assert not (repos["tmp"] / "EVIL").exists()
+
+
+@pytest.mark.parametrize("environment", ["production", "staging"])
+def test_commit_not_on_the_branch_is_refused(repos, environment):
+    """The attacker's commit, named by its full SHA, is on neither origin/main nor origin/staging."""
+    before = head(repos)
+    result = remote(repos, f"deploy {environment} {repos['evil']}")
+    branch = {"production": "main", "staging": "staging"}[environment]
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"✖ refused: {repos['evil']} is not on origin/{branch}, so it may not be deployed to {environment}; "
+        "nothing was checked out or deployed"]
+    assert head(repos) == before and deploys(repos) == [] and not (repos["tmp"] / "EVIL").exists()
+
+
+def test_main_commit_is_refused_for_staging_until_staging_has_it(repos):
+    """production follows main and staging follows staging: main's new commit is not yet on staging."""
+    result = remote(repos, f"deploy staging {repos['good']}")
+    assert result.returncode == 1 and "is not on origin/staging" in result.stderr
+    assert deploys(repos) == []
+
+
+def test_production_branch_is_configurable(repos):
+    """PRODUCTION_BRANCH=feature (set in the forced command) makes the attacker's branch the production one."""
+    result = run([repos["server"] / "script/ci_deploy_remote"], check=False, cwd=repos["tmp"], timeout=60,
+                 env={**os.environ, **GIT_ENV, "PRODUCTION_BRANCH": "feature", "EVIL_MARKER": str(repos["tmp"] / "EVIL"),
+                      "SSH_ORIGINAL_COMMAND": f"deploy production {repos['good']}"})
+    assert result.returncode == 1 and "is not on origin/feature" in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    "", "bash", "deploy production", "deploy qa {good}", "deploy production {short}",
+    "deploy production {good}; touch /tmp/pwned", "deploy production {good} -s extra",
+    "deploy  production {good}", "deploy production {upper}", "git fetch origin && script/deploy {short}",
+    "deploy production {good}\nid",
+])
+def test_forced_command_accepts_only_deploy(repos, command):
+    """Anything but `deploy staging|production <40-hex> [-s]` is refused in one line; nothing runs."""
+    good = repos["good"]
+    command = command.format(good=good, short=good[:8], upper=good.upper())
+    before = head(repos)
+    result = remote(repos, command)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("✖ refused: the CI key only runs 'deploy staging|production "
+                                    "<40-character SHA> [-s]', not: "), result.stderr
+    assert head(repos) == before and deploys(repos) == []
+
+
+def test_short_sha_given_by_hand_is_refused(repos):
+    """Called by hand, an 8-character SHA is refused before git runs."""
+    result = remote(repos, None, "production", repos["good"][:8])
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"✖ refused: '{repos['good'][:8]}' is not a full 40-character commit SHA "
+                                     "(git rev-parse HEAD); nothing was checked out or deployed")
+    assert deploys(repos) == []
+
+
+def test_what_ci_deploy_sends_is_what_the_forced_command_accepts(default_project, repos):
+    """script/ci_deploy's remote command, handed to the real forced command, deploys that commit."""
+    log = repos["tmp"] / "ssh.log"
+    bin_dir = fake_commands(repos["tmp"] / "ci-bin", log, "ssh")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SERVER_IP": "203.0.113.7",
+           "SSH_KNOWN_HOSTS": "203.0.113.7 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests"}
+    run([default_project / "script/ci_deploy", "production", repos["good"], "-s"], cwd=default_project, env=env)
+    (sent,) = [c["argv"][-1] for c in calls(log)]
+    assert sent == f"deploy production {repos['good']} -s"
+    result = remote(repos, sent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert deploys(repos) == [f"{repos['good']} -s --yes {repos['good'][:8]}"]
+
+
+def test_ci_deploy_refuses_a_short_sha(default_project, tmp_path):
+    """script/ci_deploy refuses an 8-character SHA in one line, before ssh runs."""
+    log = tmp_path / "ssh.log"
+    bin_dir = fake_commands(tmp_path / "ci-bin", log, "ssh")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SERVER_IP": "203.0.113.7",
+           "SSH_KNOWN_HOSTS": "203.0.113.7 ssh-ed25519 AAAA"}
+    result = run([default_project / "script/ci_deploy", "production", "aaaa1111"], check=False, cwd=default_project,
+                 env=env, timeout=60)
+    assert result.returncode == 1 and not Path(log).exists()
+    assert result.stderr.strip() == ("✖ 'aaaa1111' is not a full 40-character commit SHA ($CI_COMMIT_SHA, "
+                                     "$GITHUB_SHA, git rev-parse HEAD)")
