@@ -82,10 +82,13 @@ def test_second_deploy_is_refused_while_the_lock_is_held(project, tmp_path):
     """A deploy finding the lock held stops before any Docker command, naming the holder."""
     env_file = tmp_path / "prod.env"
     run([project / "script/bootstrap"], env={**os.environ, "LHD_ENV_FILE": str(env_file)})
-    lock = tmp_path / "deploy.lock"
-    lock.write_text("script/deploy additive aaaa1111, by ci, pid 42, since 2026-11-26T10:00:00Z\n")
+    lock_dir = tmp_path / "deploy"
+    lock_dir.mkdir(mode=0o770)
+    lock = lock_dir / "lock"
+    lock.touch(mode=0o660)
+    (lock_dir / "holder").write_text("script/deploy additive aaaa1111, by ci, pid 42, since 2026-11-26T10:00:00Z\n")
     env = {**os.environ, **fake_docker(tmp_path, "echo \"docker must not run: $*\" >&2; exit 99\n"),
-           "LHD_ENV_FILE": str(env_file), "DEPLOY_LOCK_FILE": str(lock)}
+           "LHD_ENV_FILE": str(env_file), "DEPLOY_LOCK_DIR": str(lock_dir)}
     with lock.open() as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         result = run([project / "script/deploy", "bbbb2222"], env=env, check=False, stdin=subprocess.DEVNULL)

@@ -88,6 +88,8 @@ def test_bootstrap_moves_secret_values_into_files(default_project, tmp_path):
     lines = [line for line in env_file.read_text().splitlines() if not line.startswith(("POSTGRES_PASSWORD_FILE",
                                                                                          "SECRET_KEY_BASE_FILE"))]
     env_file.write_text("\n".join([*lines, "POSTGRES_PASSWORD=0123abcd", 'SECRET_KEY_BASE="feed"']) + "\n")
+    for name in ("postgres_password", "secret_key_base"):  # the old layout had values, no files
+        (secrets / name).unlink()
     refused = run_script(default_project, ["deploy", "--config", "aaaa1111"], LHD_ENV_FILE=str(env_file))
     assert refused.returncode == 1
     assert "the env file sets POSTGRES_PASSWORD as a value; secrets now live in files: run script/bootstrap " \
