@@ -2,7 +2,8 @@
 pushed (review finding M3, first part), read from the image's RepoDigests after the push.
 
 A fake `docker` on PATH records its calls and answers `image inspect` with the RepoDigests a push
-leaves: one of another repository first, then this registry's.
+leaves: entries of other repositories first (one differs from this registry only where it has dots),
+then this registry's.
 """
 
 import hashlib
@@ -25,11 +26,14 @@ import hashlib, json, os, sys
 argv = sys.argv[1:]
 with open({log!r}, "a") as log:
     log.write(json.dumps({{"name": "docker", "argv": argv, "cwd": os.getcwd()}}) + "\\n")
-if argv[:2] == ["image", "inspect"] and {answer!r}:
+if argv[:2] == ["image", "inspect"]:
     ref = argv[-1]
     repo = ref.rsplit(":", 1)[0]
-    print("mirror.example.com/" + repo.rsplit("/", 1)[1] + "@sha256:" + "f" * 64)
-    print(repo + "@sha256:" + hashlib.sha256(repo.encode()).hexdigest())
+    digests = [repo.replace(".", "x") + "@sha256:" + "e" * 64, "mirror.example.com/x@sha256:" + "f" * 64]
+    if {answer!r}:
+        digests.append(repo + "@sha256:" + hashlib.sha256(repo.encode()).hexdigest())
+    # As docker image inspect prints it (indented JSON, one RepoDigests entry a line).
+    print(json.dumps([{{"Id": "sha256:" + "d" * 64, "RepoTags": [ref], "RepoDigests": digests}}], indent=4))
 """
 
 
