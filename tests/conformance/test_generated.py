@@ -161,7 +161,8 @@ def test_production_fails_fast_on_missing_variables(default_project, prod_env):
 
 @pytest.mark.files(*COMPOSE_GLOBS)
 def test_development_config(variant):
-    """`script/up --config`: merges, ports only on 127.0.0.1, healthchecks, trust auth here only, develop.watch."""
+    """`script/up --config`: merges, ports only on 127.0.0.1 (the Hasura console's only with --console),
+    healthchecks, password auth (scram-sha-256, never trust), develop.watch."""
     _, project = variant
     result = subprocess.run([project / "script/up", "--config"], capture_output=True, text=True, check=False,
                             env=checks.env_with(COMPOSE_PROJECT_NAME="lint"), timeout=60)
@@ -174,7 +175,14 @@ def test_development_config(variant):
         if not svc.get("healthcheck"):
             found.append(f"dev {name}: no healthcheck")
     assert not found, "\n".join(found)
-    assert config["services"]["postgres"]["environment"].get("POSTGRES_HOST_AUTH_METHOD") == "trust"
+    assert config["services"]["postgres"]["environment"].get("POSTGRES_HOST_AUTH_METHOD") == "scram-sha-256"
+    published = {p["target"] for p in config["services"]["hasura"].get("ports", [])}
+    assert published == {8080}, published
+    console = subprocess.run([project / "script/up", "--config", "--console"], capture_output=True, text=True,
+                             check=False, env=checks.env_with(COMPOSE_PROJECT_NAME="lint"), timeout=60)
+    ports = loaded(console)["services"]["hasura"]["ports"]
+    assert {(p["target"], p.get("host_ip")) for p in ports} == {(8080, "127.0.0.1"), (9695, "127.0.0.1"),
+                                                               (9693, "127.0.0.1")}
     watch = config["services"]["lucky"].get("develop", {}).get("watch", [])
     assert {w["action"] for w in watch} >= {"sync", "rebuild"}, watch
 
@@ -205,11 +213,27 @@ def test_dev_project_is_named_apart_from_the_stack(variant):
 
 @pytest.mark.files(*COMPOSE_GLOBS)
 def test_trust_auth_only_in_development_files(variant):
-    """POSTGRES_HOST_AUTH_METHOD trust appears in the development overlay alone."""
+    """POSTGRES_HOST_AUTH_METHOD trust appears in no file, development's included (review L10)."""
     _, project = variant
     hits = {str(p.relative_to(project)) for p in project.rglob("*")
             if p.is_file() and "POSTGRES_HOST_AUTH_METHOD: trust" in p.read_text(errors="replace")}
-    assert hits == {"Docker/docker-compose.dev.yml"}
+    assert hits == set()
+
+
+@pytest.mark.files(*SCRIPT_GLOBS, "Docker/backup/*")
+def test_no_secret_in_process_arguments(variant):
+    """No script puts a password or the admin secret in a process's arguments (review M4)."""
+    _, project = variant
+    files = [f for f in rels(project, *SCRIPT_GLOBS, "Docker/backup/*")]
+    assert not checks.argv_secret_problems([project / f for f in files])
+
+
+@pytest.mark.files("Docker/traefik/**/*")
+def test_dashboard_auth_keeps_the_password(variant):
+    """The dashboards' basic auth removes the Authorization header before the dashboards (review L4)."""
+    _, project = variant
+    dynamic = yaml.safe_load((project / "Docker/traefik/dynamic/middlewares.yml").read_text())
+    assert not checks.dashboard_auth_problems(dynamic)
 
 
 @pytest.mark.parametrize("which", [0, -1], ids=["first-combination", "last-combination"])

@@ -209,7 +209,8 @@ esac
 echo "unexpected docker $*" >&2; exit 99
 """
 
-DB_VOLUME = NO_STACK.replace('"stack ls"|"volume ls") exit 0 ;;', '"stack ls") exit 0 ;;\n  "volume ls") echo lhd_app_db_data; exit 0 ;;')
+DB_VOLUME = NO_STACK.replace('"stack ls"|"volume ls") exit 0 ;;',
+                             '"stack ls") exit 0 ;;\n  "volume ls") echo lhd_app_db_data; exit 0 ;;')
 
 
 def bootstrap(project, tmp_path, *args, docker=NO_STACK):
@@ -355,3 +356,44 @@ def test_git_ignores_env_files_dumps_and_the_lock(own_project):
     status = run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=own_project).stdout
     assert not [name for name in left if name in status], status
     assert ".env.example" in status
+
+
+# --- L4 / M9: plain HTTP on a real domain is warned about; overlay encryption is a checked switch -------------------
+
+CONFIG_DOCKER = 'printf "%s\\n" "$*" >> "$ARGV_LOG"\n'
+
+
+@pytest.mark.parametrize(("domain", "warned"), [("example.com", True), ("localhost", False)])
+def test_plain_http_on_a_real_domain_is_warned_about(own_project, tmp_path, domain, warned):
+    """HTTPS_SWITCH=off warns that logins and JWTs go in clear text, unless the domain is a local one."""
+    bootstrap(own_project, tmp_path)
+    env = {**os.environ, **fake_docker(tmp_path, CONFIG_DOCKER), "ARGV_LOG": str(tmp_path / "argv.log"),
+           "LHD_ENV_FILE": str(tmp_path / "prod.env"), "LHD_SECRETS_DIR": str(tmp_path / "secrets"),
+           "HTTPS_SWITCH": "off", "APP_DOMAIN": domain}
+    result = run([own_project / "script/deploy", "--config", "aaaa1111"], env=env, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert ("the dashboard logins and every JWT go over plain HTTP" in result.stderr) == warned
+
+
+@pytest.mark.parametrize(("setting", "included"), [(None, True), ("on", True), ("off", False)])
+def test_overlay_encryption_switch(own_project, tmp_path, setting, included):
+    """The encrypted-overlay file is part of the stack unless OVERLAY_ENCRYPTION=off (on by default)."""
+    bootstrap(own_project, tmp_path)
+    env = {**os.environ, **fake_docker(tmp_path, CONFIG_DOCKER), "ARGV_LOG": str(tmp_path / "argv.log"),
+           "LHD_ENV_FILE": str(tmp_path / "prod.env"), "LHD_SECRETS_DIR": str(tmp_path / "secrets")}
+    env.pop("OVERLAY_ENCRYPTION", None)
+    if setting is None:
+        text = (tmp_path / "prod.env").read_text().replace("OVERLAY_ENCRYPTION=on\n", "")
+        (tmp_path / "prod.env").write_text(text)  # an env file written before the switch existed
+    else:
+        env["OVERLAY_ENCRYPTION"] = setting
+    run([own_project / "script/deploy", "--config", "aaaa1111"], env=env, timeout=60)
+    assert ("docker-compose.encrypted.yml" in (tmp_path / "argv.log").read_text()) == included
+
+
+def test_a_bad_overlay_encryption_is_refused(own_project, tmp_path):
+    bootstrap(own_project, tmp_path)
+    env = {**os.environ, "LHD_ENV_FILE": str(tmp_path / "prod.env"), "LHD_SECRETS_DIR": str(tmp_path / "secrets"),
+           "OVERLAY_ENCRYPTION": "yes"}
+    result = run([own_project / "script/deploy", "--config", "aaaa1111"], env=env, check=False, timeout=60)
+    assert result.returncode == 1 and "OVERLAY_ENCRYPTION must be 'on' or 'off', not 'yes'" in result.stderr

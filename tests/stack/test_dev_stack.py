@@ -6,6 +6,7 @@ The running stack is looked at through testcontainers' DockerCompose
 (tests/harness/devstack.py), and GraphQL goes through gql.
 """
 
+import json
 import re
 import time
 
@@ -16,6 +17,7 @@ from gql.transport.exceptions import TransportQueryError
 
 from tests.harness.devstack import make_stack
 from tests.harness.graphql_client import client
+from tests.harness.proc import CommandFailed
 from tests.harness.wait import until
 
 pytestmark = pytest.mark.docker
@@ -49,12 +51,12 @@ def test_every_service_healthy(dev_stack):
 
 
 def test_ports_published_on_loopback_only(dev_stack):
-    """Every published port is bound to 127.0.0.1 alone, on the port the harness gave it."""
+    """Every published port is bound to 127.0.0.1 alone, on the port the harness gave it; the Hasura console and
+    its API (no login of their own) are not published without `script/up --console`."""
     published = {(container.Service, port.TargetPort): (port.URL, port.PublishedPort)
                  for container in dev_stack.services() for port in container.Publishers if port.PublishedPort}
     given = {name: ("127.0.0.1", int(dev_stack.env[name])) for name in dev_stack.env if name.endswith("_PORT")}
     assert published == {("postgres", 5432): given["POSTGRES_PORT"], ("hasura", 8080): given["HASURA_PORT"],
-                         ("hasura", 9695): given["HASURA_CONSOLE_PORT"], ("hasura", 9693): given["HASURA_CONSOLE_API_PORT"],
                          ("lucky", 5000): given["LUCKY_PORT"]}
 
 
@@ -70,9 +72,22 @@ def test_hasura_healthz(dev_stack):
 
 
 def test_migration_mode_is_off(dev_stack):
-    """The console API answers and script/up turned migration mode off."""
-    settings = requests.get(dev_stack.url("HASURA_CONSOLE_API_PORT", "/apis/migrate/settings"), timeout=10)
-    assert settings.json() == {"migration_mode": "false"}
+    """The console API answers (inside the container: it is not published) and script/up turned migration mode
+    off."""
+    out, _ = dev_stack.exec("hasura", "curl", "--fail", "--silent", "--max-time", "5",
+                            "http://127.0.0.1:9693/apis/migrate/settings")
+    assert json.loads(out) == {"migration_mode": "false"}
+
+
+def test_postgres_asks_for_a_password_over_tcp(dev_stack):
+    """A TCP login without the password is refused (scram-sha-256, not trust); with it, it works."""
+    env = read_env(dev_stack)
+    login = ["psql", "-h", "127.0.0.1", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], "-tAc", "select 1"]
+    with pytest.raises(CommandFailed) as refused:
+        dev_stack.exec("postgres", "env", "-u", "PGPASSWORD", *login)
+    assert "password" in str(refused.value)
+    out, _ = dev_stack.exec("postgres", "env", f"PGPASSWORD={env['POSTGRES_PASSWORD']}", *login)
+    assert out.strip() == "1"
 
 
 def test_graphql_returns_seeded_rows(dev_stack):
