@@ -129,9 +129,12 @@ VALUE_RULES = [
     (("project_name",), lambda v: not v.startswith("pg_") and v not in ("public", "none"),
      "PostgreSQL refuses it as a role name (pg_*, public and none are reserved), and it names the "
      "database superuser"),
-    # project_name names the shard and its server target (shard.yml): another target of the same
-    # name, or a shard named like one of its dependencies, breaks `shards build`.
-    # tests/render/test_hooks.py checks this list against the template's shard.yml.
+    # project_name names the shard and its server target (shard.yml). A second target of that name is
+    # a duplicate YAML key, and bin/server is then built from tasks.cr or is the healthcheck probe
+    # (review rows 16, 17). A dependency's name (row 18, "likely broken") did not break shards 0.20 in a
+    # toy shard named like its dependency (seen with the kit's crystal image); it is refused so the
+    # project, its binary and lib/<name> never share a name. tests/render/test_hooks.py checks
+    # SHARD_NAMES against the template's shard.yml.
     (("project_name",), lambda v: v not in SHARD_NAMES,
      "it clashes with a target or dependency of the project's shard.yml (" + ", ".join(SHARD_NAMES) + ")"),
     # GitLab refuses project paths ending in .git or .atom, and the clone URL of app.git reads
@@ -185,7 +188,7 @@ MAX_APP_DOMAIN = 253 - len("alertmanager.")
 def problems(answers):
     """Return one message per broken rule, in a stable order."""
     found = [f"{name}={answers[name]!r} is not valid: it contains Jinja syntax ({', '.join(map(repr, JINJA_MARKERS))}), "
-             "which cookiecutter would run as code; give the value itself, without Jinja."
+             "which cookiecutter runs as code when it comes from the command line or .cruft.json; give the value itself."
              for name in RULES if any(marker in str(answers[name]) for marker in JINJA_MARKERS)]
     if found:
         return found
