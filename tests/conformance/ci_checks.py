@@ -43,8 +43,8 @@ FULL_SHA = {"github": re.compile(r"\$\{?GITHUB_SHA\}?|\$\{\{\s*github\.sha\s*\}\
             "gitlab": re.compile(r"\$\{?CI_COMMIT_SHA\}?")}
 CI_DEPLOY_CALL = re.compile(r"\bscript/ci_deploy\b(?P<args>[^\n;&|]*)")
 # Host key checking turned off, or trust on first use (ssh_config(5): StrictHostKeyChecking).
-HOST_KEY_OFF = re.compile(r"StrictHostKeyChecking[= ]+[\"']?(?:no|off|accept-new)\b|(?:^|[;&|(-]|\bthen|\bdo|\brun:)\s*ssh-keyscan\b",
-                          re.I | re.M)
+HOST_KEY_OFF = re.compile(r"StrictHostKeyChecking[= ]+[\"']?(?:no|off|accept-new)\b"
+                          r"|(?:^|[;&|(-]|\bthen|\bdo|\brun:)\s*ssh-keyscan\b", re.I | re.M)
 PIP_INSTALL = re.compile(r"\bpip3?\s+install\b(?P<args>[^\n;&|]*)")
 # An exact image version: three numeric parts (docker:28.5.2, python:3.12.13-slim) or a digest.
 EXACT_IMAGE = re.compile(r"[^\s:@]+(?::[^\s@]*\d+\.\d+\.\d+[^\s@]*)?@sha256:[0-9a-f]{64}|[^\s:@]+:[^\s@]*\d+\.\d+\.\d+[^\s@]*")

@@ -9,14 +9,18 @@ commit replaces that stub with one that writes a marker file. The real `script/c
 on the server clone as the SSH forced command would (SSH_ORIGINAL_COMMAND), or is refused.
 """
 
+import getpass
 import os
 import shutil
+import signal
+import socket
 from pathlib import Path
 
 import pytest
 
 from tests.conformance.ci_checks import calls, fake_commands
 from tests.harness.proc import run
+from tests.harness.wait import until
 
 pytestmark = pytest.mark.render
 
@@ -209,3 +213,101 @@ def test_ci_deploy_refuses_a_short_sha(default_project, tmp_path):
     assert result.returncode == 1 and not Path(log).exists()
     assert result.stderr.strip() == ("✖ 'aaaa1111' is not a full 40-character commit SHA ($CI_COMMIT_SHA, "
                                      "$GITHUB_SHA, git rev-parse HEAD)")
+
+
+# --- through a real sshd ------------------------------------------------------------------
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+@pytest.fixture
+def sshd(repos):
+    """A real OpenSSH sshd on 127.0.0.1 whose authorized_keys holds the README's restricted line for a fresh
+    key: `restrict,command="... script/ci_deploy_remote"`; yields (port, client key, host key line)."""
+    if not SSHD.exists():
+        pytest.skip("OpenSSH's sshd is not installed (Debian: openssh-server)")
+    if os.geteuid() != 0:
+        pytest.skip("sshd needs root here for its privilege separation directory")
+    d = repos["tmp"] / "sshd"
+    d.mkdir()
+    for key in ("host_key", "ci_key"):
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", key, "-f", d / key])
+    # The forced command runs through the user's shell (sshd(8), AUTHORIZED_KEYS FILE FORMAT, "command="),
+    # so variables can be set before it, as the README does with PRODUCTION_BRANCH.
+    forced = (f'restrict,command="DEPLOY_LOG={repos["tmp"] / "deploy.log"} EVIL_MARKER={repos["tmp"] / "EVIL"} '
+              f'{repos["server"] / "script/ci_deploy_remote"}" {(d / "ci_key.pub").read_text().strip()}')
+    (d / "authorized_keys").write_text(forced + "\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (d / "sshd_config").write_text("\n".join([
+        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {d / 'host_key'}", f"AuthorizedKeysFile {d / 'authorized_keys'}",
+        f"PidFile {d / 'sshd.pid'}", "StrictModes no", "UsePAM no", "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no", f"AllowUsers {getpass.getuser()}", ""]))
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    run([SSHD, "-f", d / "sshd_config", "-E", d / "sshd.log"])  # forks into the background once listening
+    pid = int(until(lambda: (d / "sshd.pid").read_text().strip(), 10, "sshd's pid file"))
+    try:
+        host_key = " ".join((d / "host_key.pub").read_text().split()[:2])
+        yield port, d / "ci_key", f"[127.0.0.1]:{port} {host_key}"
+    finally:
+        os.kill(pid, signal.SIGTERM)
+
+
+def real_ssh_wrapper(bin_dir, port, key):
+    """`ssh` first on PATH: the real /usr/bin/ssh, told only the port and the key (CI has the key in its agent)."""
+    bin_dir.mkdir(exist_ok=True)
+    wrapper = bin_dir / "ssh"
+    wrapper.write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F /dev/null -p {port} -i {key} -o IdentitiesOnly=yes '
+                       '-o IdentityAgent=none "$@"\n')
+    wrapper.chmod(0o755)
+    return bin_dir
+
+
+def ci_deploy_over_ssh(default_project, repos, sshd, known_hosts, *args):
+    port, key, _ = sshd
+    bin_dir = real_ssh_wrapper(repos["tmp"] / "real-ssh", port, key)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SERVER_IP": "127.0.0.1",
+           "DEPLOY_USER": getpass.getuser(), "SSH_KNOWN_HOSTS": known_hosts}
+    return run([default_project / "script/ci_deploy", *args], check=False, cwd=default_project, env=env, timeout=60)
+
+
+def test_real_ssh_deploys_through_the_forced_command(default_project, repos, sshd):
+    """ci_deploy -> real ssh (host key from SSH_KNOWN_HOSTS) -> real sshd -> forced ci_deploy_remote -> deploy."""
+    result = ci_deploy_over_ssh(default_project, repos, sshd, sshd[2], "production", repos["good"], "-s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert head(repos) == repos["good"]
+    assert deploys(repos) == [f"{repos['good']} -s --yes {repos['good'][:8]}"]
+    assert not (repos["tmp"] / "EVIL").exists()
+
+
+@pytest.mark.parametrize("known", ["another key for this server", "the right key, for another server"])
+def test_real_ssh_refuses_a_host_key_it_was_not_given(default_project, repos, sshd, tmp_path, known):
+    """L5: a server whose key is not in SSH_KNOWN_HOSTS is never logged in to: a changed key is refused, and
+    so is a server SSH_KNOWN_HOSTS does not name (accept-new would trust it on first use)."""
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp_path / "other"])
+    other = " ".join((tmp_path / "other.pub").read_text().split()[:2])
+    right = sshd[2].split(" ", 1)[1]
+    line = {"another key for this server": f"[127.0.0.1]:{sshd[0]} {other}",
+            "the right key, for another server": f"[192.0.2.1]:{sshd[0]} {right}"}[known]
+    before = head(repos)
+    result = ci_deploy_over_ssh(default_project, repos, sshd, line, "production", repos["good"])
+    assert result.returncode != 0
+    assert "Host key verification failed." in result.stderr, result.stderr
+    assert head(repos) == before and deploys(repos) == []
+
+
+def test_real_ssh_key_runs_no_other_command(repos, sshd, tmp_path):
+    """The restricted key asked for a shell command gets the forced command's one-line refusal instead."""
+    port, key, known = sshd
+    (tmp_path / "known_hosts").write_text(known + "\n")
+    command = f"touch {tmp_path / 'pwned'}; git -C {repos['server']} checkout {repos['evil']}"
+    result = run(["/usr/bin/ssh", "-F", "/dev/null", "-p", port, "-i", key, "-o", "IdentitiesOnly=yes", "-o",
+                  "IdentityAgent=none", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o",
+                  f"UserKnownHostsFile={tmp_path / 'known_hosts'}", f"{getpass.getuser()}@127.0.0.1", command],
+                 check=False, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "✖ refused: the CI key only runs 'deploy staging|production <40-character SHA> [-s]', not: "
+        f"{command[:200]}; nothing was checked out or deployed"]
+    assert not (tmp_path / "pwned").exists() and deploys(repos) == []
