@@ -145,6 +145,22 @@ def test_commit_not_on_the_branch_is_refused(repos, environment):
     assert head(repos) == before and deploys(repos) == [] and not (repos["tmp"] / "EVIL").exists()
 
 
+def test_local_change_to_a_tracked_file_is_refused(repos):
+    """A tracked file edited in the server's checkout would ride along into the new one: refused, nothing moves.
+    Untracked, git-ignored files (.env.production, etc/secrets) are no reason to refuse."""
+    before = head(repos)
+    (repos["server"] / ".env.production").write_text("X=1\n")
+    (repos["server"] / "VERSION").write_text("edited on the server")
+    result = remote(repos, f"deploy production {repos['good']}")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["✖ refused: this checkout has local changes to tracked files ( M VERSION): "
+                                          "commit or drop them first; nothing was checked out or deployed"]
+    assert head(repos) == before and deploys(repos) == []
+    (repos["server"] / "VERSION").write_text("first")
+    assert remote(repos, f"deploy production {repos['good']}").returncode == 0
+    assert head(repos) == repos["good"]
+
+
 def test_main_commit_is_refused_for_staging_until_staging_has_it(repos):
     """production follows main and staging follows staging: main's new commit is not yet on staging."""
     result = remote(repos, f"deploy staging {repos['good']}")
