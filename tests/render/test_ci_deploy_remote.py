@@ -150,13 +150,15 @@ def test_local_change_to_a_tracked_file_is_refused(repos):
     Untracked, git-ignored files (.env.production, etc/secrets) are no reason to refuse."""
     before = head(repos)
     (repos["server"] / ".env.production").write_text("X=1\n")
-    (repos["server"] / "VERSION").write_text("edited on the server")
+    # script/up is the same in both commits, so git checkout alone would keep the edit and go on.
+    original = (repos["server"] / "script/up").read_text()
+    (repos["server"] / "script/up").write_text(original + "echo edited on the server\n")
     result = remote(repos, f"deploy production {repos['good']}")
     assert result.returncode == 1
-    assert result.stderr.splitlines() == ["✖ refused: this checkout has local changes to tracked files ( M VERSION): "
+    assert result.stderr.splitlines() == ["✖ refused: this checkout has local changes to tracked files ( M script/up): "
                                           "commit or drop them first; nothing was checked out or deployed"]
     assert head(repos) == before and deploys(repos) == []
-    (repos["server"] / "VERSION").write_text("first")
+    (repos["server"] / "script/up").write_text(original)
     assert remote(repos, f"deploy production {repos['good']}").returncode == 0
     assert head(repos) == repos["good"]
 
