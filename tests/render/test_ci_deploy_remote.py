@@ -6,7 +6,9 @@ commit on a side branch and names a tag and a branch after main's 8-character SH
 full SHA), all pointing at it. The repository is the rendered project's `script/` directory with
 `script/deploy` replaced by a stub that records its arguments and the HEAD it ran at; the attacker's
 commit replaces that stub with one that writes a marker file. The real `script/ci_deploy_remote` runs
-on the server clone as the SSH forced command would (SSH_ORIGINAL_COMMAND), or is refused.
+on the server clone as the SSH forced command would (SSH_ORIGINAL_COMMAND), or is refused. The last
+tests put a real OpenSSH sshd in front of it, with the README's restricted authorized_keys line, and
+call it with script/ci_deploy and the real ssh client (review finding L5: the host key).
 """
 
 import getpass
