@@ -74,12 +74,17 @@ def normalized(condition):
 
 
 def full_sha_problems(kind, lines, env=None):
-    """Each `script/ci_deploy ENV SHA` call passes the CI's full commit SHA (directly or through env)."""
+    """Each `script/ci_deploy [--digests FILE] ENV SHA` call passes the CI's full commit SHA (directly or
+    through env) and the digests the build wrote (--digests, review finding M3)."""
     problems = []
     env = env or {}
     for line in lines:
         for call in CI_DEPLOY_CALL.finditer(line):
             args = call.group("args").split()
+            if args[:1] == ["--digests"]:
+                args = args[2:]
+            else:
+                problems.append("script/ci_deploy runs without --digests FILE (the digests script/build --push wrote)")
             sha = args[1].strip("\"'") if len(args) > 1 else ""
             name = re.fullmatch(r"\$\{?(\w+)\}?", sha)
             value = env.get(name.group(1), sha) if name else sha

@@ -114,4 +114,19 @@ def test_bad_call_prints_usage(default_project, tmp_path, args):
     """A call outside the usage line exits 2 with the usage line, before ssh runs."""
     result, call = ci_deploy(default_project, tmp_path, *args)
     assert result.returncode == 2 and call is None
-    assert result.stderr.strip() == "usage: script/ci_deploy staging|production SHA [-s]"
+    assert result.stderr.strip() == "usage: script/ci_deploy [--digests FILE] staging|production SHA [-s]"
+
+
+def test_digests_file_without_an_image_is_named(default_project, tmp_path):
+    """--digests FILE must name this registry's lucky and hasura digests; a missing one is one line, before ssh."""
+    digests = tmp_path / "images.digests"
+    digests.write_text(f"registry.gitlab.com/my-group/lhd-app/lucky@sha256:{'1' * 64}\n"
+                       f"elsewhere.example.com/my-group/lhd-app/hasura@sha256:{'2' * 64}\n")
+    result, call = ci_deploy(default_project, tmp_path, "--digests", str(digests), "production", SHA)
+    assert result.returncode == 1 and call is None
+    assert result.stderr.strip() == (f"✖ {digests} has no digest of registry.gitlab.com/my-group/lhd-app/hasura "
+                                     "(script/build --push --digests FILE writes it)")
+    result, call = ci_deploy(default_project, tmp_path, "--digests", str(tmp_path / "none"), "production", SHA)
+    assert result.returncode == 1 and call is None
+    assert result.stderr.strip() == (f"✖ {tmp_path / 'none'} does not exist (script/build --push --digests FILE "
+                                     "writes it)")

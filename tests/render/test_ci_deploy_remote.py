@@ -12,10 +12,12 @@ call it with script/ci_deploy and the real ssh client (review finding L5: the ho
 """
 
 import getpass
+import json
 import os
 import shutil
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,6 +34,21 @@ printf '%s %s\\n' "$(git rev-parse HEAD)" "$*" >>"${DEPLOY_LOG:?}"
 """
 EVIL = """#!/usr/bin/env bash
 touch "${EVIL_MARKER:?}"
+"""
+REFUSED = ("✖ refused: the CI key only runs 'deploy staging|production <40-character SHA> [-s] "
+           "[lucky@sha256:<hex> hasura@sha256:<hex>]', not: ")
+REGISTRY = "registry.gitlab.com/my-group/lhd-app"
+# A fake docker for the server: `pull` records; `image inspect` answers with the RepoDigests of what the
+# registry (a JSON file {repository: hex}) holds for the repository, as docker image inspect prints them.
+FAKE_DOCKER = """#!{python}
+import json, sys
+argv = sys.argv[1:]
+with open({log!r}, "a") as log:
+    log.write(json.dumps({{"name": "docker", "argv": argv}}) + "\\n")
+if argv[:2] == ["image", "inspect"]:
+    repo = argv[-1].rsplit(":", 1)[0]
+    registry = json.load(open({registry!r}))
+    print(json.dumps([{{"RepoTags": [argv[-1]], "RepoDigests": [repo + "@sha256:" + registry[repo]]}}], indent=4))
 """
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@example.com", "GIT_CONFIG_NOSYSTEM": "1",
@@ -77,11 +94,25 @@ def repos(default_project, tmp_path):
     return {"server": server, "first": first, "good": good, "evil": evil, "tmp": tmp_path}
 
 
+def registry(repos, **digests):
+    """A fake docker first on the server's PATH, whose registry holds sha256:<hex> for each image name given."""
+    (repos["tmp"] / "registry.json").write_text(json.dumps({f"{REGISTRY}/{k}": v for k, v in digests.items()}))
+    docker = repos["tmp"] / "server-bin" / "docker"
+    docker.parent.mkdir(exist_ok=True)
+    docker.write_text(FAKE_DOCKER.format(python=sys.executable, log=str(repos["tmp"] / "docker.log"),
+                                         registry=str(repos["tmp"] / "registry.json")))
+    docker.chmod(0o755)
+    return docker.parent
+
+
 def remote(repos, command=None, *args):
     """Run the server's script/ci_deploy_remote from the deploy user's home, as sshd runs a forced command."""
     home = repos["tmp"] / "home"
     home.mkdir(exist_ok=True)
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "DEPLOY_LOG": str(repos["tmp"] / "deploy.log"),
+    path = os.environ["PATH"]
+    if (repos["tmp"] / "server-bin").exists():
+        path = f"{repos['tmp'] / 'server-bin'}:{path}"
+    env = {"PATH": path, "HOME": str(home), "DEPLOY_LOG": str(repos["tmp"] / "deploy.log"),
            "EVIL_MARKER": str(repos["tmp"] / "EVIL"), **GIT_ENV}
     if command is not None:
         env["SSH_ORIGINAL_COMMAND"] = command
@@ -184,18 +215,18 @@ def test_production_branch_is_configurable(repos):
     "", "bash", "deploy production", "deploy qa {good}", "deploy production {short}",
     "deploy production {good}; touch /tmp/pwned", "deploy production {good} -s extra",
     "deploy  production {good}", "deploy production {upper}", "git fetch origin && script/deploy {short}",
-    "deploy production {good}\nid",
+    "deploy production {good}\nid", "deploy production {good} lucky@sha256:{good}",
+    "deploy production {good} hasura@sha256:{hex} lucky@sha256:{hex}", "deploy production {good} lucky@sha256:{hex}",
 ])
 def test_forced_command_accepts_only_deploy(repos, command):
     """Anything but `deploy staging|production <40-hex> [-s]` is refused in one line; nothing runs."""
     good = repos["good"]
-    command = command.format(good=good, short=good[:8], upper=good.upper())
+    command = command.format(good=good, short=good[:8], upper=good.upper(), hex="a" * 64)
     before = head(repos)
     result = remote(repos, command)
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1, result.stderr
-    assert result.stderr.startswith("✖ refused: the CI key only runs 'deploy staging|production "
-                                    "<40-character SHA> [-s]', not: "), result.stderr
+    assert result.stderr.startswith(REFUSED), result.stderr
     assert head(repos) == before and deploys(repos) == []
 
 
@@ -233,6 +264,55 @@ def test_ci_deploy_refuses_a_short_sha(default_project, tmp_path):
     assert result.returncode == 1 and not Path(log).exists()
     assert result.stderr.strip() == ("✖ 'aaaa1111' is not a full 40-character commit SHA ($CI_COMMIT_SHA, "
                                      "$GITHUB_SHA, git rev-parse HEAD)")
+
+
+# --- image digests (review finding M3) ----------------------------------------------------
+
+LUCKY, HASURA, OTHER = "1" * 64, "2" * 64, "3" * 64
+
+
+def test_images_the_build_pushed_are_deployed(repos):
+    """With the build's digests, both images tagged SHA8 are pulled and checked before the checkout."""
+    registry(repos, lucky=LUCKY, hasura=HASURA)
+    good = repos["good"]
+    result = remote(repos, f"deploy production {good} lucky@sha256:{LUCKY} hasura@sha256:{HASURA}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    pulls = [c["argv"] for c in calls(repos["tmp"] / "docker.log") if c["argv"][:1] == ["pull"]]
+    assert pulls == [["pull", "--quiet", f"{REGISTRY}/lucky:{good[:8]}"], ["pull", "--quiet", f"{REGISTRY}/hasura:{good[:8]}"]]
+    assert head(repos) == good and deploys(repos) == [f"{good} {good[:8]}"]
+
+
+@pytest.mark.parametrize("image", ["lucky", "hasura"])
+def test_image_pushed_over_is_refused(repos, image):
+    """A tag someone pushed over after the build (the registry's digest is not the build's) stops the deploy."""
+    registry(repos, **{"lucky": LUCKY, "hasura": HASURA, image: OTHER})
+    before, good = head(repos), repos["good"]
+    result = remote(repos, f"deploy production {good} -s lucky@sha256:{LUCKY} hasura@sha256:{HASURA}")
+    wanted = {"lucky": LUCKY, "hasura": HASURA}[image]
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"✖ refused: {REGISTRY}/{image}:{good[:8]} in the registry is not the image the build pushed "
+        f"(sha256:{wanted}): was the tag pushed over?; nothing was checked out or deployed"]
+    assert head(repos) == before and deploys(repos) == []
+
+
+def test_ci_deploy_sends_the_digests_the_build_wrote(default_project, repos):
+    """script/ci_deploy --digests FILE (script/build's file) sends them; the forced command checks them."""
+    registry(repos, lucky=LUCKY, hasura=HASURA)
+    digests = repos["tmp"] / "images.digests"
+    digests.write_text("".join(f"{REGISTRY}/{name}@sha256:{hex_}\n"
+                               for name, hex_ in (("lucky-base", OTHER), ("lucky", LUCKY), ("hasura", HASURA))))
+    log = repos["tmp"] / "ssh.log"
+    bin_dir = fake_commands(repos["tmp"] / "ci-bin", log, "ssh")
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SERVER_IP": "203.0.113.7",
+           "SSH_KNOWN_HOSTS": "203.0.113.7 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKeyForTests"}
+    run([default_project / "script/ci_deploy", "--digests", digests, "staging", repos["first"]], cwd=default_project,
+        env=env)
+    (sent,) = [c["argv"][-1] for c in calls(log)]
+    assert sent == f"deploy staging {repos['first']} lucky@sha256:{LUCKY} hasura@sha256:{HASURA}"
+    result = remote(repos, sent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert deploys(repos) == [f"{repos['first']} {repos['first'][:8]}"]
 
 
 # --- through a real sshd ------------------------------------------------------------------
@@ -327,7 +407,5 @@ def test_real_ssh_key_runs_no_other_command(repos, sshd, tmp_path):
                   f"UserKnownHostsFile={tmp_path / 'known_hosts'}", f"{getpass.getuser()}@127.0.0.1", command],
                  check=False, timeout=60)
     assert result.returncode == 1
-    assert result.stderr.splitlines() == [
-        "✖ refused: the CI key only runs 'deploy staging|production <40-character SHA> [-s]', not: "
-        f"{command[:200]}; nothing was checked out or deployed"]
+    assert result.stderr.splitlines() == [f"{REFUSED}{command[:200]}; nothing was checked out or deployed"]
     assert not (tmp_path / "pwned").exists() and deploys(repos) == []
