@@ -17,7 +17,8 @@ SCRIPT_GLOBS = ("script/*", "script/docker/*", "script/functions/*")
 DOCKERFILES = ("Docker/lucky/Dockerfile", "Docker/lucky/Dockerfile.prod", "Docker/hasura/Dockerfile")
 CRYSTAL = ["src", "spec", "config", "db/migrations", "tasks", "tasks.cr"]
 PROD_REQUIRED = ["POSTGRES_USER", "POSTGRES_DB", "APP_DOMAIN", "DASHBOARD_USERS_FILE", "POSTGRES_PASSWORD_FILE",
-                 "HASURA_GRAPHQL_ADMIN_SECRET_FILE", "HASURA_JWT_KEY_FILE", "SECRET_KEY_BASE_FILE", "SEND_GRID_KEY_FILE"]
+                 "POSTGRES_APP_PASSWORD_FILE", "HASURA_GRAPHQL_ADMIN_SECRET_FILE", "HASURA_JWT_KEY_FILE",
+                 "SECRET_KEY_BASE_FILE", "SEND_GRID_KEY_FILE"]
 DEV_REQUIRED = ["POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "HASURA_GRAPHQL_ADMIN_SECRET",
                 "HASURA_JWT_KEY", "SECRET_KEY_BASE"]
 
