@@ -321,6 +321,8 @@ def security_problems(app, monitoring=None):
             if key in ENCRYPTED_NETWORKS and not network.get("external") and \
                     "encrypted" not in (network.get("driver_opts") or {}):
                 problems.append(f"{stack}: overlay network {key} is not encrypted (driver_opts: encrypted)")
+            if key in {"internal", "socket_proxy", "monitoring", "discovery"} and network.get("internal") is not True:
+                problems.append(f"{stack}: network {key} is not internal (internal: true), so it reaches the internet")
     services = app["services"]
     proxy = services.get("socket-proxy")
     if proxy is None:

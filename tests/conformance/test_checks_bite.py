@@ -127,8 +127,8 @@ def hardened():
     Grafana and node-exporter as the review of 2026-12 wants them."""
     app = copy.deepcopy(GOOD_STACK)
     app["services"]["traefik"]["ports"].append(dict(HTTPS_PORT))
-    app["networks"] = {"internal": dict(ENCRYPTED), "public": dict(ENCRYPTED), "socket_proxy": {"driver": "overlay"},
-                       "dashboards": dict(ENCRYPTED)}
+    app["networks"] = {"internal": dict(ENCRYPTED, internal=True), "public": dict(ENCRYPTED),
+                       "socket_proxy": {"driver": "overlay", "internal": True}, "dashboards": dict(ENCRYPTED)}
     monitoring = copy.deepcopy(GOOD_MONITORING)
     monitoring["services"]["grafana"] = copy.deepcopy(GRAFANA)
     monitoring["services"]["node-exporter"] = {
@@ -161,6 +161,8 @@ REVIEW_BREAKS = {
                            "app: overlay network public is not encrypted"),
     "dashboards-unencrypted": (lambda a, m: a["networks"]["dashboards"].pop("driver_opts"),
                                "app: overlay network dashboards is not encrypted"),
+    "internal-not-internal": (lambda a, m: a["networks"]["internal"].pop("internal"),
+                              "app: network internal is not internal"),
 }
 
 

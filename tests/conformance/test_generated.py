@@ -229,6 +229,18 @@ def test_no_secret_in_process_arguments(variant):
     assert not checks.argv_secret_problems([project / f for f in files])
 
 
+@pytest.mark.files(*COMPOSE_GLOBS)
+def test_unencrypted_overlays_differ_only_in_encryption(variant, prod_env):
+    """OVERLAY_ENCRYPTION=off gives the same networks, less driver_opts (a later stack file replaces a network whole,
+    so Docker/docker-compose.unencrypted.yml repeats each definition)."""
+    _, project = variant
+    env_file = prod_env(project)
+    on = loaded(deploy_config(project, env_file, "on"))["networks"]
+    off = loaded(deploy_config(project, env_file, "on", OVERLAY_ENCRYPTION="off"))["networks"]
+    assert {k for k, v in on.items() if (v or {}).get("driver_opts") == {"encrypted": "true"}} >= {"internal", "public"}
+    assert off == {k: {o: p for o, p in (v or {}).items() if o != "driver_opts"} for k, v in on.items()}
+
+
 @pytest.mark.files("Docker/traefik/**/*")
 def test_dashboard_auth_keeps_the_password(variant):
     """The dashboards' basic auth removes the Authorization header before the dashboards (review L4)."""

@@ -377,7 +377,8 @@ def test_plain_http_on_a_real_domain_is_warned_about(own_project, tmp_path, doma
 
 @pytest.mark.parametrize(("setting", "included"), [(None, True), ("on", True), ("off", False)])
 def test_overlay_encryption_switch(own_project, tmp_path, setting, included):
-    """The encrypted-overlay file is part of the stack unless OVERLAY_ENCRYPTION=off (on by default)."""
+    """The overlays are encrypted (the stack files) unless OVERLAY_ENCRYPTION=off adds the unencrypted
+    definitions (on by default)."""
     bootstrap(own_project, tmp_path)
     env = {**os.environ, **fake_docker(tmp_path, CONFIG_DOCKER), "ARGV_LOG": str(tmp_path / "argv.log"),
            "LHD_ENV_FILE": str(tmp_path / "prod.env"), "LHD_SECRETS_DIR": str(tmp_path / "secrets")}
@@ -388,7 +389,7 @@ def test_overlay_encryption_switch(own_project, tmp_path, setting, included):
     else:
         env["OVERLAY_ENCRYPTION"] = setting
     run([own_project / "script/deploy", "--config", "aaaa1111"], env=env, timeout=60)
-    assert ("docker-compose.encrypted.yml" in (tmp_path / "argv.log").read_text()) == included
+    assert ("docker-compose.unencrypted.yml" in (tmp_path / "argv.log").read_text()) != included
 
 
 def test_a_bad_overlay_encryption_is_refused(own_project, tmp_path):
