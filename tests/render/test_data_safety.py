@@ -340,6 +340,62 @@ def test_schedule_removes_only_partials_a_day_old(pg):
     assert old not in pg.names() and old_style not in pg.names()
 
 
+# A docker that runs a one-off `docker run ... -v HOST:/backups ... --entrypoint pg_backup IMAGE ARGS` here, with its
+# -e variables, the store's host directory as BACKUP_ROOT and /backups/... or /restore/dump arguments mapped to the
+# host paths mounted there; `stack ls` names the stack; anything else is logged and succeeds.
+RUNNING_DOCKER = r"""
+echo "docker $*" >> "$FAKE_LOG"
+case "$1 $2" in
+  "stack ls") echo lhd_app; exit 0 ;;
+esac
+[ "$1" = run ] || exit 0
+shift
+vars=""; store=""; dump=""; script=""; entry=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -e) vars="$vars $2"; shift ;;
+    -v) case "$2" in
+          *:/backups|*:/backups:*) store="${2%%:/backups*}" ;;
+          *:/restore/dump:*) dump="${2%%:/restore/dump*}" ;;
+          *:/usr/local/bin/pg_backup:*) script="${2%%:/usr/local/bin/pg_backup*}" ;;
+        esac; shift ;;
+    --entrypoint) entry="$2"; shift ;;
+    --network|--name|--user|-u|--mount|--tmpfs|--env-file) shift ;;
+    -*) ;;
+    *) shift; break ;;
+  esac
+  shift
+done
+[ "$entry" = pg_backup ] || exit 0
+args=""
+for arg in "$@"; do
+  case "$arg" in /backups/*) arg="$store/${arg#/backups/}" ;; /restore/dump) arg="$dump" ;; esac
+  args="$args $arg"
+done
+# shellcheck disable=SC2086 # the words are ours: no spaces
+exec env $vars BACKUP_ROOT="$store" PGPASSWORD_FILE= "$script" $args
+"""
+
+
+def test_restore_never_deletes_the_dump_it_restores(pg, project, tmp_path):
+    """H3 through script/restore: with BACKUP_KEEP equal to the number of scheduled dumps, restoring the oldest
+    takes its safety backup (then, with no terminal and no --yes, stops at the question) and every dump is still
+    there, with no pin (.restoring-NAME) left behind."""
+    env_file = tmp_path / "prod.env"
+    run([project / "script/bootstrap"], env={**os.environ, "LHD_ENV_FILE": str(env_file)})
+    now = datetime.now(UTC)
+    scheduled = [pg.put(dump_name(now - timedelta(days=d), "scheduled")).name for d in (3, 2, 1)]
+    env = {**pg.env, **fake_docker(tmp_path, RUNNING_DOCKER), "LHD_ENV_FILE": str(env_file), "BACKUP_DIR": str(pg.store),
+           "BACKUP_KEEP": str(len(scheduled)), "FAKE_LOG": str(tmp_path / "docker.log"),
+           "DEPLOY_LOCK_FILE": str(tmp_path / "deploy.lock"), "DEPLOY_LOCK_DIR": str(tmp_path / "deploy-lock")}
+    env["PATH"] = f"{pg.bin}{os.pathsep}{env['PATH']}"
+    result = run([project / "script/restore", scheduled[0]], env=env, check=False, stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 1 and "refusing to go on without --yes" in result.stderr, result.stderr
+    safety = re.search(r"Backed up the current database first: (\S+)", result.stdout).group(1)
+    assert safety.endswith("-before-restore.dump")
+    assert pg.names() == sorted([*scheduled, safety])
+
+
 @pytest.mark.parametrize(("command", "setting", "message"), [
     ("now", {"BACKUP_KEEP": "0"}, "BACKUP_KEEP must be a whole number of dumps above 0, not '0'"),
     ("now", {"BACKUP_MAX_AGE_DAYS": "30d"}, "BACKUP_MAX_AGE_DAYS must be a whole number of days above 0, not '30d'"),
