@@ -272,14 +272,16 @@ LUCKY, HASURA, OTHER = "1" * 64, "2" * 64, "3" * 64
 
 
 def test_images_the_build_pushed_are_deployed(repos):
-    """With the build's digests, both images tagged SHA8 are pulled and checked before the checkout."""
+    """With the build's digests, both images tagged SHA8 are pulled and checked before the checkout, and
+    script/deploy gets them (--digests), so it runs those images by digest, not the tags again."""
     registry(repos, lucky=LUCKY, hasura=HASURA)
     good = repos["good"]
     result = remote(repos, f"deploy production {good} lucky@sha256:{LUCKY} hasura@sha256:{HASURA}")
     assert result.returncode == 0, result.stdout + result.stderr
     pulls = [c["argv"] for c in calls(repos["tmp"] / "docker.log") if c["argv"][:1] == ["pull"]]
     assert pulls == [["pull", "--quiet", f"{REGISTRY}/lucky:{good[:8]}"], ["pull", "--quiet", f"{REGISTRY}/hasura:{good[:8]}"]]
-    assert head(repos) == good and deploys(repos) == [f"{good} {good[:8]}"]
+    assert head(repos) == good
+    assert deploys(repos) == [f"{good} --digests lucky@sha256:{LUCKY},hasura@sha256:{HASURA} {good[:8]}"]
 
 
 @pytest.mark.parametrize("image", ["lucky", "hasura"])
@@ -312,7 +314,8 @@ def test_ci_deploy_sends_the_digests_the_build_wrote(default_project, repos):
     assert sent == f"deploy staging {repos['first']} lucky@sha256:{LUCKY} hasura@sha256:{HASURA}"
     result = remote(repos, sent)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert deploys(repos) == [f"{repos['first']} {repos['first'][:8]}"]
+    assert deploys(repos) == [f"{repos['first']} --digests lucky@sha256:{LUCKY},hasura@sha256:{HASURA} "
+                              f"{repos['first'][:8]}"]
 
 
 # --- through a real sshd ------------------------------------------------------------------
