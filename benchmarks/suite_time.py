@@ -11,8 +11,8 @@ README's: each session installs what it needs, so a cold machine measures the co
 """
 
 import argparse
-import os
 import ast
+import os
 import re
 import subprocess
 import sys
