@@ -426,7 +426,11 @@ class ClusterDeployment:
         docker("cp", self.overrides, f"{c.manager}:{OVERRIDES_DIR}")
 
     def env(self, **extra):
-        env = {"HTTPS_SWITCH": "on", "DEPLOY_TIMEOUT": "300", "WAIT_TIMEOUT": "120",
+        # OVERLAY_ENCRYPTION=off: between these Docker-in-Docker nodes the kernel sets up no IPsec state (seen
+        # 2026-12: `ip xfrm policy` lists the ESP policies, `ip xfrm state` none, and a ping across an encrypted
+        # overlay loses every packet while a plain overlay answers), so the project's default would cut the nodes
+        # apart here. Normal servers encrypt (the project's default, README "Adding nodes").
+        env = {"HTTPS_SWITCH": "on", "DEPLOY_TIMEOUT": "300", "WAIT_TIMEOUT": "120", "OVERLAY_ENCRYPTION": "off",
                "LHD_EXTRA_COMPOSE_FILES": f"{OVERRIDES_DIR}/app.yml",
                "LHD_MONITORING_EXTRA_COMPOSE_FILES": f"{OVERRIDES_DIR}/monitoring.yml"}
         env.update(extra)

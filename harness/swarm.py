@@ -172,7 +172,10 @@ class Deployment:
                                        "Harness-side override of the app stack.") if app else None
         self.monitoring_override = write_override(self.workdir / "monitoring-override.yml", monitoring,
                                                   "Harness-side override of the monitoring stack.") if monitoring else None
-        self.lock_file = self.workdir / "deploy.lock"
+        # The deploy lock's private directory (script/functions/swarm take_deploy_lock); lock_file is the file
+        # naming its holder.
+        self.lock_dir = self.workdir / "deploy-lock"
+        self.lock_file = self.lock_dir / "holder"
         boot = self.script("bootstrap", "--swarm")
         match = re.search(r"login: admin / (\S+)", boot.stdout)
         if match is None:
@@ -183,7 +186,7 @@ class Deployment:
     def env(self, **extra):
         """The environment the project's scripts run with (HTTPS_SWITCH from self.https)."""
         env = dict(os.environ, LHD_ENV_FILE=str(self.env_file), HTTPS_SWITCH=self.https, RESOLVE_IMAGE="never",
-                   DEPLOY_TIMEOUT="240", WAIT_TIMEOUT="120", DEPLOY_LOCK_FILE=str(self.lock_file),
+                   DEPLOY_TIMEOUT="240", WAIT_TIMEOUT="120", DEPLOY_LOCK_DIR=str(self.lock_dir),
                    BACKUP_INTERVAL=str(BACKUP_INTERVAL))
         if self.override:
             env["LHD_EXTRA_COMPOSE_FILES"] = str(self.override)

@@ -245,6 +245,17 @@ PROXIES = {"socket-proxy", "discovery-proxy", "cadvisor-proxy"}
 DISCOVERY_PROXY_SECTIONS = {"NODES", "SERVICES", "TASKS", "NETWORKS"}
 
 
+# The socket proxy image allows /events unless EVENTS=0 (Tecnativa/docker-socket-proxy v0.4.2 Dockerfile ENV
+# EVENTS=1; haproxy.cfg `{ env(EVENTS) -m bool }`); the event stream carries every exec's command line.
+EVENTS_PROBLEM = "{name}: EVENTS is not \"0\" (the image allows /events by default; its stream carries every exec's command line)"
+# A bind of Docker's data root exposes every volume (database files, dumps, acme.json) and, recursively, the
+# secrets tmpfs of every container: only cAdvisor, which reads container layers there, may have it.
+DOCKER_DATA_ROOT = "/var/lib/docker"
+DOCKER_DATA_READERS = {"cadvisor"}
+# Overlays that carry application traffic between nodes: encrypted (IPsec), review M9.
+ENCRYPTED_NETWORKS = {"internal", "public", "dashboards"}
+
+
 def mount_source(volume):
     if isinstance(volume, dict):
         return volume.get("source", "")
@@ -262,6 +273,8 @@ def monitoring_proxy_problems(monitoring):
     if str(env.get("POST", "0")) != "0" or allowed != DISCOVERY_PROXY_SECTIONS:
         problems.append(f"discovery-proxy: allows {sorted(allowed)} (POST={env.get('POST', '0')}), expected "
                         f"{sorted(DISCOVERY_PROXY_SECTIONS)} read-only")
+    if str(env.get("EVENTS")) != "0":
+        problems.append(EVENTS_PROBLEM.format(name="discovery-proxy"))
     cadvisor, proxy = services.get("cadvisor"), services.get("cadvisor-proxy")
     if cadvisor is None:
         return problems
@@ -298,6 +311,17 @@ def security_problems(app, monitoring=None):
                 source = mount_source(volume).rstrip("/") or "/"
                 if source in DANGEROUS_SOURCES and name not in PROXIES:
                     problems.append(f"{stack}/{name}: mounts {source}, which exposes the Docker socket")
+                bind = not isinstance(volume, dict) or volume.get("type") == "bind"
+                if bind and source == DOCKER_DATA_ROOT and name not in DOCKER_DATA_READERS:
+                    problems.append(f"{stack}/{name}: binds {source}, which exposes every volume and secret on the "
+                                    "node (mount an empty named volume on that filesystem instead)")
+        for key, network in (config.get("networks") or {}).items():
+            network = network or {}
+            if key in ENCRYPTED_NETWORKS and not network.get("external") and \
+                    "encrypted" not in (network.get("driver_opts") or {}):
+                problems.append(f"{stack}: overlay network {key} is not encrypted (driver_opts: encrypted)")
+            if key in {"internal", "socket_proxy", "monitoring", "discovery"} and network.get("internal") is not True:
+                problems.append(f"{stack}: network {key} is not internal (internal: true), so it reaches the internet")
     services = app["services"]
     proxy = services.get("socket-proxy")
     if proxy is None:
@@ -310,6 +334,8 @@ def security_problems(app, monitoring=None):
         problems.append(f"socket-proxy: allows {sorted(allowed)}, expected {sorted(SOCKET_PROXY_SECTIONS)}")
     if proxy.get("ports"):
         problems.append("socket-proxy: publishes a port")
+    if str(env.get("EVENTS")) != "0":
+        problems.append(EVENTS_PROBLEM.format(name="socket-proxy"))
     proxy_networks = set(proxy.get("networks") or {})
     sharing = {n for n, s in services.items() if proxy_networks & set(s.get("networks") or {})} - {"socket-proxy"}
     if sharing != {"traefik"}:
@@ -361,6 +387,54 @@ def security_problems(app, monitoring=None):
                 for router in routers:
                     if "dashboard-auth@file" not in labels.get(f"traefik.http.routers.{router}.middlewares", ""):
                         problems.append(f"monitoring/{name}: router {router} has no basic auth")
+            for key, value in labels.items():
+                m = re.fullmatch(r"traefik\.http\.routers\.([^.]+)\.middlewares", key)
+                if m and "dashboard-auth@file" in value and "secure-headers@file" not in value:
+                    problems.append(f"{stack}/{name}: dashboard router {m.group(1)} has no secure-headers@file (HSTS)")
+    https = any(str(p.get("target") if isinstance(p, dict) else p).endswith("443")
+                for p in services.get("traefik", {}).get("ports") or [])
+    grafana = (monitoring or {}).get("services", {}).get("grafana")
+    if https and grafana is not None:
+        if str((grafana.get("environment") or {}).get("GF_SECURITY_COOKIE_SECURE", "")).lower() != "true":
+            problems.append("monitoring/grafana: GF_SECURITY_COOKIE_SECURE is not true with HTTPS on (the session "
+                            "cookie would go over plain HTTP)")
+    return problems
+
+
+def dashboard_auth_problems(dynamic):
+    """The dashboards' basicAuth middleware (Traefik dynamic config, parsed) keeps the password to itself."""
+    middleware = ((dynamic.get("http") or {}).get("middlewares") or {}).get("dashboard-auth") or {}
+    auth = middleware.get("basicAuth")
+    if auth is None:
+        return ["traefik: no dashboard-auth basicAuth middleware"]
+    if auth.get("removeHeader") is not True:
+        return ["traefik: dashboard-auth does not remove the Authorization header (removeHeader: true), so the "
+                "dashboard password reaches every dashboard behind it"]
+    return []
+
+
+# Secrets in a process's arguments are readable by every local user (/proc/PID/cmdline): review M4.
+ARGV_SECRET_PATTERNS = [
+    (re.compile(r"--admin-secret\b"), "passes the Hasura admin secret as an argument (--admin-secret)"),
+    (re.compile(r"--dbname=\S*(@|DATABASE_URL)"), "passes a database URL with its password as an argument (--dbname)"),
+    (re.compile(r"""(-H|--header)\s+["']?X-Hasura-Admin-Secret:\s*\$"""),
+     "passes the admin secret header as an argument (use --header @- and stdin)"),
+    (re.compile(r"""-e\s+["']?(?![A-Z_]*_FILE=)[A-Z_]*(DATABASE_URL|PASSWORD|SECRET|_KEY)[A-Z_]*=\S*\$"""),
+     "passes a secret value as -e NAME=VALUE (pass it by name: -e NAME)"),
+    (re.compile(r"openssl\s+passwd\s+(-\w+\s+)*[\"']?\$"), "passes a password to openssl passwd as an argument"),
+]
+
+
+def argv_secret_problems(files):
+    """Lines of scripts (comments skipped) that would put a secret in some process's arguments."""
+    problems = []
+    for path in files:
+        for number, line in enumerate(Path(path).read_text(errors="replace").splitlines(), 1):
+            if line.lstrip().startswith("#"):
+                continue
+            for pattern, what in ARGV_SECRET_PATTERNS:
+                if pattern.search(line):
+                    problems.append(f"{path}:{number}: {what}: {line.strip()[:120]}")
     return problems
 
 

@@ -9,10 +9,11 @@ comments matter).
 
 import json
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from harness.proc import run
 
 # A Docker image tag (docs.docker.com, "docker image tag").
 DOCKER_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -37,6 +38,19 @@ SAMPLE_REFS = ["main", "123/merge", "Feature/Add_Login", "-leading.dot", "releas
                "a//b..c"]
 GITLAB_RESERVED = {"stages", "default", "variables", "workflow", "include", "image", "services", "before_script",
                    "after_script", "cache", "spec"}
+# The full commit SHA each CI gives a job (GitHub: the `github.sha` context, also $GITHUB_SHA; GitLab:
+# $CI_COMMIT_SHA, "Predefined CI/CD variables"). Anything shorter is a name a pushed tag can take (H2).
+FULL_SHA = {"github": re.compile(r"\$\{?GITHUB_SHA\}?|\$\{\{\s*github\.sha\s*\}\}"),
+            "gitlab": re.compile(r"\$\{?CI_COMMIT_SHA\}?")}
+CI_DEPLOY_CALL = re.compile(r"\bscript/ci_deploy\b(?P<args>[^\n;&|]*)")
+# Host key checking turned off, or trust on first use (ssh_config(5): StrictHostKeyChecking).
+HOST_KEY_OFF = re.compile(r"StrictHostKeyChecking[= ]+[\"']?(?:no|off|accept-new)\b"
+                          r"|(?:^|[;&|(-]|\bthen|\bdo|\brun:)\s*ssh-keyscan\b", re.I | re.M)
+PIP_INSTALL = re.compile(r"\bpip3?\s+install\b(?P<args>[^\n;&|]*)")
+# An exact image version: three numeric parts (docker:28.5.2, python:3.12.13-slim) or a digest.
+EXACT_IMAGE = re.compile(r"[^\s:@]+(?::[^\s@]*\d+\.\d+\.\d+[^\s@]*)?@sha256:[0-9a-f]{64}|[^\s:@]+:[^\s@]*\d+\.\d+\.\d+[^\s@]*")
+DOCKER_LOGIN = re.compile(r"\bdocker\s+login\b")
+BUILDS = re.compile(r"\bscript/build\b|\bdocker\s+(?:image\s+)?build\b|\bdocker\s+buildx\s+build\b")
 
 
 def strings(node):
@@ -58,6 +72,52 @@ def normalized(condition):
     match = re.fullmatch(r"\$\{\{(.*)\}\}", text, re.S)
     text = match.group(1) if match else text
     return re.sub(r"\s+", " ", text.replace('"', "'")).strip()
+
+
+def full_sha_problems(kind, lines, env=None):
+    """Each `script/ci_deploy [--digests FILE] ENV SHA` call passes the CI's full commit SHA (directly or
+    through env) and the digests the build wrote (--digests, review finding M3)."""
+    problems = []
+    env = env or {}
+    for line in lines:
+        for call in CI_DEPLOY_CALL.finditer(line):
+            args = call.group("args").split()
+            if args[:1] == ["--digests"]:
+                args = args[2:]
+            else:
+                problems.append("script/ci_deploy runs without --digests FILE (the digests script/build --push wrote)")
+            sha = args[1].strip("\"'") if len(args) > 1 else ""
+            name = re.fullmatch(r"\$\{?(\w+)\}?", sha)
+            value = env.get(name.group(1), sha) if name else sha
+            if not FULL_SHA[kind].fullmatch(str(value).strip()):
+                wanted = "$GITHUB_SHA" if kind == "github" else "$CI_COMMIT_SHA"
+                problems.append(f"script/ci_deploy gets {sha or 'no SHA'}{f' (= {value})' if value != sha else ''}, "
+                                f"not the full commit SHA {wanted}")
+    return problems
+
+
+def host_key_problems(text):
+    """ssh is never told to accept an unknown host key (accept-new, no) and no key is fetched by ssh-keyscan."""
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    found = [re.sub(r"^(?:[;&|(-]|then|do|run:)?\s*", "", m.group(0)) for m in HOST_KEY_OFF.finditer(code)]
+    return [f"turns off host key checking or trusts on first use: {what!r}; use SSH_KNOWN_HOSTS with "
+            "StrictHostKeyChecking=yes" for what in found]
+
+
+def pip_pin_problems(lines):
+    """Every package a CI job installs with pip is pinned with ==."""
+    problems = []
+    for line in lines:
+        for call in PIP_INSTALL.finditer(line):
+            words, skip = call.group("args").split(), False
+            for word in words:
+                if skip:
+                    skip = False
+                elif word in {"-r", "-c", "--requirement", "--constraint", "-i", "--index-url"}:
+                    skip = True
+                elif not word.startswith("-") and "==" not in word:
+                    problems.append(f"pip installs {word.strip(chr(34) + chr(39))} without a pinned version (==)")
+    return problems
 
 
 # --- GitHub Actions -----------------------------------------------------------------
@@ -199,6 +259,53 @@ def github_push_guard(workflow):
     return problems
 
 
+def step_env(workflow, job, step):
+    return {k: str(v) for scope in (workflow, job, step) for k, v in (scope.get("env") or {}).items()}
+
+
+def github_deploy_trust(text, workflow):
+    """The deploy passes $GITHUB_SHA (not ${GITHUB_SHA::8}) and the host key comes from SSH_KNOWN_HOSTS."""
+    problems = host_key_problems(text)
+    for name, job in deploy_jobs(workflow).items():
+        for step in steps(job):
+            run = str(step.get("run", ""))
+            if not CI_DEPLOY_CALL.search(run):
+                continue
+            env = step_env(workflow, job, step)
+            problems += [f"{name}: {p}" for p in full_sha_problems("github", run.splitlines(), env)]
+            if "secrets.SSH_KNOWN_HOSTS" not in env.get("SSH_KNOWN_HOSTS", ""):
+                problems.append(f"{name}: script/ci_deploy runs without SSH_KNOWN_HOSTS from the environment's secrets")
+    return problems + pip_pin_problems(text.splitlines())
+
+
+def github_pr_login(workflow):
+    """A job that runs pull request code logs in to no registry before its build (L11): the code could read it."""
+    problems = []
+    for name, job in workflow["jobs"].items():
+        if push_guarded(workflow, job):
+            continue
+        seen_build = False
+        for step in steps(job):
+            run = str(step.get("run", ""))
+            login = DOCKER_LOGIN.search(run) or str(step.get("uses", "")).startswith("docker/login-action@")
+            if login and not seen_build:
+                problems.append(f"{name}: logs in to a registry before building pull request code")
+            seen_build = seen_build or bool(BUILDS.search(run))
+    return problems
+
+
+def github_push_branches(workflow):
+    """Images are pushed only for pushes to named branches (on.push.branches), never for any ref."""
+    on = workflow.get("on", workflow.get(True))
+    push = on.get("push") if isinstance(on, dict) else None
+    if not any(pushes(job) for job in workflow["jobs"].values()) or "push" not in triggers(workflow):
+        return []
+    branches = (push or {}).get("branches") if isinstance(push, dict) else None
+    if not branches or any(set(str(b)) & set("*?[!") for b in branches) or (push or {}).get("tags"):
+        return ["images are pushed on push events of any branch or tag; list the branches (on.push.branches)"]
+    return []
+
+
 def env_values(workflow, job, step):
     return [str(v) for scope in (workflow, job, step) for v in (scope.get("env") or {}).values()]
 
@@ -211,8 +318,8 @@ def run_slug_step(step, env_names, ref):
         env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "GITHUB_OUTPUT": str(output), "GITHUB_SHA": "0" * 40}
         env.update({key: ref for key in env_names})
         script = EXPRESSION.sub(lambda m: ref if RAW_REF.search(m.group(1)) else "", step["run"])
-        result = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], env=env, cwd=tmp,
-                                capture_output=True, text=True, check=False, timeout=30)
+        result = run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], env=env, cwd=tmp,
+                     check=False, timeout=30)
         if result.returncode != 0:
             return None, result.stderr.strip()
         pairs = [line.partition("=") for line in output.read_text().splitlines() if "=" in line]
@@ -369,6 +476,46 @@ def gitlab_cache_tags(config):
     return problems
 
 
+def gitlab_protected_pushes(config):
+    """Jobs that push images run only for protected refs: every rule is `when: never` or needs
+    $CI_COMMIT_REF_PROTECTED == "true", so an unprotected branch (slug main from main-) never writes a tag."""
+    problems = []
+    for name, job in gitlab_jobs(config).items():
+        if not PUSHES.search(job_script(config, job)):
+            continue
+        rules = job.get("rules")
+        if "only" in job or "except" in job or not rules or not all(protected_only(rule) for rule in rules):
+            problems.append(f"{name}: pushes images from unprotected refs too (rules need "
+                            "$CI_COMMIT_REF_PROTECTED == \"true\")")
+    return problems
+
+
+def gitlab_deploy_trust(config):
+    """Deploys pass $CI_COMMIT_SHA, never turn host key checking off; pip installs are pinned."""
+    problems = host_key_problems("\n".join(strings(config)))
+    for name, job in gitlab_jobs(config).items():
+        lines = job_script(config, job).splitlines()
+        variables = {**(config.get("variables") or {}), **(job.get("variables") or {})}
+        problems += [f"{name}: {p}" for p in full_sha_problems("gitlab", lines, {k: str(v) for k, v in variables.items()})]
+        problems += [f"{name}: {p}" for p in pip_pin_problems(lines)]
+    return problems
+
+
+def gitlab_pinned_images(config):
+    """Every job and service image names an exact version (X.Y.Z) or a digest, never a floating tag."""
+    problems = []
+    scopes = {"default": config.get("default") or {}, **gitlab_jobs(config)}
+    if "image" in config or "services" in config:
+        scopes["(top level)"] = config
+    for name, job in scopes.items():
+        images = [job.get("image")] + list(job.get("services") or [])
+        for image in filter(None, images):
+            ref = image.get("name") if isinstance(image, dict) else image
+            if not EXACT_IMAGE.fullmatch(str(ref)):
+                problems.append(f"{name}: image {ref} is not pinned to an exact version or digest")
+    return problems
+
+
 # --- script/build ---------------------------------------------------------------------
 
 RECORDER = """#!{python}
@@ -413,8 +560,7 @@ def build_cache_problems(script, workdir, tag="main", sha="0123abcd"):
     log = workdir / "docker.log"
     bin_dir = fake_commands(workdir / "bin", log, "docker")
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin:/usr/local/bin", "HOME": str(workdir)}
-    result = subprocess.run([str(script), "--cache-from", tag, sha], env=env, capture_output=True, text=True,
-                            check=False, timeout=60)
+    result = run([script, "--cache-from", tag, sha], env=env, check=False, timeout=60)
     if result.returncode != 0:
         return [f"{script} --cache-from {tag} {sha} exited {result.returncode}: {result.stderr.strip()}"]
     docker = [c["argv"] for c in calls(log)]

@@ -21,12 +21,12 @@ GOOD_STACK = {
             "deploy": {"update_config": {"order": "stop-first", "failure_action": "rollback"},
                        "restart_policy": {"condition": "any"},
                        "labels": {"traefik.http.routers.dashboard.service": "api@internal",
-                                  "traefik.http.routers.dashboard.middlewares": "dashboard-auth@file"}},
+                                  "traefik.http.routers.dashboard.middlewares": "dashboard-auth@file,secure-headers@file"}},
         },
         "socket-proxy": {
             "healthcheck": {"test": ["CMD-SHELL", "true"]},
             "environment": {"POST": "0", "SERVICES": "1", "TASKS": "1", "NETWORKS": "1", "NODES": "1", "VERSION": "1",
-                            "PING": "1"},
+                            "PING": "1", "EVENTS": "0"},
             "volumes": [{"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock"}],
             "networks": {"socket_proxy": None},
             "deploy": {"update_config": {"order": "start-first", "failure_action": "rollback"},
@@ -114,13 +114,122 @@ def test_security_rules_bite(name):
     assert checks.security_problems(broken(SECURITY_BREAKS[name]))
 
 
+ENCRYPTED = {"driver": "overlay", "driver_opts": {"encrypted": "true"}}
+HTTPS_PORT = {"target": 443, "published": 443, "mode": "host"}
+GRAFANA = {"environment": {"GF_SECURITY_COOKIE_SECURE": "true"}, "networks": {"dashboards": None},
+           "deploy": {"labels": {"traefik.enable": "true",
+                                 "traefik.http.routers.grafana.middlewares": "dashboard-auth@file,secure-headers@file"}}}
+
+
+def hardened():
+    """GOOD_STACK with HTTPS and encrypted overlays; a monitoring stack with
+    Grafana and node-exporter as the review of 2026-12 wants them."""
+    app = copy.deepcopy(GOOD_STACK)
+    app["services"]["traefik"]["ports"].append(dict(HTTPS_PORT))
+    app["networks"] = {"internal": dict(ENCRYPTED, internal=True), "public": dict(ENCRYPTED),
+                       "socket_proxy": {"driver": "overlay", "internal": True}, "dashboards": dict(ENCRYPTED)}
+    monitoring = copy.deepcopy(GOOD_MONITORING)
+    monitoring["services"]["grafana"] = copy.deepcopy(GRAFANA)
+    monitoring["services"]["node-exporter"] = {
+        "volumes": ["/proc:/host/proc:ro", {"type": "volume", "source": "node_exporter_docker_disk",
+                                            "target": "/var/lib/docker", "read_only": True}]}
+    monitoring["services"]["cadvisor"]["volumes"].append("/var/lib/docker:/var/lib/docker:ro")
+    monitoring["networks"] = {"dashboards": {"external": True, "name": "x_dashboards"}}
+    return app, monitoring
+
+
+# (rule, how to break the hardened stacks, the words of the rule's own message)
+REVIEW_BREAKS = {
+    "socket-proxy-events": (lambda a, m: a["services"]["socket-proxy"]["environment"].pop("EVENTS"),
+                            'socket-proxy: EVENTS is not "0"'),
+    "discovery-proxy-events": (lambda a, m: m["services"]["discovery-proxy"]["environment"].pop("EVENTS"),
+                               'discovery-proxy: EVENTS is not "0"'),
+    "dashboard-no-hsts": (lambda a, m: a["services"]["traefik"]["deploy"]["labels"].update(
+        {"traefik.http.routers.dashboard.middlewares": "dashboard-auth@file"}),
+        "app/traefik: dashboard router dashboard has no secure-headers@file"),
+    "grafana-no-hsts": (lambda a, m: m["services"]["grafana"]["deploy"]["labels"].update(
+        {"traefik.http.routers.grafana.middlewares": "dashboard-auth@file"}),
+        "monitoring/grafana: dashboard router grafana has no secure-headers@file"),
+    "grafana-cookie": (lambda a, m: m["services"]["grafana"]["environment"].pop("GF_SECURITY_COOKIE_SECURE"),
+                       "monitoring/grafana: GF_SECURITY_COOKIE_SECURE is not true with HTTPS on"),
+    "node-exporter-docker-root": (lambda a, m: m["services"]["node-exporter"]["volumes"].append(
+        "/var/lib/docker:/var/lib/docker:ro"), "monitoring/node-exporter: binds /var/lib/docker"),
+    "internal-unencrypted": (lambda a, m: a["networks"]["internal"].pop("driver_opts"),
+                             "app: overlay network internal is not encrypted"),
+    "public-unencrypted": (lambda a, m: a["networks"]["public"].pop("driver_opts"),
+                           "app: overlay network public is not encrypted"),
+    "dashboards-unencrypted": (lambda a, m: a["networks"]["dashboards"].pop("driver_opts"),
+                               "app: overlay network dashboards is not encrypted"),
+    "internal-not-internal": (lambda a, m: a["networks"]["internal"].pop("internal"),
+                              "app: network internal is not internal"),
+}
+
+
+def test_hardened_stacks_pass():
+    """The hardened reference stacks are clean, so each break below isolates one rule."""
+    assert checks.security_problems(*hardened()) == []
+
+
+@pytest.mark.parametrize("name", REVIEW_BREAKS)
+def test_review_rules_bite(name):
+    """Each rule added for the review of 2026-12 reports its own message on its broken fixture."""
+    app, monitoring = hardened()
+    mutate, words = REVIEW_BREAKS[name]
+    mutate(app, monitoring)
+    found = checks.security_problems(app, monitoring)
+    assert [p for p in found if words in p] == found and found, found
+
+
+def test_grafana_cookie_rule_spares_plain_http():
+    """Without HTTPS (no port 443) a Secure cookie would never be sent, so the rule does not ask for it."""
+    app, monitoring = hardened()
+    app["services"]["traefik"]["ports"].pop()
+    monitoring["services"]["grafana"]["environment"].pop("GF_SECURITY_COOKIE_SECURE")
+    assert checks.security_problems(app, monitoring) == []
+
+
+def test_dashboard_auth_rule_bites():
+    good = {"http": {"middlewares": {"dashboard-auth": {"basicAuth": {"usersFile": "/x", "removeHeader": True}}}}}
+    assert checks.dashboard_auth_problems(good) == []
+    bad = copy.deepcopy(good)
+    bad["http"]["middlewares"]["dashboard-auth"]["basicAuth"].pop("removeHeader")
+    assert checks.dashboard_auth_problems(bad) == [
+        "traefik: dashboard-auth does not remove the Authorization header (removeHeader: true), so the dashboard "
+        "password reaches every dashboard behind it"]
+
+
+ARGV_BREAKS = {
+    "console-admin-secret": ('hasura-cli console --admin-secret "${HASURA_GRAPHQL_ADMIN_SECRET}"', "--admin-secret"),
+    "pg-isready-url": ('pg_isready --dbname="${DATABASE_URL}" --timeout=2', "(--dbname)"),
+    "curl-header": ('curl --header "X-Hasura-Admin-Secret: ${secret}" "$url"', "--header @-"),
+    "compose-env-value": ('docker compose run -e "DATABASE_URL=postgres://u:${POSTGRES_PASSWORD}@db/x" lucky', "-e NAME"),
+    "openssl-passwd": ('openssl passwd -apr1 "${dashboard_password}"', "openssl passwd"),
+}
+
+
+@pytest.mark.parametrize("name", ARGV_BREAKS)
+def test_argv_secret_rule_bites(name, tmp_path):
+    """Each way of putting a secret in a process's arguments is reported with its own message; the same line as
+    a comment, or passing by name / stdin, is not."""
+    line, words = ARGV_BREAKS[name]
+    script = tmp_path / "script"
+    script.write_text(f"#!/bin/sh\n# {line}\n{line}\n")
+    found = checks.argv_secret_problems([script])
+    assert len(found) == 1 and f"{script}:3: " in found[0] and words in found[0], found
+    script.write_text("#!/bin/sh\nprintf 'X-Hasura-Admin-Secret: %s\\n' \"$s\" | curl --header @- \"$url\"\n"
+                      "docker compose run -e DATABASE_URL -e PGPASSWORD_FILE=/run/secrets/p lucky\n"
+                      'pg_isready --dbname="${url}"\n')
+    assert checks.argv_secret_problems([script]) == []
+
+
 # The smallest monitoring stack that passes the proxy rules: cAdvisor reads its node's daemon through
 # cadvisor-proxy's unix socket in a shared named volume.
 SOCKET = {"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock", "read_only": True}
 API_VOLUME = {"type": "volume", "source": "cadvisor_docker_api", "target": "/var/run/docker-api"}
 GOOD_MONITORING = {
     "services": {
-        "discovery-proxy": {"environment": {"POST": "0", "NODES": "1", "SERVICES": "1", "TASKS": "1", "NETWORKS": "1"},
+        "discovery-proxy": {"environment": {"POST": "0", "NODES": "1", "SERVICES": "1", "TASKS": "1", "NETWORKS": "1",
+                                            "EVENTS": "0"},
                             "volumes": [SOCKET], "networks": {"discovery": None},
                             "deploy": {"mode": "global", "placement": {"constraints": ["node.role == manager"]}}},
         "cadvisor-proxy": {"volumes": [SOCKET, API_VOLUME], "networks": {"monitoring": None},

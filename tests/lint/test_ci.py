@@ -1,11 +1,14 @@
 """CI conformance: the generated pipelines deploy one at a time from environment-scoped
-secrets, push images only from push events, pin actions by commit and tag images with
-valid names; script/build writes an inline cache and reads it back.
+secrets, pass the full commit SHA and check the server's host key, push images only from
+push events and protected refs, log in to no registry before building pull request code,
+pin actions by commit, job images and pip installs by version, and tag images with valid
+names; script/build writes an inline cache and reads it back.
 
 Each check in ci_checks.py runs on every rendered variant that has the file (must be
 clean) and on a deliberately broken fixture in fixtures/ci/ (must complain).
 """
 
+import json
 from pathlib import Path
 
 import pytest
@@ -57,6 +60,24 @@ def test_gitlab_cache_tags_are_slugs(variant):
     assert not ci_checks.gitlab_cache_tags(gitlab_config(variant[1]))
 
 
+@pytest.mark.files(GITLAB, when={"ci": "gitlab"})
+def test_gitlab_pushes_only_from_protected_refs(variant):
+    """GitLab jobs that push images (cache tags included) run only for protected refs."""
+    assert not ci_checks.gitlab_protected_pushes(gitlab_config(variant[1]))
+
+
+@pytest.mark.files(GITLAB, when={"ci": "gitlab"})
+def test_gitlab_deploys_the_full_sha_over_checked_ssh(variant):
+    """GitLab deploys pass $CI_COMMIT_SHA, never accept an unknown host key, and pin what pip installs."""
+    assert not ci_checks.gitlab_deploy_trust(gitlab_config(variant[1]))
+
+
+@pytest.mark.files(GITLAB, when={"ci": "gitlab"})
+def test_gitlab_job_images_are_pinned(variant):
+    """Every GitLab job and service image names an exact version."""
+    assert not ci_checks.gitlab_pinned_images(gitlab_config(variant[1]))
+
+
 # --- GitHub ---------------------------------------------------------------------------
 
 @pytest.mark.files(WORKFLOWS, when={"ci": "github"})
@@ -89,6 +110,30 @@ def test_github_cache_tags_are_slugs(variant):
     assert not on_workflows(variant[1], lambda _, w: ci_checks.github_cache_tags(w))
 
 
+@pytest.mark.files(WORKFLOWS, when={"ci": "github"})
+def test_github_deploys_the_full_sha_over_checked_ssh(variant):
+    """GitHub deploys pass $GITHUB_SHA with SSH_KNOWN_HOSTS, never accept an unknown host key, pin pip installs."""
+    assert not on_workflows(variant[1], ci_checks.github_deploy_trust)
+
+
+@pytest.mark.files(WORKFLOWS, when={"ci": "github"})
+def test_github_pull_requests_build_without_login(variant):
+    """No job that runs pull request code logs in to a registry before its build."""
+    assert not on_workflows(variant[1], lambda _, w: ci_checks.github_pr_login(w))
+
+
+@pytest.mark.files(WORKFLOWS, when={"ci": "github"})
+def test_github_pushes_only_for_named_branches(variant):
+    """Images are pushed only on pushes to the branches the workflow names."""
+    assert not on_workflows(variant[1], lambda _, w: ci_checks.github_push_branches(w))
+
+
+@pytest.mark.files(*BUILD, "script/ci_deploy")
+def test_ci_deploy_checks_the_host_key(variant):
+    """script/ci_deploy never turns host key checking off or trusts a key on first use."""
+    assert not ci_checks.host_key_problems((variant[1] / "script/ci_deploy").read_text())
+
+
 # --- script/build ---------------------------------------------------------------------
 
 @pytest.mark.files(*BUILD)
@@ -107,6 +152,17 @@ GITLAB_BITES = {
                                                  "tag-branch: pushes images and a rule may run it before"]),
     "cache-tags": (ci_checks.gitlab_cache_tags, ["build: tags images with $CI_COMMIT_REF_NAME",
                                                  "tag-branch: tags images with $CI_COMMIT_BRANCH"]),
+    "protected-pushes": (ci_checks.gitlab_protected_pushes, ["build: pushes images from unprotected refs",
+                                                             "tag-branch: pushes images from unprotected refs"]),
+    "deploy-trust": (ci_checks.gitlab_deploy_trust, [
+        "turns off host key checking or trusts on first use: 'StrictHostKeyChecking=accept-new'",
+        "deploy-production: script/ci_deploy gets $CI_COMMIT_SHORT_SHA, not the full commit SHA $CI_COMMIT_SHA",
+        "template-update-check: pip installs cruft without a pinned version",
+        "deploy-production: script/ci_deploy runs without --digests FILE"]),
+    "pinned-images": (ci_checks.gitlab_pinned_images, ["default: image docker:28 is not pinned",
+                                                       "default: image docker:28-dind is not pinned",
+                                                       "template-update-check: image python:3.12-slim is not pinned",
+                                                       "deploy-production: image alpine:3.22.2@sha256:0000 is not"]),
 }
 
 
@@ -130,9 +186,19 @@ GITHUB_BITES = {
                    ["top-level permissions grant packages: write", "build: pushes images but is not limited",
                     "tag-branch: has packages: write"]),
     "cache-tags": (lambda _, w: ci_checks.github_cache_tags(w),
-                   ["build: step 3: puts ${{ github.ref_name }} into the script",
+                   ["build: step 4: puts ${{ github.ref_name }} into the script",
                     "build: step tags: ref '123/merge' gives cache='123/merge', not a valid Docker tag",
                     "tag-branch: step 0: tags images with a raw git ref"]),
+    "deploy-trust": (ci_checks.github_deploy_trust, [
+        "turns off host key checking or trusts on first use: 'ssh-keyscan'",
+        "deploy: script/ci_deploy gets abcdef12, not the full commit SHA $GITHUB_SHA",
+        "deploy: script/ci_deploy gets $SHA (= ${{ needs.build.outputs.sha }}), not the full commit SHA",
+        "deploy: script/ci_deploy runs without SSH_KNOWN_HOSTS", "pip installs cruft without a pinned version",
+        "deploy: script/ci_deploy runs without --digests FILE"]),
+    "pr-login": (lambda _, w: ci_checks.github_pr_login(w),
+                 ["build: logs in to a registry before building pull request code"]),
+    "push-branches": (lambda _, w: ci_checks.github_push_branches(w),
+                      ["images are pushed on push events of any branch or tag"]),
 }
 
 
@@ -145,9 +211,23 @@ def test_github_checks_bite(name):
     assert all(words in found for words in expected), found
 
 
+def test_host_key_check_bites():
+    """A script that trusts a server's key on first use is reported."""
+    found = "\n".join(ci_checks.host_key_problems('ssh -o StrictHostKeyChecking=accept-new "$host" true'))
+    assert "turns off host key checking or trusts on first use: 'StrictHostKeyChecking=accept-new'" in found, found
+
+
 def test_build_cache_check_bites(tmp_path):
     """A build script without inline cache, with --cache-to, reading one image's cache, is reported."""
     found = "\n".join(ci_checks.build_cache_problems(FIX / "build.bad", tmp_path))
     assert "lucky:0123abcd writes no inline cache" in found, found
     assert "hasura:0123abcd uses --cache-to" in found, found
     assert "lucky:0123abcd does not read the cache of registry.example.com/group/app/hasura:main" in found, found
+
+
+def test_cruft_pin_is_the_tested_cruft():
+    """The cruft the generated CI installs (_cruft_version) is the one requirements/constraints.txt tests with."""
+    root = Path(__file__).resolve().parents[2]
+    pins = json.loads((root / "cookiecutter.json").read_text())
+    constraints = (root / "requirements/constraints.txt").read_text().splitlines()
+    assert f"cruft=={pins['_cruft_version']}" in constraints

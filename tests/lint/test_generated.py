@@ -15,7 +15,8 @@ SCRIPT_GLOBS = ("script/*", "script/docker/*", "script/functions/*")
 DOCKERFILES = ("Docker/lucky/Dockerfile", "Docker/lucky/Dockerfile.prod", "Docker/hasura/Dockerfile")
 CRYSTAL = ["src", "spec", "config", "db/migrations", "tasks", "tasks.cr"]
 PROD_REQUIRED = ["POSTGRES_USER", "POSTGRES_DB", "APP_DOMAIN", "DASHBOARD_USERS_FILE", "POSTGRES_PASSWORD_FILE",
-                 "HASURA_GRAPHQL_ADMIN_SECRET_FILE", "HASURA_JWT_KEY_FILE", "SECRET_KEY_BASE_FILE", "SEND_GRID_KEY_FILE"]
+                 "POSTGRES_APP_PASSWORD_FILE", "HASURA_GRAPHQL_ADMIN_SECRET_FILE", "HASURA_JWT_KEY_FILE",
+                 "SECRET_KEY_BASE_FILE", "SEND_GRID_KEY_FILE"]
 DEV_REQUIRED = ["POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "HASURA_GRAPHQL_ADMIN_SECRET",
                 "HASURA_JWT_KEY", "SECRET_KEY_BASE"]
 
@@ -157,7 +158,8 @@ def test_production_fails_fast_on_missing_variables(default_project, prod_env):
 
 @pytest.mark.files(*COMPOSE_GLOBS)
 def test_development_config(variant):
-    """`script/up --config`: merges, ports only on 127.0.0.1, healthchecks, trust auth here only, develop.watch."""
+    """`script/up --config`: merges, ports only on 127.0.0.1 (the Hasura console's only with --console),
+    healthchecks, password auth (scram-sha-256, never trust), develop.watch."""
     _, project = variant
     result = run([project / "script/up", "--config"], check=False, env=checks.env_with(COMPOSE_PROJECT_NAME="lint"),
                  timeout=60)
@@ -170,7 +172,14 @@ def test_development_config(variant):
         if not svc.get("healthcheck"):
             found.append(f"dev {name}: no healthcheck")
     assert not found, "\n".join(found)
-    assert config["services"]["postgres"]["environment"].get("POSTGRES_HOST_AUTH_METHOD") == "trust"
+    assert config["services"]["postgres"]["environment"].get("POSTGRES_HOST_AUTH_METHOD") == "scram-sha-256"
+    published = {p["target"] for p in config["services"]["hasura"].get("ports", [])}
+    assert published == {8080}, published
+    console = run([project / "script/up", "--config", "--console"], check=False,
+                  env=checks.env_with(COMPOSE_PROJECT_NAME="lint"), timeout=60)
+    ports = loaded(console)["services"]["hasura"]["ports"]
+    assert {(p["target"], p.get("host_ip")) for p in ports} == {(8080, "127.0.0.1"), (9695, "127.0.0.1"),
+                                                               (9693, "127.0.0.1")}
     watch = config["services"]["lucky"].get("develop", {}).get("watch", [])
     assert {w["action"] for w in watch} >= {"sync", "rebuild"}, watch
 
@@ -199,11 +208,39 @@ def test_dev_project_is_named_apart_from_the_stack(variant):
 
 @pytest.mark.files(*COMPOSE_GLOBS)
 def test_trust_auth_only_in_development_files(variant):
-    """POSTGRES_HOST_AUTH_METHOD trust appears in the development overlay alone."""
+    """POSTGRES_HOST_AUTH_METHOD trust appears in no file, development's included (review L10)."""
     _, project = variant
     hits = {str(p.relative_to(project)) for p in project.rglob("*")
             if p.is_file() and "POSTGRES_HOST_AUTH_METHOD: trust" in p.read_text(errors="replace")}
-    assert hits == {"Docker/docker-compose.dev.yml"}
+    assert hits == set()
+
+
+@pytest.mark.files(*SCRIPT_GLOBS, "Docker/backup/*")
+def test_no_secret_in_process_arguments(variant):
+    """No script puts a password or the admin secret in a process's arguments (review M4)."""
+    _, project = variant
+    files = [f for f in rels(project, *SCRIPT_GLOBS, "Docker/backup/*")]
+    assert not checks.argv_secret_problems([project / f for f in files])
+
+
+@pytest.mark.files(*COMPOSE_GLOBS)
+def test_unencrypted_overlays_differ_only_in_encryption(variant, prod_env):
+    """OVERLAY_ENCRYPTION=off gives the same networks, less driver_opts (a later stack file replaces a network whole,
+    so Docker/docker-compose.unencrypted.yml repeats each definition)."""
+    _, project = variant
+    env_file = prod_env(project)
+    on = loaded(deploy_config(project, env_file, "on"))["networks"]
+    off = loaded(deploy_config(project, env_file, "on", OVERLAY_ENCRYPTION="off"))["networks"]
+    assert {k for k, v in on.items() if (v or {}).get("driver_opts") == {"encrypted": "true"}} >= {"internal", "public"}
+    assert off == {k: {o: p for o, p in (v or {}).items() if o != "driver_opts"} for k, v in on.items()}
+
+
+@pytest.mark.files("Docker/traefik/**/*")
+def test_dashboard_auth_keeps_the_password(variant):
+    """The dashboards' basic auth removes the Authorization header before the dashboards (review L4)."""
+    _, project = variant
+    dynamic = yaml.safe_load((project / "Docker/traefik/dynamic/middlewares.yml").read_text())
+    assert not checks.dashboard_auth_problems(dynamic)
 
 
 @pytest.mark.parametrize("which", [0, -1], ids=["first-combination", "last-combination"])

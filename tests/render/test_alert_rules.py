@@ -3,6 +3,7 @@ and only then, and refuses a setting naming a missing file in one line. No Docke
 the arguments and the webhook's version it is given (the lint tier merges the real files)."""
 
 import hashlib
+import hmac
 import os
 import re
 
@@ -61,7 +62,7 @@ def test_without_the_setting_no_slack_overlay(default_project, server):
 
 def test_uncommented_setting_adds_the_overlay(default_project, server, tmp_path):
     """Uncommenting script/bootstrap's line, with the webhook in the file it names, adds the overlay after
-    the stack's own files and before site overrides, and names the secret by a hash of the file."""
+    the stack's own files and before site overrides, and names the secret by a keyed hash of the file."""
     webhook = uncomment_slack_line(tmp_path / "production.env")
     assert webhook == str(tmp_path / "secrets/slack_webhook")
     (tmp_path / "secrets/slack_webhook").write_text(WEBHOOK)
@@ -70,7 +71,9 @@ def test_uncommented_setting_adds_the_overlay(default_project, server, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     files = compose_files(result.stdout)
     assert files[-2:] == [str(default_project / OVERLAY), str(site)]
-    version = hashlib.sha256(WEBHOOK.encode()).hexdigest()[:12]
+    # A keyed hash under the server's .version_key (script/functions/swarm content_hash_of_files).
+    key = bytes.fromhex((tmp_path / "secrets/.version_key").read_text().strip())
+    version = hmac.new(key, WEBHOOK.encode(), hashlib.sha256).hexdigest()[:12]
     assert result.stdout.splitlines()[0] == f"SLACK_WEBHOOK_VERSION={version}"
 
 

@@ -45,6 +45,45 @@ BAD_INPUT = [
     ({"swarm_name": "s" * 29}, ["swarm_name", "at most 28 characters", "63/64"]),
     ({"project_name": "p" * 30}, ["swarm_name", "defaults to project_name"]),
     ({"app_domain": ("a" * 60 + ".") * 4 + "com"}, ["app_domain", "247 characters", "at most 240", "253"]),
+    # Security review 2026-12, section 6: the 18 answers that rendered a broken or dangerous project
+    # (the review's row number first).
+    # 14, 15: initdb refuses these as the superuser (project_name is POSTGRES_USER).
+    ({"project_name": "pg_app"}, ["project_name='pg_app'", "PostgreSQL refuses it as a role name", "pg_*"]),
+    ({"project_name": "public"}, ["project_name='public'", "PostgreSQL refuses it as a role name"]),
+    # 16, 17, 18: a second shard target of the same name, or the shard named like a dependency.
+    ({"project_name": "lucky_tasks"}, ["project_name='lucky_tasks'", "clashes with a target or dependency", "shard.yml"]),
+    ({"project_name": "healthcheck"}, ["project_name='healthcheck'", "clashes with a target or dependency"]),
+    ({"project_name": "lucky"}, ["project_name='lucky'", "clashes with a target or dependency"]),
+    # 38, 39, 40: separators Docker's reference grammar refuses in an image path component.
+    ({"repo_owner": "a..b"}, ["repo_owner='a..b'", "path component of Docker's image names", "one '.'"]),
+    ({"repo_owner": "a._b"}, ["repo_owner='a._b'", "path component of Docker's image names"]),
+    ({"repo_owner": "a___b"}, ["repo_owner='a___b'", "one or two '_'"]),
+    # 41 (and 75): the hosts' own URL suffixes.
+    ({"repo_name": "app.git"}, ["repo_name='app.git'", "must not end in .git or .atom"]),
+    ({"repo_name": "app.atom"}, ["repo_name='app.atom'", "must not end in .git or .atom"]),
+    # 47, 48, 79: digits of other scripts, which \d matched.
+    ({"_crystal_version": "\u0661.\u0662\u0661.\u0660"}, ["_crystal_version='\u0661.\u0662\u0661.\u0660'", "a release number"]),
+    ({"_postgres_version": "\u0661\u0668.\u0663"}, ["_postgres_version='\u0661\u0668.\u0663'", "MAJOR.MINOR"]),
+    ({"_grafana_version": "\uff11\uff12.\uff14.\uff11\uff10"}, ["_grafana_version='\uff11\uff12.\uff14.\uff11\uff10'", "12.1.0"]),
+    # 49: postgres image tags have two parts.
+    ({"_postgres_version": "18.3.0"}, ["_postgres_version='18.3.0'", "two-part tags"]),
+    # 52, 53 (and 54): derived values an override may not move elsewhere.
+    ({"git_host": "gitlab", "__registry": "ghcr.io/other/repo"},
+     ["__registry='ghcr.io/other/repo'", "it must be 'registry.gitlab.com/my-group/lhd-app'"]),
+    ({"__registry": "registry.gitlab.com/attacker/repo"},
+     ["__registry='registry.gitlab.com/attacker/repo'", "it must be 'registry.gitlab.com/my-group/lhd-app'"]),
+    ({"__git_url": "https://github.com/other/repo.git"},
+     ["__git_url='https://github.com/other/repo.git'", "it must be 'https://gitlab.com/my-group/lhd-app.git'"]),
+    # 68, 69: not RFC 5322 dot-atoms, which Let's Encrypt refuses.
+    ({"tls": "a..b@example.com"}, ["tls='a..b@example.com'", "no leading, trailing or double dot"]),
+    ({"tls": ".ops@example.com"}, ["tls='.ops@example.com'", "no leading, trailing or double dot"]),
+    ({"tls": "ops.@example.com"}, ["tls='ops.@example.com'", "no leading, trailing or double dot"]),
+    # 71 (and 21, 35): Jinja in an answer, refused by hooks/jinja_guard.py before cookiecutter evaluates it.
+    ({"tls": "{{ cycler.__init__.__globals__.os.getpid() }}@example.com"},
+     ["tls='{{ cycler.__init__.__globals__.os.getpid() }}@example.com'", "Jinja syntax ('{{')", "run as code"]),
+    ({"swarm_name": "{{ 7*7 }}"}, ["swarm_name='{{ 7*7 }}'", "Jinja syntax"]),
+    ({"app_domain": "{% if 1 %}example.com{% endif %}"}, ["app_domain=", "Jinja syntax ('{%')"]),
+    ({"project_name": "app{# x #}"}, ["project_name='app{# x #}'", "Jinja syntax ('{#')"]),
 ]
 
 
@@ -55,22 +94,33 @@ def bad_id(case):
 
 @pytest.mark.parametrize("case", BAD_INPUT, ids=[bad_id(c) for c in BAD_INPUT])
 def test_bad_answer_is_refused_cleanly(tmp_path, capfd, case):
-    """The hook names the variable and rule, and no output directory remains."""
+    """One ERROR line names the variable, the value and the rule, and no output directory remains."""
     answers, words = case
     out = tmp_path / "out"
     out.mkdir()
-    with pytest.raises(FailedHookException):
+    with pytest.raises(FailedHookException) as refused:
         bake(out, **answers)
     err = capfd.readouterr().err
-    assert err.startswith("ERROR: "), err
+    # The hook prints its refusal; hooks/jinja_guard.py refuses before any hook runs, in the exception
+    # (JinjaInAnswer), which cookiecutter's command line prints as it is.
+    message = err if err.startswith("ERROR: ") else str(refused.value)
+    first, *_ = message.splitlines()
+    assert first.startswith("ERROR: "), message
     for word in words:
-        assert word in err, f"{word!r} not in {err!r}"
+        assert word in first, f"{word!r} not in {first!r}"
     assert list(out.iterdir()) == []
 
 
-def test_enough_kinds_of_bad_input():
-    """The table covers at least 15 distinct mistakes."""
-    assert len({bad_id(c) for c in BAD_INPUT}) >= 15
+def test_jinja_answer_never_runs(tmp_path):
+    """An answer that would run Python (review row 71) is refused before it runs: its side effect never happens."""
+    marker = tmp_path / "ran"
+    out = tmp_path / "out"
+    out.mkdir()
+    payload = "{{ cycler.__init__.__globals__.os.mkdir('" + str(marker) + "') }}@example.com"
+    with pytest.raises(FailedHookException, match="Jinja syntax"):
+        bake(out, tls=payload)
+    assert not marker.exists()
+    assert list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize("option", ["git_host", "ci", "monitoring", "template_update_check"])

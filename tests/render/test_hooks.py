@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.combinations import ROOT, rendered_defaults
+from harness.combinations import COOKIECUTTER_JSON, ROOT, rendered_defaults
 from harness.proc import run
 from hooks import post_gen_project as post
 from hooks import pre_gen_project as pre
@@ -39,6 +39,68 @@ def test_all_problems_reported_in_order():
     answers = dict(DEFAULTS, project_name="Bad", app_domain="nope")
     found = pre.problems(answers)
     assert [m.split("=")[0] for m in found] == ["project_name", "app_domain"]
+
+
+def test_github_derived_values_pass():
+    """With git_host=github the registry and clone URL cookiecutter.json derives are the ones the hook expects."""
+    github = dict(DEFAULTS, git_host="github", ci="github", __registry="ghcr.io/my-group/lhd-app",
+                  __git_url="https://github.com/my-group/lhd-app.git")
+    assert pre.problems(github) == []
+    moved = dict(github, __registry="registry.gitlab.com/my-group/lhd-app")
+    assert pre.problems(moved) == ["__registry='registry.gitlab.com/my-group/lhd-app' is not valid: it must be "
+                                   "'ghcr.io/my-group/lhd-app', the registry of git_host, then /<repo_owner>/<repo_name>."]
+
+
+@pytest.mark.parametrize("pin", sorted(k for k in DEFAULTS if k.endswith("_version")))
+def test_pins_take_ascii_digits_only(pin):
+    """Each pin's default passes; the same number in Arabic-Indic or fullwidth digits does not (\\d took them)."""
+    for zero in ("\u0660", "\uff10"):
+        other = "".join(chr(ord(zero) + int(c)) if c.isdigit() else c for c in DEFAULTS[pin])
+        assert [m.split("=")[0] for m in pre.problems(dict(DEFAULTS, **{pin: other}))] == [pin]
+
+
+def test_shard_names_are_the_templates_shard_yml():
+    """SHARD_NAMES is every target and dependency of the template's shard.yml besides the project's own target."""
+    import jinja2
+    import yaml
+
+    text = (ROOT / "{{cookiecutter.project_name}}" / "shard.yml").read_text()
+    shard = yaml.safe_load(jinja2.Template(text).render(cookiecutter=DEFAULTS))
+    names = (set(shard["targets"]) - {DEFAULTS["project_name"]}) | set(shard["dependencies"])
+    assert set(pre.SHARD_NAMES) == names
+
+
+def test_jinja_markers_are_what_cookiecutters_jinja_reads():
+    """The hook refuses what starts Jinja syntax in cookiecutter's environment, as the guard extension does."""
+    from cookiecutter.environment import StrictEnvironment
+
+    from hooks import jinja_guard
+
+    assert set(pre.JINJA_MARKERS) == set(jinja_guard.jinja_markers(StrictEnvironment()))
+
+
+def test_typed_jinja_answer_is_refused_by_the_hook():
+    """A value typed at a prompt is not evaluated, so the hook sees the Jinja itself and refuses it first."""
+    answers = dict(DEFAULTS, tls="{{ 7*7 }}@example.com", __letsencrypt_email="{{ 7*7 }}@example.com")
+    found = pre.problems(answers)
+    assert [m.split("=")[0] for m in found] == ["tls", "__letsencrypt_email"]
+    assert "it contains Jinja syntax ('{{', '{%', '{#')" in found[0]
+
+
+def test_guard_allows_only_the_templates_own_text():
+    """The extension lets cookiecutter.json's strings, the project directory's name and the hooks through, nothing else."""
+    from cookiecutter.environment import StrictEnvironment
+
+    from hooks import jinja_guard
+
+    guard = jinja_guard.RefuseJinjaInAnswers(StrictEnvironment())
+    own = [COOKIECUTTER_JSON["swarm_name"], COOKIECUTTER_JSON["ci"][0], "{{cookiecutter.project_name}}",
+           (ROOT / "hooks" / "pre_gen_project.py").read_text()]
+    for source in own:
+        assert guard.preprocess(source, None) == source
+    assert guard.preprocess("{{ x }}", "a/template/file") == "{{ x }}"
+    with pytest.raises(jinja_guard.JinjaInAnswer, match=r"^ERROR: the template string '\{\{ cookiecutter.project_name\}\}'"):
+        guard.preprocess("{{ cookiecutter.project_name}}", None)
 
 
 def test_remove_unselected_prunes_files(tmp_path):

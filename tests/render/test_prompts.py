@@ -149,3 +149,26 @@ def test_bad_pin_override_is_refused_with_one_message(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
     assert errors == ["ERROR: _crystal_version='latest' is not valid: a release number such as 1.21.0."]
     assert not (tmp_path / "out" / "lhd_app").exists()
+
+
+def test_jinja_answer_is_refused_before_it_runs(tmp_path):
+    """An answer holding Jinja (review row 71) stops cookiecutter in one line before it is evaluated; nothing is written."""
+    marker = tmp_path / "ran"
+    payload = "tls={{ cycler.__init__.__globals__.os.mkdir('" + str(marker) + "') }}@example.com"
+    result = cookiecutter_cli(tmp_path, "--no-input", payload, check=False)
+    assert result.returncode != 0
+    # cookiecutter's command line prints the refusal (hooks/jinja_guard.py, JinjaInAnswer) on stdout.
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("ERROR: ")]
+    assert len(errors) == 1 and errors[0].startswith('ERROR: tls="{{ cycler.') and "Jinja syntax ('{{')" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_jinja_typed_at_a_prompt_is_refused(tmp_path):
+    """Typed at the TLS question, Jinja is not evaluated: the pre-gen hook refuses it in one line, nothing written."""
+    typed = ["", "", "", "", "", "", "", "{{7*7}}@example.com"]
+    result = cookiecutter_cli(tmp_path, stdin="\n".join(typed + [""] * MAX_QUESTIONS) + "\n", check=False)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+    assert errors[0].startswith("ERROR: tls='{{7*7}}@example.com' is not valid: it contains Jinja syntax"), errors
+    assert not (tmp_path / "out" / "lhd_app").exists()

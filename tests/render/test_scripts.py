@@ -1,9 +1,10 @@
 """Generated scripts: usage errors and bad settings fail clearly (no Docker needed)."""
 
 import os
-import subprocess
 
 import pytest
+
+from harness.proc import run
 
 # (script and arguments, exit code, words the output must contain)
 USAGE = [
@@ -26,8 +27,8 @@ USAGE = [
 
 
 def run_script(project, args, **env):
-    return subprocess.run([project / "script" / args[0], *args[1:]], cwd=project, capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=60, check=False)
+    return run([project / "script" / args[0], *args[1:]], cwd=project, env={**os.environ, **env}, timeout=60,
+               check=False)
 
 
 @pytest.mark.parametrize(("args", "code", "words"), USAGE, ids=[" ".join(a) for a, _, _ in USAGE])
@@ -86,6 +87,8 @@ def test_bootstrap_moves_secret_values_into_files(default_project, tmp_path):
     lines = [line for line in env_file.read_text().splitlines() if not line.startswith(("POSTGRES_PASSWORD_FILE",
                                                                                          "SECRET_KEY_BASE_FILE"))]
     env_file.write_text("\n".join([*lines, "POSTGRES_PASSWORD=0123abcd", 'SECRET_KEY_BASE="feed"']) + "\n")
+    for name in ("postgres_password", "secret_key_base"):  # the old layout had values, no files
+        (secrets / name).unlink()
     refused = run_script(default_project, ["deploy", "--config", "aaaa1111"], LHD_ENV_FILE=str(env_file))
     assert refused.returncode == 1
     assert "the env file sets POSTGRES_PASSWORD as a value; secrets now live in files: run script/bootstrap " \

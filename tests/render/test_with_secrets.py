@@ -6,14 +6,13 @@ the task."""
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.parse
 
 import pytest
 
-from harness.proc import run
+from harness.proc import PIPE, popen, run
 
 # The child: prints the variables it was given, then waits for SIGTERM and reports when it came.
 CHILD = """
@@ -77,17 +76,14 @@ def test_stop_delay_must_be_whole_seconds(with_secrets, tmp_path, value):
 def test_sigterm_reaches_the_program_after_stop_delay(with_secrets, delay, at_least, at_most):
     """SIGTERM to the entrypoint reaches the program STOP_DELAY seconds later (at once without it); the program
     serves meanwhile, and its exit status is the entrypoint's."""
-    proc = subprocess.Popen(["sh", with_secrets, sys.executable, "-c", CHILD], env=clean_env(STOP_DELAY=delay),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with popen(["sh", with_secrets, sys.executable, "-c", CHILD], env=clean_env(STOP_DELAY=delay), stdout=PIPE,
+               stderr=PIPE, text=True) as proc:
         json.loads(proc.stdout.readline())  # the child runs
         proc.send_signal(signal.SIGTERM)
         sent = time.monotonic()
         report = json.loads(proc.stdout.readline())
         waited = time.monotonic() - sent
         assert proc.wait(timeout=30) == 7, proc.stderr.read()
-    finally:
-        proc.kill()
     assert at_least <= waited <= at_most, (waited, report)
 
 

@@ -6,9 +6,11 @@ pytest-docker brings the stack up and down through the project's own scripts
 (harness/devstack.py), and GraphQL goes through gql.
 """
 
+import json
 import re
 import time
 
+import psycopg
 import pytest
 import requests
 from gql import gql
@@ -47,12 +49,12 @@ def test_every_service_healthy(dev_stack):
 
 
 def test_ports_published_on_loopback_only(dev_stack):
-    """Every published port is bound to 127.0.0.1 alone, on the port the harness gave it."""
+    """Every published port is bound to 127.0.0.1 alone, on the port the harness gave it; the Hasura console and
+    its API (no login of their own) are not published without `script/up --console`."""
     published = {(container.Service, port.TargetPort): (port.URL, port.PublishedPort)
                  for container in dev_stack.services() for port in container.Publishers if port.PublishedPort}
     given = {name: ("127.0.0.1", int(dev_stack.env[name])) for name in dev_stack.env if name.endswith("_PORT")}
     assert published == {("postgres", 5432): given["POSTGRES_PORT"], ("hasura", 8080): given["HASURA_PORT"],
-                         ("hasura", 9695): given["HASURA_CONSOLE_PORT"], ("hasura", 9693): given["HASURA_CONSOLE_API_PORT"],
                          ("lucky", 5000): given["LUCKY_PORT"]}
 
 
@@ -68,9 +70,25 @@ def test_hasura_healthz(dev_stack):
 
 
 def test_migration_mode_is_off(dev_stack):
-    """The console API answers and script/up turned migration mode off."""
-    settings = requests.get(dev_stack.url("HASURA_CONSOLE_API_PORT", "/apis/migrate/settings"), timeout=10)
-    assert settings.json() == {"migration_mode": "false"}
+    """The console API answers (inside the container: it is not published) and script/up turned migration mode
+    off."""
+    out, _ = dev_stack.exec("hasura", "curl", "--fail", "--silent", "--max-time", "5",
+                            "http://127.0.0.1:9693/apis/migrate/settings")
+    assert json.loads(out) == {"migration_mode": "false"}
+
+
+def test_postgres_asks_for_a_password_over_tcp(dev_stack):
+    """A login on the published port (what any local user can reach) without the password is refused
+    (scram-sha-256, not trust); with it, it works. Inside the container, loopback stays trust (initdb's default,
+    as upstream's image)."""
+    env = read_env(dev_stack)
+    login = {"host": "127.0.0.1", "port": int(dev_stack.env["POSTGRES_PORT"]), "user": env["POSTGRES_USER"],
+             "dbname": env["POSTGRES_DB"], "connect_timeout": 10}
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(**login, password="").close()
+    assert "password" in str(refused.value)
+    with psycopg.connect(**login, password=env["POSTGRES_PASSWORD"]) as connection:
+        assert connection.execute("select 1").fetchone() == (1,)
 
 
 def test_graphql_returns_seeded_rows(dev_stack):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import pytest
 
 from harness.docker import docker
-from harness.proc import run
+from harness.proc import DEVNULL, PIPE, popen, run
 from harness.swarm import BACKUP_INTERVAL, NOTES, SHA1, SHA2, V1, V2, V3
 from harness.wait import until
 
@@ -67,7 +67,55 @@ def test_restore_refuses_a_file_that_is_not_a_dump(live, rows, tmp_path):
     assert [d for d in live.backups()[0] if d not in before and "scheduled" not in d] == []
 
 
-def test_restore_without_yes_and_without_a_terminal_changes_nothing(live, rows):
+def in_store(deployment, *command):
+    """A one-off postgres container with the stack's backups volume at /backups runs command (sh -c's words)."""
+    return docker("run", "--rm", "-v", f"{deployment.swarm_name}_backups:/backups", "--entrypoint", "sh",
+                  f"postgres:{deployment.postgres_version()}", "-c", *command).stdout
+
+
+def test_restore_refuses_a_dump_cut_short_and_changes_nothing(live, rows, tmp_path):
+    """H1: a real dump missing its last byte (its table of contents intact) is refused, in one line naming
+    pg_restore's error, before the safety backup: no dump is taken and the rows are as they were."""
+    dump = DUMP_NAME.search(live.script("backup").stdout).group(0)
+    cut = tmp_path / "cut" / "cut.dump"
+    cut.parent.mkdir()
+    docker("run", "--rm", "-v", f"{live.swarm_name}_backups:/backups:ro", "-v", f"{cut.parent}:/out",
+           "--entrypoint", "sh", f"postgres:{live.postgres_version()}", "-c",
+           'head -c "$(($(stat -c %s "/backups/$0") - 1))" "/backups/$0" > /out/cut.dump', dump)
+    live.sql("DELETE FROM notes WHERE title = 'backup-a'")
+    before = live.backups()[0]
+    result = live.script("restore", "--yes", cut, check=False)
+    assert result.returncode == 1
+    assert ("is damaged or cut short: pg_restore cannot read it to its end (pg_restore: error: could not read from "
+            "input file: end of file); nothing was changed") in result.stderr
+    assert f"refusing to restore {cut}: nothing was changed" in result.stderr
+    assert titles(live) == rows[1:]
+    assert [d for d in live.backups()[0] if d not in before and "scheduled" not in d] == []
+
+
+def test_restoring_the_oldest_scheduled_dump_keeps_it(live, rows):
+    """H3: with BACKUP_KEEP equal to the number of scheduled dumps, restoring the oldest of them succeeds (its
+    safety backup deletes nothing) and the dump is still there afterwards, with no pin left behind."""
+    started = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    def two_new_scheduled():
+        fresh = [d for d in live.backups()[0] if d.endswith("-scheduled.dump") and d.split("-")[-2] > started]
+        return len(fresh) >= 2 and fresh
+    fresh = until(two_new_scheduled, 2 * BACKUP_INTERVAL + 90, "two scheduled dumps taken during the test", pause=3)
+    # Only these two scheduled dumps stay (the service prunes by count only beyond its own BACKUP_KEEP, 14).
+    older = [d for d in live.backups()[0] if "-scheduled" in d and d not in fresh]
+    if older:
+        in_store(live, 'cd /backups && rm -f -- "$@"', "sh", *older)
+    scheduled = [d for d in live.backups()[0] if "-scheduled" in d]
+    oldest = scheduled[-1]
+    live.sql("DELETE FROM notes")
+
+    restore = live.script("restore", "--yes", oldest, env={"BACKUP_KEEP": str(len(scheduled))})
+    assert "✔ All done." in restore.stdout
+    assert titles(live) == rows
+    assert oldest in live.backups()[0]
+    assert ".restoring-" not in in_store(live, "ls -a /backups")
+
     """With no terminal to ask and no --yes, script/restore stops after its safety backup."""
     dump = DUMP_NAME.search(live.script("backup").stdout).group(0)
     live.sql("DELETE FROM notes WHERE title = 'backup-a'")
@@ -198,17 +246,12 @@ def test_one_deploy_at_a_time_and_read_errors_are_retried(at, flaky_docker):
     while it waits for the services, retries them and succeeds: no rollback is reported."""
     deployment = at(SHA1)
     deployment.release(SHA2)
-    first = subprocess.Popen([deployment.project / "script/deploy", SHA2], cwd=deployment.project, text=True,
-                             env=deployment.env(**flaky_docker), stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with popen([deployment.project / "script/deploy", SHA2], cwd=deployment.project, text=True,
+               env=deployment.env(**flaky_docker), stdin=DEVNULL, stdout=PIPE, stderr=PIPE) as first:
         until(lambda: "script/deploy additive bbbb2222" in deployment.lock_file.read_text(), 60,
               "the first deploy to take the lock", pause=0.5)
         second = deployment.script("deploy", SHA2, check=False)
         out, err = first.communicate(timeout=600)
-    finally:
-        if first.poll() is None:
-            first.kill()
     assert second.returncode == 1
     assert "another deploy, rollback or restore of lhd_app is running (script/deploy additive bbbb2222" in second.stderr
     assert first.returncode == 0, out + err

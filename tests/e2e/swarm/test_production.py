@@ -171,6 +171,13 @@ class TestUpdateModes:
         assert deployment.version() == SHA2
         assert deployment.images() == {"lucky": SHA2, "hasura": SHA2}
         assert deployment.migrations() == [V1, V2, V3]
+        # Built here, never pushed, so no registry digest is known: swarm runs the plain tag, as before, and the
+        # release log names SHA2 alone (tests/render/test_deploy_digests.py: a known digest pins the image).
+        spec = docker("service", "inspect", f"{deployment.swarm_name}_lucky", "--format",
+                      "{{.Spec.TaskTemplate.ContainerSpec.Image}}").stdout.strip()
+        assert spec == f"{deployment.registry}/lucky:{SHA2}"
+        last = (deployment.project / "var/releases.log").read_text().splitlines()[-1]
+        assert last.split(" ")[1:] == [SHA2], last
 
     def test_rollback_sha2_to_sha1(self, at, mode):
         """script/rollback [-s] SHA1 from SHA2 serves SHA1 and leaves SHA1's last migration, however many came after."""

@@ -10,7 +10,7 @@ from harness.docker import docker
 from harness.swarm import NOTES, SHA1
 from harness.wait import until
 
-APP_SECRETS = ("POSTGRES_PASSWORD", "HASURA_GRAPHQL_ADMIN_SECRET", "HASURA_JWT_KEY", "SECRET_KEY_BASE")
+APP_SECRETS = ("POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD", "HASURA_GRAPHQL_ADMIN_SECRET", "HASURA_JWT_KEY", "SECRET_KEY_BASE")
 
 
 def test_no_secret_value_in_any_service_definition(live):
@@ -25,8 +25,9 @@ def test_no_secret_value_in_any_service_definition(live):
     mounted = {s["Spec"]["Name"].removeprefix("lhd_app_"):
                sorted(ref["File"]["Name"] for ref in s["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets", []))
                for s in json.loads(inspected)}
-    assert mounted["hasura"] == ["hasura_admin_secret", "hasura_jwt_key", "postgres_password"]
-    assert mounted["lucky"] == ["postgres_password", "secret_key_base", "send_grid_key"]
+    # Lucky and Hasura hold the app's role's password, not the superuser's (review M5).
+    assert mounted["hasura"] == ["hasura_admin_secret", "hasura_jwt_key", "postgres_app_password"]
+    assert mounted["lucky"] == ["postgres_app_password", "secret_key_base", "send_grid_key"]
     assert mounted["postgres"] == mounted["backup"] == ["postgres_password"]
 
 

@@ -1,0 +1,159 @@
+"""script/deploy and script/rollback run the images by digest when one is known (review finding M3): a fake
+`docker` plays a one-node swarm (it records every call and the LUCKY_/HASURA_ variables `stack deploy` sees,
+which docker-compose.prod.yml reads as image: REGISTRY/lucky:${LUCKY_TAG}${LUCKY_DIGEST}; the lint tier's
+tests/lint/test_deploy_digests.py merges them with the real `docker stack config`), so the tests read the
+image references swarm and the migrations would get, and the release log (var/releases.log) each run appends to."""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.docker import fake_docker
+from harness.proc import run
+
+NEW, OLD = "bbbb2222", "aaaa1111"
+LUCKY, HASURA, LOCAL = "1" * 64, "2" * 64, "3" * 64
+
+# A one-node swarm as script/deploy and script/rollback see it. FAKE_STATE holds the image the services are
+# specified to run ({{.Spec.TaskTemplate.ContainerSpec.Image}}); `stack deploy` sets it from the variables the
+# compose files read; `image inspect` answers with FAKE_REPO_DIGESTS (JSON strings), or "no such image".
+FAKE_SWARM = """
+echo "docker $*" >> "$FAKE_LOG"
+case "$1" in
+  node) echo node1 ;;
+  stack)
+    case "$2" in
+      ls) echo lhd_app ;;
+      deploy)
+        echo "env LUCKY_TAG=$LUCKY_TAG LUCKY_DIGEST=$LUCKY_DIGEST" \
+          "HASURA_TAG=$HASURA_TAG HASURA_DIGEST=$HASURA_DIGEST" >> "$FAKE_LOG"
+        # The image: lines of docker-compose.prod.yml, as compose interpolates them.
+        printf 'lucky %s\nhasura %s\n' "$REGISTRY_IMAGE/lucky:$LUCKY_TAG$LUCKY_DIGEST" \
+          "$REGISTRY_IMAGE/hasura:$HASURA_TAG$HASURA_DIGEST" > "$FAKE_CONFIG"
+        echo "$REGISTRY_IMAGE/lucky:$LUCKY_TAG$LUCKY_DIGEST" > "$FAKE_STATE"
+        ;;
+    esac ;;
+  service)
+    case "$2 $*" in
+      inspect*ContainerSpec.Image*) cat "$FAKE_STATE" ;;
+      inspect*UpdateStatus*) echo completed ;;
+      inspect*Replicas*) echo 1 ;;
+      ps*) echo "$(cat "$FAKE_STATE") Running 3 seconds ago" ;;
+      ls*) echo 1/1 ;;
+    esac ;;
+  image)
+    [ -n "${FAKE_REPO_DIGESTS:-}" ] || { echo "Error: No such image: $3" >&2; exit 1; }
+    echo "[{\\"RepoTags\\": [\\"$3\\"], \\"RepoDigests\\": [$FAKE_REPO_DIGESTS]}]" ;;
+  run) case "$*" in *migration_versions*) echo 20260101000000 ;; esac ;;
+esac
+"""
+
+
+@pytest.fixture
+def swarm(default_project, tmp_path):
+    """A private copy of the default project with its env file, and the fake swarm; swarm(script, *args) runs it."""
+    project = Path(shutil.copytree(default_project, tmp_path / "project"))
+    env_file = tmp_path / "prod.env"
+    run([project / "script/bootstrap"], env={**os.environ, "LHD_ENV_FILE": str(env_file)})
+    registry = re.search(r'^REGISTRY_IMAGE="(.*)"$', (project / "script/functions/common").read_text(), re.M)[1]
+
+    class Swarm:
+        log = tmp_path / "docker.log"
+        config = tmp_path / "stack.yml"
+        state = tmp_path / "image"
+        releases = project / "var/releases.log"
+
+        def __init__(self):
+            self.project, self.registry = project, registry
+            self.env = {**os.environ, **fake_docker(tmp_path, FAKE_SWARM), "LHD_ENV_FILE": str(env_file),
+                        "FAKE_LOG": str(self.log), "FAKE_CONFIG": str(self.config),
+                        "FAKE_STATE": str(self.state), "DEPLOY_TIMEOUT": "20"}
+            self.state.write_text(f"{registry}/lucky:{OLD}@sha256:{'9' * 64}\n")
+
+        def __call__(self, script, *args, **env):
+            return run([project / "script" / script, *args], env={**self.env, **env}, check=False,
+                       stdin=subprocess.DEVNULL, timeout=120)
+
+        def images(self):
+            """The images `stack deploy` was given (the compose files' image: lines), by service."""
+            return dict(line.split(" ") for line in self.config.read_text().splitlines())
+
+        def calls(self):
+            return self.log.read_text().splitlines()
+
+    return Swarm()
+
+
+def release_lines(swarm):
+    """The release log's lines without their time."""
+    return [line.split(" ", 1)[1] for line in swarm.releases.read_text().splitlines()]
+
+
+def test_deploy_with_digests_runs_them(swarm):
+    """--digests (script/ci_deploy_remote's verified ones): migrations and services run tag@digest references,
+    and the release log records the digests."""
+    result = swarm("deploy", "--yes", "--digests", f"lucky@sha256:{LUCKY},hasura@sha256:{HASURA}", NEW)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lucky, hasura = f"{swarm.registry}/lucky:{NEW}@sha256:{LUCKY}", f"{swarm.registry}/hasura:{NEW}@sha256:{HASURA}"
+    images = swarm.images()
+    assert images["lucky"] == lucky and images["hasura"] == hasura
+    # LUCKY_TAG, which APP_VERSION is too, stays the SHA.
+    assert (f"env LUCKY_TAG={NEW} LUCKY_DIGEST=@sha256:{LUCKY} HASURA_TAG={NEW} HASURA_DIGEST=@sha256:{HASURA}"
+            in swarm.calls())
+    (migration,) = [c for c in swarm.calls() if c.startswith("docker run") and c.endswith(" update_db")]
+    assert f" {lucky} update_db" in migration
+    assert release_lines(swarm) == [f"{NEW} lucky@sha256:{LUCKY} hasura@sha256:{HASURA}"]
+
+
+@pytest.mark.parametrize("pulled", [False, True], ids=["built-here", "pulled"])
+def test_deploy_without_digests_uses_the_local_registry_digest_or_the_tag(swarm, pulled):
+    """Without --digests: a local image this registry knows by digest (RepoDigests) runs by it; one built here
+    and never pushed runs by its tag, exactly as before, and the release log names the SHA alone."""
+    env = {"FAKE_REPO_DIGESTS": f'"other.example/lucky@sha256:{"4" * 64}", "{swarm.registry}/lucky@sha256:{LOCAL}", '
+                                f'"{swarm.registry}/hasura@sha256:{LOCAL}"'} if pulled else {}
+    result = swarm("deploy", "--yes", NEW, **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    suffix = f"@sha256:{LOCAL}" if pulled else ""
+    assert swarm.images()["lucky"] == f"{swarm.registry}/lucky:{NEW}{suffix}"
+    assert swarm.images()["hasura"] == f"{swarm.registry}/hasura:{NEW}{suffix}"
+    assert release_lines(swarm) == [f"{NEW} lucky@sha256:{LOCAL} hasura@sha256:{LOCAL}" if pulled else NEW]
+
+
+def test_rollback_uses_the_recorded_digests(swarm):
+    """script/rollback SHA runs the images the release log recorded for SHA, by digest, not what the tag is now."""
+    swarm.releases.parent.mkdir()
+    swarm.releases.write_text(f"2026-11-30T10:00:00Z {OLD} lucky@sha256:{LUCKY} hasura@sha256:{HASURA}\n"
+                              f"2026-12-01T10:00:00Z {NEW}\n")
+    swarm.state.write_text(f"{swarm.registry}/lucky:{NEW}\n")
+    result = swarm("rollback", "--yes", OLD, FAKE_REPO_DIGESTS=f'"{swarm.registry}/lucky@sha256:{LOCAL}"')
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "records no image digests" not in result.stderr
+    lucky = f"{swarm.registry}/lucky:{OLD}@sha256:{LUCKY}"
+    assert swarm.images() == {**swarm.images(), "lucky": lucky, "hasura": f"{swarm.registry}/hasura:{OLD}@sha256:{HASURA}"}
+    assert any(c.startswith("docker run") and f" {lucky} /app/db/migration_versions" in c for c in swarm.calls())
+    assert release_lines(swarm)[-1] == f"{OLD} lucky@sha256:{LUCKY} hasura@sha256:{HASURA}"
+
+
+def test_rollback_to_an_unrecorded_sha_warns_and_uses_the_tag(swarm):
+    """A SHA the release log recorded no digests for: one warning line, then its tags."""
+    swarm.state.write_text(f"{swarm.registry}/lucky:{NEW}\n")
+    result = swarm("rollback", "--yes", OLD)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [line for line in result.stderr.splitlines() if "digest" in line] == [
+        f"! {swarm.releases} records no image digests for {OLD}: rolling back to the images tagged {OLD}, as they are now"]
+    assert swarm.images()["lucky"] == f"{swarm.registry}/lucky:{OLD}"
+    assert swarm.images()["hasura"] == f"{swarm.registry}/hasura:{OLD}"
+
+
+@pytest.mark.parametrize("digests", [f"lucky@sha256:{LUCKY}", f"lucky@sha256:{LUCKY},hasura@sha256:{HASURA[:10]}",
+                                     f"hasura@sha256:{HASURA},lucky@sha256:{LUCKY}"], ids=["one", "short", "order"])
+def test_deploy_refuses_malformed_digests(swarm, digests):
+    """A --digests LIST that is not both digests is one line, before any docker call."""
+    result = swarm("deploy", "--yes", "--digests", digests, NEW)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"✖ '{digests}' is not lucky@sha256:<64 hex>,hasura@sha256:<64 hex>"
+    assert not swarm.log.exists()
