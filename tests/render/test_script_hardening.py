@@ -8,6 +8,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 
 import pytest
 
@@ -297,7 +298,12 @@ def test_run_lucky_task_removes_its_secret_copies_when_killed(own_project, tmp_p
     driver = (f"set -m\nbash -c {subprocess.list2cmdline([task])} & pid=$!\n"
               f"for _ in $(seq 100); do [ -s {tmp_path}/argv.log ] && break; sleep 0.1; done\n"
               f"kill -{signal_name} -- -$pid\nwait $pid || true\n")
-    run(["bash", "-c", driver], env=env, timeout=30)
+    # A terminal's Ctrl-C reaches a shell whose SIGINT is at its default. The driver starts from the default
+    # dispositions whatever the suite inherited (a run started from a background job inherits SIGINT ignored, which
+    # no shell can undo: POSIX keeps signals ignored on entry ignored).
+    reset = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+             "signal.signal(signal.SIGQUIT, signal.SIG_DFL); os.execvp('bash', ['bash', '-c', sys.argv[1]])")
+    run([sys.executable, "-c", reset, driver], env=env, timeout=30)
     argv = (tmp_path / "argv.log").read_text()
     assert f"{tmp_path}/tmp/" in argv  # the copies were made there
     assert list((tmp_path / "tmp").iterdir()) == []

@@ -30,15 +30,15 @@ def replace_line(path, old, new):
 
 
 # The edits, as data: (file, old line, new line).
-USER_EDIT = ("script/up", "# off. Returns when everything is healthy; --watch then keeps syncing files.",
-             "# off. Returns when everything is healthy; --watch then keeps syncing files. (edited by us)")
+USER_EDIT = ("script/up", "# Start the development stack: PostgreSQL, the database (create, migrate,",
+             "# Start the development stack: PostgreSQL, the database (create, migrate, (edited by us)")
 TEMPLATE_SAME_FILE = ("script/up", 'info "Lucky:          http://localhost:${LUCKY_PORT:-5000}"',
                       'info "Lucky API:      http://localhost:${LUCKY_PORT:-5000}"')
 TEMPLATE_UNTOUCHED = ("Docker/docker-compose.yml", "      retries: 12\n", "      retries: 15\n")
-CONFLICT_USER = ("script/down", "# Remove the development stack: containers, networks and volumes (the",
-                 "# Tear down our development stack: containers, networks and volumes (the")
-CONFLICT_TEMPLATE = ("script/down", "# Remove the development stack: containers, networks and volumes (the",
-                     "# Delete the whole development stack: containers, networks and volumes (the")
+CONFLICT_USER = ("script/down", "# Remove the development stack: its containers, networks and volumes (the",
+                 "# Tear down our development stack: its containers, networks and volumes (the")
+CONFLICT_TEMPLATE = ("script/down", "# Remove the development stack: its containers, networks and volumes (the",
+                     "# Delete the whole development stack: its containers, networks and volumes (the")
 DELETED = "script/logs"
 NEW_FILE = "script/doctor"
 
