@@ -169,6 +169,30 @@ def test_the_whole_dump_restores_exactly(pg):
     assert pg.snapshot("live") == pg.source
 
 
+def test_a_session_holding_a_lock_neither_holds_up_nor_deadlocks_the_restore(pg):
+    """An app session in a transaction holding a lock on a live table (as Lucky or Hasura may, at any moment) is
+    ended when the restore starts: the restore goes through, and that session is told it was terminated. The old
+    restore waited behind such a session, and one taking a second lock meanwhile deadlocked with its drops (the
+    deadlock that rolled back a restore on a deployed stack)."""
+    pg.fresh("live", LIVE_SQL)
+    # The holder is the exec's own process (exec, not &): an orphan would be reaped by the postmaster, which is the
+    # container's PID 1, and taken for a crashed backend when it exits.
+    pg.container.get_wrapped_container().exec_run(
+        ["sh", "-c", "exec psql -X -h 127.0.0.1 -U app -d live -c 'BEGIN; LOCK TABLE live_only IN ACCESS SHARE MODE; "
+                     "SELECT pg_sleep(60);' >/tmp/holder.out 2>&1 </dev/null"], detach=True)
+    held = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'live_only'"
+    for _ in range(100):
+        if pg.sql("live", held).strip() != "0":
+            break
+        pg.sh("sleep 0.1")
+    else:
+        pytest.fail("the holding session never took its lock")
+    result = pg.pg_backup("live", "restore", pg.full, check=False)
+    assert result.returncode == 0, result.stderr
+    assert pg.snapshot("live") == pg.source
+    assert "terminating connection due to administrator command" in pg.sh("cat /tmp/holder.out").stdout
+
+
 def test_a_restore_failing_after_its_data_is_loaded_changes_nothing(pg):
     """A dump whose SQL fails at the end (its publication exists in the target already: publications belong to
     the database, not to a schema, so the restore's DROP SCHEMA leaves them) is rolled back after its tables and

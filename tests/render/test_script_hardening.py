@@ -265,6 +265,18 @@ def test_bootstrap_force_refuses_while_the_database_exists(own_project, tmp_path
     assert files(tmp_path / "secrets") == before and (tmp_path / "prod.env").read_text() == env_before
 
 
+def test_bootstrap_force_refuses_when_the_engine_cannot_answer(own_project, tmp_path):
+    """--force with a docker that cannot reach its engine (stopped, or no permission) cannot know whether the
+    database exists, so it changes nothing and says so in one line."""
+    bootstrap(own_project, tmp_path)
+    before, env_before = files(tmp_path / "secrets"), (tmp_path / "prod.env").read_text()
+    result = bootstrap(own_project, tmp_path, "--force", docker="echo 'Cannot connect to the Docker daemon' >&2; exit 1\n")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "✖ cannot ask Docker whether the stack lhd_app exists (is the engine running?); nothing was written"]
+    assert files(tmp_path / "secrets") == before and (tmp_path / "prod.env").read_text() == env_before
+
+
 def test_bootstrap_leaves_no_temporary_file_when_it_fails(own_project, tmp_path):
     """A bootstrap that stops half-way (here: no tool can hash the dashboard password) leaves no temporary file."""
     bin_dir = tmp_path / "tools"
