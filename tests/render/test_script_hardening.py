@@ -265,6 +265,25 @@ def test_bootstrap_force_refuses_while_the_database_exists(own_project, tmp_path
     assert files(tmp_path / "secrets") == before and (tmp_path / "prod.env").read_text() == env_before
 
 
+def test_bootstrap_refuses_a_domain_it_would_ignore(own_project, tmp_path):
+    """--domain with a kept env file that routes another domain (a staging server bootstrapped before) would be
+    ignored, so it is refused in one line and nothing is written; the same domain again is fine."""
+    assert bootstrap(own_project, tmp_path, "--domain", "staging.example.com").returncode == 0
+    before, env_before = files(tmp_path / "secrets"), (tmp_path / "prod.env").read_text()
+    assert "APP_DOMAIN=staging.example.com" in env_before
+    (tmp_path / "secrets" / "postgres_password").unlink()  # a missing secret bootstrap would otherwise write
+    del before["postgres_password"]
+    result = bootstrap(own_project, tmp_path, "--domain", "shop.example.org")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"✖ --domain shop.example.org would be ignored: {tmp_path / 'prod.env'} is kept and routes "
+        "APP_DOMAIN=staging.example.com; set APP_DOMAIN there (then script/deploy); nothing was written"]
+    assert files(tmp_path / "secrets") == before and (tmp_path / "prod.env").read_text() == env_before
+    again = bootstrap(own_project, tmp_path, "--domain", "staging.example.com")
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "secrets" / "postgres_password").exists()
+
+
 def test_bootstrap_force_refuses_when_the_engine_cannot_answer(own_project, tmp_path):
     """--force with a docker that cannot reach its engine (stopped, or no permission) cannot know whether the
     database exists, so it changes nothing and says so in one line."""
