@@ -229,6 +229,29 @@ def memory_table_problems(readme, *configs):
     return problems
 
 
+MEMORY_USAGE, MEMORY_LIMIT = "container_memory_usage_bytes", "container_spec_memory_limit_bytes"
+THRESHOLD = re.compile(r">=?\s*([0-9.]+(?:e[0-9]+)?)\s*$")
+
+
+def alert_limit_problems(rules_doc, *configs):
+    """Every memory alert can fire: it compares a task's use with that task's own limit (cAdvisor's
+    container_spec_memory_limit_bytes), or its absolute threshold lies below the largest limit a service of the
+    stacks has (a threshold above every limit can never be reached: the kernel stops a task at its limit)."""
+    largest = max((memory_of(svc)[1] or 0 for config in configs for svc in config["services"].values()), default=0)
+    problems = []
+    for group in rules_doc.get("groups") or []:
+        for rule in group.get("rules") or []:
+            expr = " ".join(str(rule.get("expr", "")).split())
+            if "alert" not in rule or MEMORY_USAGE not in expr or MEMORY_LIMIT in expr:
+                continue
+            threshold = THRESHOLD.search(expr)
+            if threshold is None or float(threshold.group(1)) >= largest:
+                problems.append(f"alert {rule['alert']}: compares memory use with "
+                                f"{threshold.group(1) if threshold else 'no threshold'}, not below the largest "
+                                f"limit ({largest} bytes) and not with the task's own {MEMORY_LIMIT}: no task can reach it")
+    return problems
+
+
 # What Traefik's swarm provider reads: services, tasks, networks, and NODES,
 # since the real Traefik 3.7 inspects each task's node and logs 403s without it
 # (seen in the swarm e2e run; traefik/traefik pkg/provider/docker swarm code),

@@ -322,3 +322,29 @@ def test_secret_scan_bites(tmp_path):
     leaked = tmp_path / "config.yml"
     leaked.write_text(yaml.safe_dump({"password": "a1" * 30}))
     assert checks.secret_scan([leaked])
+
+
+ALERT_STACK = {"services": {"lucky": {"deploy": {"resources": {"limits": {"memory": "768M"}}}},
+                            "postgres": {"deploy": {"resources": {"limits": {"memory": "1G"}}}}}}
+
+
+def memory_alert(expr):
+    return {"groups": [{"name": "tasks", "rules": [{"alert": "TaskHighMemory", "expr": expr}]}]}
+
+
+@pytest.mark.parametrize(("expr", "fires"), [
+    pytest.param('sum by (s) (container_memory_usage_bytes{s!=""}) > 1.2e9', False, id="above-every-limit"),
+    pytest.param('max by (s) (container_memory_usage_bytes{s!=""}) > 1073741824', False, id="at-the-largest-limit"),
+    pytest.param('max by (s) (container_memory_usage_bytes{s!=""}) > 7e8', True, id="below-a-limit"),
+    pytest.param('max by (s) (container_memory_usage_bytes / (container_spec_memory_limit_bytes > 0)) > 0.9', True,
+                 id="against-own-limit"),
+])
+def test_alert_limit_rule_bites(expr, fires):
+    """A memory alert whose threshold no task can reach (the rule TaskHighMemory broke: 1.2 GB, while the largest
+    limit was 1 GB) is reported by name; one below a limit, or against each task's own limit, is not."""
+    found = checks.alert_limit_problems(memory_alert(expr), ALERT_STACK)
+    if fires:
+        assert found == []
+    else:
+        assert len(found) == 1 and found[0].startswith("alert TaskHighMemory: compares memory use with ") \
+            and "no task can reach it" in found[0] and "(1073741824 bytes)" in found[0], found
