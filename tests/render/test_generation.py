@@ -159,6 +159,7 @@ def test_crystal_and_go_templates_exactly_where_expected(project, combo):
         "script/functions/swarm",         # docker --format Go templates
         "script/functions/dev",
         "script/bootstrap",
+        "script/doctor",
     }
     if combo["monitoring"] == "yes":
         expected |= {
