@@ -1,6 +1,6 @@
 """What real Hasura does, fact by fact, each with the upstream file it comes from.
 
-The Hasura contract tests (tests/contracts/test_contracts.py) assert through
+The Hasura contract tests (tests/contracts/test_hasura.py) assert through
 `expect`, so a failure says which fact it contradicts and where upstream
 states it, whether the image under test is the official one (upstream mode)
 or the double (local mode). Files are in hasura/graphql-engine at the tag

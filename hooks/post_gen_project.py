@@ -185,16 +185,6 @@ def template_state(answers, launcher=launcher_cwd):
     return state, None
 
 
-def template_source(answers, launcher=launcher_cwd):
-    """Return the template location as a URL or absolute path cruft can clone."""
-    return template_state(answers, launcher)[0]["template"]
-
-
-def template_commit(answers, launcher=launcher_cwd):
-    """Return the template's git commit, or None outside a git checkout."""
-    return template_state(answers, launcher)[0].get("commit")
-
-
 def write_cruft_state(root, answers, launcher=launcher_cwd):
     """Record template, commit and answers in .cruft.json for `cruft update`."""
     state_file = Path(root, ".cruft.json")

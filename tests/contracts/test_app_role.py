@@ -9,8 +9,8 @@ does), a password from a file. The superuser is `lhd_app` (POSTGRES_USER), the a
 import pytest
 
 from harness.containers import contract, execute
+from harness.postgres import pg_ready
 from kit.kit import PINS
-from tests.contracts.test_contracts import pg_ready
 
 POSTGRES = f"postgres:{PINS['_postgres_version']}"
 SUPER, SUPER_PW = "lhd_app", "super-password"

@@ -141,14 +141,14 @@ def test_write_dev_env_fills_secrets(tmp_path):
         ("git@github.com:acme/lhd.git", "git@github.com:acme/lhd.git"),
     ],
 )
-def test_template_source_expands_abbreviations(template, expected):
+def test_recorded_template_expands_abbreviations(template, expected):
     """cruft gets a cloneable URL for every way cookiecutter is called."""
-    assert post.template_source({"_template": template}) == expected
+    assert post.template_state({"_template": template})[0]["template"] == expected
 
 
-def test_template_source_local_path_is_absolute(tmp_path):
+def test_recorded_local_template_path_is_absolute(tmp_path):
     """A local template is recorded by absolute path."""
-    assert post.template_source({"_template": ".", "_repo_dir": str(tmp_path)}) == str(tmp_path)
+    assert post.template_state({"_template": ".", "_repo_dir": str(tmp_path)})[0]["template"] == str(tmp_path)
 
 
 def test_cruft_state_not_overwritten(tmp_path):
@@ -220,7 +220,7 @@ def test_clone_subdirectory_records_directory(tmp_path):
 )
 def test_git_plus_prefix_is_not_recorded(template, expected):
     """cookiecutter's "git+" only picks the VCS; cruft gets the URL git clones."""
-    assert post.template_source({"_template": template}, launcher=nowhere) == expected
+    assert post.template_state({"_template": template}, launcher=nowhere)[0]["template"] == expected
 
 
 def test_user_abbreviation_is_expanded(tmp_path, monkeypatch):
@@ -228,7 +228,8 @@ def test_user_abbreviation_is_expanded(tmp_path, monkeypatch):
     config = tmp_path / "cookiecutterrc"
     config.write_text("abbreviations:\n  corp: https://git.corp.example/{0}.git\n")
     monkeypatch.setenv("COOKIECUTTER_CONFIG", str(config))
-    assert post.template_source({"_template": "corp:web/lhd"}, launcher=nowhere) == "https://git.corp.example/web/lhd.git"
+    state, _ = post.template_state({"_template": "corp:web/lhd"}, launcher=nowhere)
+    assert state["template"] == "https://git.corp.example/web/lhd.git"
 
 
 def test_relative_path_resolved_from_cookiecutters_directory(tmp_path, monkeypatch):
@@ -254,8 +255,8 @@ def test_relative_path_falls_back_to_shell_pwd(tmp_path, monkeypatch):
     (tmp_path / "work").mkdir()
     monkeypatch.setenv("PWD", str(tmp_path / "work"))
     answers = dict(DEFAULTS, _template="../lhd", _repo_dir="../lhd")
-    assert (post.template_source(answers, launcher=nowhere), post.template_commit(answers, launcher=nowhere)) == (
-        str(template), commit)
+    state, problem = post.template_state(answers, launcher=nowhere)
+    assert (state["template"], state.get("commit"), problem) == (str(template), commit, None)
 
 
 def test_relative_path_directory_of_local_repository(tmp_path):
