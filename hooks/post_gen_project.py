@@ -216,7 +216,7 @@ def print_next_steps(answers):
     name = answers["project_name"]
     print(
         f"\n✔ {name} is ready.\n"
-        f"  cd {name} && git init && git add -A && git commit -m 'Start from LHD'\n"
+        f"  cd {name} && git init -b main && git add -A && git commit -m 'Start from LHD'\n"
         "  script/up        # development stack (Docker + Compose v2)\n"
         "  script/down      # remove it again\n"
         "  See README.md for production on Docker Swarm.\n"
