@@ -60,6 +60,22 @@ def test_bad_https_switch_is_refused(default_project, tmp_path):
     assert "HTTPS_SWITCH must be 'on' or 'off', not 'maybe'" in result.stderr
 
 
+@pytest.mark.parametrize(("mail", "key", "refusal"), [
+    ("maybe", None, "✖ MAIL must be 'sendgrid' or 'off', not 'maybe'"),
+    ("sendgrid", None, "✖ MAIL=sendgrid, but {secrets}/send_grid_key holds no SendGrid key: write the key there (or "
+                       "set MAIL=off)"),
+], ids=["unknown", "sendgrid-without-key"])
+def test_mail_is_a_setting_deploy_checks(default_project, tmp_path, mail, key, refusal):
+    """bootstrap writes MAIL=off (no silent `unused` key deciding it); deploy refuses an unknown MAIL and
+    MAIL=sendgrid while the key file still holds bootstrap's placeholder, in one line, before any docker call."""
+    env = {"LHD_ENV_FILE": str(tmp_path / "prod.env"), "LHD_SECRETS_DIR": str(tmp_path / "secrets")}
+    assert run_script(default_project, ["bootstrap"], **env).returncode == 0
+    assert "\nMAIL=off\n" in (tmp_path / "prod.env").read_text()
+    result = run_script(default_project, ["deploy", "--config", "aaaa1111"], MAIL=mail, **env)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == refusal.format(secrets=tmp_path / "secrets")
+
+
 def test_bootstrap_keeps_existing_secrets(default_project, tmp_path):
     """A second bootstrap never rotates secrets silently (--force, which does: test_script_hardening). The env file
     holds paths, not values."""
