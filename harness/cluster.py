@@ -25,7 +25,16 @@ from harness.cluster_nodes import (  # noqa: F401 - the cluster tier's names, im
 from harness.combinations import ROOT
 from harness.docker import docker
 from harness.proc import DEVNULL, run
-from harness.stack import DOMAIN, STATE_ROLES, StackDriver, harness_overrides, write_override
+from harness.stack import (
+    DOMAIN,
+    STATE_ROLES,
+    StackDriver,
+    cached_name,
+    harness_overrides,
+    park_images,
+    unpark_images,
+    write_override,
+)
 from harness.stream import RequestStream
 from harness.wait import until
 from kit import kit
@@ -81,6 +90,7 @@ class ClusterDeployment(StackDriver):
             patch(project)
         super().__init__(project, self.base, mode)
         self.sha = release_sha(mode)
+        unpark_images({self.sha}, self.registry)
         self.timings = {}
         self.monitoring_loaded = False
         self.write_overrides()
@@ -130,9 +140,14 @@ class ClusterDeployment(StackDriver):
         built = json.loads(record.read_text()) if record.is_file() else []
         for sha in [s for s in built if s != self.sha]:
             tags = [f"{self.registry}/{name}:{sha}" for name in ("lucky-base", "lucky", "hasura")]
-            docker("image", "rm", *tags, check=False)
+            docker("image", "rm", *tags, *[cached_name(t, self.registry) for t in tags], check=False)
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps([self.sha]))
+
+    def park_images(self):
+        """At the session's end: this build's images kept only under their harness-owned cache names
+        (harness/stack.py IMAGE_CACHE); the next session's ClusterDeployment names them again."""
+        return park_images({self.sha}, self.registry)
 
     def push(self):
         """Put the project's images in the registry: loaded into the manager, which logs in and pushes them

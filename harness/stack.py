@@ -23,6 +23,7 @@ from gql.transport.requests import RequestsHTTPTransport
 from requests_toolbelt.adapters.host_header_ssl import HostHeaderSSLAdapter
 
 from harness.certs import make_ca
+from harness.docker import docker
 from harness.graphql_client import hs256_jwt, user_claims
 from harness.names import DEFAULT
 from harness.wait import until
@@ -39,6 +40,10 @@ VIP_APP_SERVICES = ("backup", "hasura", "lucky", "traefik", "socket-proxy")
 STATE_ROLES = ("db", "edge", "monitoring")
 
 NOTES = gql("{ notes { title } }")
+# Images the tiers build for their throwaway projects (script/build names them <registry>/<image>:<tag>, a name a
+# user's project could have) are kept between runs only under this harness-owned name: `park_images` at the end
+# of a session, `unpark_images` before the next builds (docker's build cache keeps their layers).
+IMAGE_CACHE = "lhd-harness-cache"
 
 
 def ipvs_available():
@@ -114,6 +119,38 @@ def write_override(path, services, title):
     """A compose file at path giving each service its `deploy:` override; returns path."""
     path.write_text(f"# {title}\n" + yaml.safe_dump({"services": {s: {"deploy": d} for s, d in services.items()}}))
     return path
+
+
+def cached_name(image, registry=REGISTRY):
+    """The harness-owned cache name of <registry>/<name>:<tag>: lhd-harness-cache/<owner>/<repo>/<name>:<tag>."""
+    return f"{IMAGE_CACHE}/{registry.split('/', 1)[1]}/{image.removeprefix(registry + '/')}"
+
+
+def _tags(reference):
+    return [t for t in docker("image", "ls", "--filter", f"reference={reference}/*",
+                              "--format", "{{.Repository}}:{{.Tag}}").stdout.split() if not t.endswith(":<none>")]
+
+
+def park_images(tags, registry=REGISTRY):
+    """Move the images named <registry>/*:TAG (TAG one of tags, the ones a tier builds) to their cache names:
+    the images stay, the names a user's project could have are freed."""
+    parked = [image for image in _tags(registry) if image.rsplit(":", 1)[1] in tags]
+    for image in parked:
+        docker("tag", image, cached_name(image, registry))
+    if parked:
+        docker("image", "rm", "--no-prune", *parked, check=False)
+    return parked
+
+
+def unpark_images(tags, registry=REGISTRY):
+    """Name the cached images of tags <registry>/*:TAG again for a run (their cache names stay)."""
+    cache = f"{IMAGE_CACHE}/{registry.split('/', 1)[1]}"
+    restored = []
+    for cached in [c for c in _tags(cache) if c.rsplit(":", 1)[1] in tags]:
+        image = f"{registry}/{cached.removeprefix(cache + '/')}"
+        docker("tag", cached, image)
+        restored.append(image)
+    return restored
 
 
 class StackDriver:

@@ -28,6 +28,8 @@ from harness.stack import (  # noqa: F401 - the tier's names, imported from here
     SWARM_NAME,
     StackDriver,
     harness_overrides,
+    park_images,
+    unpark_images,
     write_override,
 )
 from harness.wait import WaitTimeout, until
@@ -35,6 +37,7 @@ from harness.wait import WaitTimeout, until
 BACKUP_INTERVAL = 30  # seconds between the backup service's dumps, short enough to see one
 
 SHA1, SHA2, SHA3, BROKEN = "aaaa1111", "bbbb2222", "cccc3333", "dead0000"
+RELEASES = (SHA1, SHA2, SHA3, BROKEN)
 V1, V2, V3 = 20250101000000, 20250201000000, 20250301000000
 MIGRATIONS = {SHA1: [V1], SHA2: [V1, V2, V3], SHA3: [V1, V2, V3], BROKEN: [V1]}
 ADDED_MIGRATIONS = (
@@ -83,6 +86,7 @@ class Deployment(StackDriver):
         # naming its holder.
         self.lock_dir = self.workdir / "deploy-lock"
         self.lock_file = self.lock_dir / "holder"
+        unpark_images(RELEASES, self.registry)
         self.bootstrap()
 
     # -- how this swarm is reached: the host's engine, the scripts run here -------------------
@@ -298,13 +302,18 @@ class Deployment(StackDriver):
         volumes, secrets and configs (harness/reaper.py: the stack name is the handle)."""
         reaper.remove_stacks((self.names.monitoring, self.swarm_name), self.swarm_name)
 
+    def park_images(self):
+        """At the session's end: the releases' images kept only under their harness-owned cache names
+        (harness/stack.py IMAGE_CACHE); the next session's Deployment names them again."""
+        return park_images(RELEASES, self.registry)
+
     def leftovers(self):
         """kind -> ids of services, networks, volumes, secrets and configs named like the stacks, and this
         node's labels named like them."""
         return {**reaper.stack_resources(self.swarm_name), "node labels": sorted(self.labels())}
 
 
-def prepare(base, mode, releases=(SHA1, SHA2, SHA3, BROKEN)):
+def prepare(base, mode, releases=RELEASES):
     """Render, bootstrap and build the given releases under base (nothing deployed yet)."""
     deployment = Deployment(bake(Path(base) / "out"), Path(base) / "work", mode)
     for sha in releases:
