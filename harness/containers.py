@@ -1,9 +1,10 @@
 """Containers for the image contract tests, through testcontainers.
 
 `contract()` builds a testcontainers `DockerContainer` the way the contract
-tests want it: labelled `org.lhd.test=1`, each published port bound to
-127.0.0.1 only (on a port the engine picks), and its wait strategy wrapped so a
-container that never gets ready fails with its own logs. Tests enter it with
+tests want it: labelled with the run's labels (harness/reaper.py: org.lhd.run,
+org.lhd.owner), each published port bound to 127.0.0.1 only (on a port the
+engine picks), and its wait strategy wrapped so a container that never gets
+ready fails with its own logs. Tests enter it with
 `with contract(...) as c:` (DockerContainer.__enter__/__exit__: start, wait,
 then `remove(force=True, v=True)`; testcontainers/core/container.py).
 
@@ -35,11 +36,11 @@ from testcontainers.core.container import DockerContainer  # noqa: E402
 from testcontainers.core.network import Network  # noqa: E402
 from testcontainers.core.waiting_utils import WaitStrategy  # noqa: E402
 
+from harness import reaper  # noqa: E402
 from harness.docker import docker, unique  # noqa: E402
 from harness.proc import CommandFailed  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
-LABELS = {"org.lhd.test": "1"}
 
 # Wait strategies reach containers where tests do: 127.0.0.1 (see the module docstring).
 testcontainers_config.connection_mode_override = ConnectionMode.docker_host
@@ -65,8 +66,8 @@ class WithLogs(WaitStrategy):
 
 
 def contract_network():
-    """A testcontainers Network labelled org.lhd.test=1 (removed on exit of its `with`)."""
-    return Network(docker_network_kw={"labels": dict(LABELS)})
+    """A testcontainers Network with the run's labels (removed on exit of its `with`, else by the reaper)."""
+    return Network(docker_network_kw={"labels": reaper.labels()})
 
 
 def contract(image, *command, env=None, ports=(), network=None, aliases=(), volumes=(), wait=None, **create):
@@ -75,7 +76,7 @@ def contract(image, *command, env=None, ports=(), network=None, aliases=(), volu
     container = DockerContainer(image, command=list(command) or None, env=dict(env or {}), name=unique("lhd-test"),
                                 network=network, network_aliases=list(aliases) or None,
                                 volumes=[(str(host), inside, mode) for host, inside, mode in volumes],
-                                labels=dict(LABELS), **create)
+                                labels=reaper.labels(), **create)
     for port in ports:
         container.ports[str(port)] = (LOOPBACK,)
     if wait is not None:

@@ -20,8 +20,9 @@ from pathlib import Path
 from subprocess import CompletedProcess
 from types import SimpleNamespace
 
+from harness import reaper
 from harness.bake import bake
-from harness.docker import docker, free_port, unique
+from harness.docker import docker, free_port
 from harness.proc import CommandFailed, failed, popen, run
 from harness.wait import until
 
@@ -163,9 +164,10 @@ class DevStack:
 
 
 def make_stack(base, **answers):
-    """Render the project under base with answers; a DevStack with a unique project name and free loopback ports."""
+    """Render the project under base with answers; a DevStack with a unique project name (reaper.compose_name(): the
+    reaper removes it at the session's end, or in a later run when this one was killed) and free loopback ports."""
     project = bake(base, **answers)
-    name = unique("lhde2e").replace("-", "")
+    name = reaper.compose_name()
     env = {"COMPOSE_PROJECT_NAME": name, "UP_TIMEOUT": str(UP_TIMEOUT - 30)}
     env.update({var: str(free_port()) for var in PORTS})
     return DevStack(project, name, env)

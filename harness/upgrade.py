@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 
 from harness.bake import copy_template
+from harness.names import DEFAULT
 from harness.proc import run
 
 TPL = "{{cookiecutter.project_name}}"
-PROJECT = "lhd_app"  # the default project_name
+PROJECT = DEFAULT.project  # the default project_name
 
 # Fixed commit dates, so "the last template commit before the project's first commit" is exact.
 DAY_A, DAY_PROJECT, DAY_B = "2024-01-01T12:00:00+00:00", "2024-01-02T12:00:00+00:00", "2024-01-03T12:00:00+00:00"

@@ -71,6 +71,24 @@ def image_mode(request):
         yield mode
 
 
+@pytest.fixture(scope="session", autouse=True)
+def reaped(request):
+    """Around every session that has an engine: what killed runs left is removed first (harness/reaper.py
+    `reap_stale`), and at the end whatever this run labelled (`reap(RUN_ID)`). A run without an engine (render,
+    lint) never calls docker."""
+    from harness import reaper
+    from harness.docker import engine_available
+
+    docker_tiers = {"docker", "cluster"}
+    if not any(docker_tiers & {m.name for m in item.iter_markers()} for item in request.session.items) \
+            or not engine_available():
+        yield None
+        return
+    reaper.reap_stale()
+    yield reaper.RUN_ID
+    reaper.reap(reaper.RUN_ID)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     """On failure, add what stack fixtures know (script output, service logs)."""

@@ -28,16 +28,19 @@ def cluster_deployment(image_mode, cluster, tmp_path_factory, request):
     """The rendered project built on the host, its images pushed to the registry, then
     `script/bootstrap --swarm` and `script/deploy --first` run on the manager."""
     d = ClusterDeployment(cluster, tmp_path_factory.mktemp("cluster-project"), image_mode)
-    d.first_deploy()
-    report = list(d.notes) + [
-        f"cluster: registry {cluster.registry} (Debian docker-registry, TLS + htpasswd) answering as "
-        f"{d.image('lucky').split('/')[0]}; project images {d.sha} pushed from the manager, pulled by the workers",
-        "cluster: Docker Hub images (postgres, traefik, socket proxy, prometheus, alertmanager, node-exporter) "
-        + ("loaded into the nodes from the host's kit images: no registry here can serve Docker Hub's names"
-           if image_mode == "local" else "pulled by the nodes themselves"),
-    ]
-    add_to_report(request.config, report)
-    yield d
+    try:
+        d.first_deploy()
+        report = list(d.notes) + [
+            f"cluster: registry {cluster.registry} (Debian docker-registry, TLS + htpasswd) answering as "
+            f"{d.image('lucky').split('/')[0]}; project images {d.sha} pushed from the manager, pulled by the workers",
+            "cluster: Docker Hub images (postgres, traefik, socket proxy, prometheus, alertmanager, node-exporter) "
+            + ("loaded into the nodes from the host's kit images: no registry here can serve Docker Hub's names"
+               if image_mode == "local" else "pulled by the nodes themselves"),
+        ]
+        add_to_report(request.config, report)
+        yield d
+    finally:
+        d.park_images()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 
 from harness.cluster import REGISTRY_HOST
+from harness.names import DEFAULT as NAMES
 from harness.report import add_to_report
 from harness.wait import until
 
@@ -63,13 +64,13 @@ def test_replicas_spread_over_every_node_from_the_registry(spread):
     assert len(d.task_nodes("hasura")) == 2
     for service in ("lucky", "hasura"):
         spec = d.docker("service", "inspect", "--format", "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
-                        f"lhd_app_{service}").stdout.strip()
+                        NAMES.service(service)).stdout.strip()
         assert spec.startswith(f"{d.image(service)}@sha256:"), spec
     for worker in d.cluster.workers:
         pulled = d.cluster.docker_on(worker, "images", "--digests", "--format", "{{.Repository}}:{{.Tag}}@{{.Digest}}").stdout
         project = [line for line in pulled.splitlines() if line.startswith(REGISTRY_HOST)]
         assert project and all(":<none>@sha256:" in line for line in project), pulled
-    assert {"my-group/lhd-app/lucky", "my-group/lhd-app/hasura"} <= set(d.cluster.catalog())
+    assert {f"{NAMES.registry_path}/lucky", f"{NAMES.registry_path}/hasura"} <= set(d.cluster.catalog())
 
 
 def test_traefik_on_the_manager_routes_to_tasks_on_every_node(spread):
@@ -103,8 +104,8 @@ def test_stateful_services_run_only_where_their_label_is(spread):
     for service in ("postgres", "backup", "traefik", "socket-proxy"):
         assert d.task_nodes(service) == {c.manager: 1}, service
     constraints = d.docker("service", "inspect", "--format", "{{json .Spec.TaskTemplate.Placement.Constraints}}",
-                           "lhd_app_postgres").stdout
-    assert "node.labels.lhd_app.db == true" in constraints
+                           NAMES.service("postgres")).stdout
+    assert f"node.labels.{NAMES.swarm}.db == true" in constraints
     d.sql("CREATE TABLE IF NOT EXISTS cluster_marker (id int); INSERT INTO cluster_marker VALUES (1)")
     try:
         d.label("db", c.manager, present=False)
@@ -116,11 +117,11 @@ def test_stateful_services_run_only_where_their_label_is(spread):
                 st and all(state == "pending" and "no suitable node" in err for state, err in st)
                 for st in states.values()) else None
         states = until(pending, 120, lambda: "postgres and backup to stay pending:\n" + d.docker(
-            "service", "ps", "lhd_app_postgres", "lhd_app_backup", check=False).stdout)
+            "service", "ps", NAMES.service("postgres"), NAMES.service("backup"), check=False).stdout)
         assert all("scheduling constraints not satisfied" in err for st in states.values() for _, err in st), states
         refused = d.script("deploy", d.sha, check=False)
         assert refused.returncode == 1
-        assert "no swarm node carries the label lhd_app.db=true" in refused.stderr
+        assert f"no swarm node carries the label {NAMES.swarm}.db=true" in refused.stderr
     finally:
         d.label("db", c.manager)
     until(lambda: d.task_nodes("postgres") == {c.manager: 1} and d.sql("SELECT count(*) FROM cluster_marker") == "1",
@@ -169,7 +170,7 @@ def test_prometheus_sees_node_exporter_on_every_node(spread):
     scrapes a node-exporter task on each of the three nodes, each reporting its own node's name."""
     d = spread
     d.monitoring_up()
-    assert d.task_nodes("node-exporter", stack="lhd_app_monitoring") == {n: 1 for n in d.cluster.nodes}
+    assert d.task_nodes("node-exporter", stack=NAMES.monitoring) == {n: 1 for n in d.cluster.nodes}
 
     def exporters():
         up = d.prometheus('up{job="node-exporter"}')
@@ -188,12 +189,12 @@ def test_cadvisor_on_each_node_reads_its_own_daemon(spread):
     d = spread
     d.monitoring_up()
     spec = json.loads(d.docker("service", "inspect", "--format", "{{json .Spec.TaskTemplate.ContainerSpec}}",
-                               "lhd_app_monitoring_cadvisor").stdout)
+                               NAMES.service("cadvisor", NAMES.monitoring)).stdout)
     endpoint = next(a.split("=", 1)[1] for a in spec["Args"] if a.startswith("--docker="))
     socket_dir = endpoint.removeprefix("unix://").rsplit("/", 1)[0]
     volume = next(m["Source"] for m in spec["Mounts"] if m["Type"] == "volume" and m["Target"] == socket_dir)
-    assert volume == "lhd_app_monitoring_cadvisor_docker_api", spec["Mounts"]
-    assert d.task_nodes("cadvisor-proxy", stack="lhd_app_monitoring") == {n: 1 for n in d.cluster.nodes}
+    assert volume == NAMES.service("cadvisor_docker_api", NAMES.monitoring), spec["Mounts"]
+    assert d.task_nodes("cadvisor-proxy", stack=NAMES.monitoring) == {n: 1 for n in d.cluster.nodes}
     host = f"unix:///var/lib/docker/volumes/{volume}/_data/{endpoint.rsplit('/', 1)[1]}"
 
     def read(node, *args):

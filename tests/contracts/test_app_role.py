@@ -3,19 +3,21 @@
 The generated project's Docker/postgres/ensure_app_role.sql (run by script/deploy as the superuser) and
 Docker/backup/pg_backup (the restore) in one container of the postgres image, the way the swarm runs them:
 psql and pg_restore over TCP to the container's own address (the image trusts 127.0.0.1, as the official one
-does), a password from a file. The superuser is `lhd_app` (POSTGRES_USER), the app's role `lhd_app_app`.
+does), a password from a file. The superuser is `<project_name>` (POSTGRES_USER), the app's role
+`<project_name>_app` (harness/names.py).
 """
 
 import pytest
 
 from harness.containers import contract, execute
+from harness.names import DEFAULT as NAMES
 from harness.postgres import pg_ready
 from kit.kit import PINS
 
 POSTGRES = f"postgres:{PINS['_postgres_version']}"
-SUPER, SUPER_PW = "lhd_app", "super-password"
-APP, APP_PW = "lhd_app_app", "app-password"
-DB = "lhd_app_production"
+SUPER, SUPER_PW = NAMES.superuser, "super-password"
+APP, APP_PW = NAMES.app_role, "app-password"
+DB = NAMES.database
 APP_PW_FILE = "/run/secrets/postgres_app_password"
 PWNED = "/tmp/pwned"
 # What a deployment from before the app's role holds, all made by the superuser: Hasura's catalog, pgcrypto

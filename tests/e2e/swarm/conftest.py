@@ -26,6 +26,7 @@ def deployment(image_mode, tmp_path_factory, request):
         finally:
             d.close()
             d.unlabel()
+            d.park_images()
 
 
 @pytest.fixture

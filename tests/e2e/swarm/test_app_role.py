@@ -1,13 +1,14 @@
 """Least privilege in PostgreSQL on the local swarm (security review M5): Lucky and Hasura connect as the app's
-own role `lhd_app_app` (script/deploy's ensure_app_role), which owns the database and is no superuser; the
-superuser `lhd_app` stays for maintenance."""
+own role `<project_name>_app` (script/deploy's ensure_app_role; `lhd_app_app` for the default answers), which
+owns the database and is no superuser; the superuser `<project_name>` stays for maintenance."""
 
 import json
 
 from harness.docker import docker
+from harness.names import DEFAULT as NAMES
 from harness.wait import until
 
-APP_ROLE = "lhd_app_app"
+APP_ROLE = NAMES.app_role
 
 
 def run_sql(deployment, sql):

@@ -13,13 +13,15 @@ from datetime import UTC, datetime
 
 import pytest
 
+from harness import reaper
 from harness.docker import docker
+from harness.names import DEFAULT as NAMES
 from harness.proc import DEVNULL, PIPE, popen, run
 from harness.swarm import BACKUP_INTERVAL, NOTES, SHA1, SHA2, V1, V2, V3
 from harness.wait import until
 
 NO_TERMINAL = "refusing to go on without --yes (there is no terminal to ask)"
-DUMP_NAME = re.compile(r"lhd_app_production-\d{8}T\d{6}Z-[a-z0-9-]+\.dump")
+DUMP_NAME = re.compile(rf"{NAMES.database}-\d{{8}}T\d{{6}}Z-[a-z0-9-]+\.dump")
 
 
 def titles(deployment):
@@ -69,7 +71,7 @@ def test_restore_refuses_a_file_that_is_not_a_dump(live, rows, tmp_path):
 
 def in_store(deployment, *command):
     """A one-off postgres container with the stack's backups volume at /backups runs command (sh -c's words)."""
-    return docker("run", "--rm", "-v", f"{deployment.swarm_name}_backups:/backups", "--entrypoint", "sh",
+    return docker("run", "--rm", *reaper.label_args(), "-v", f"{deployment.swarm_name}_backups:/backups", "--entrypoint", "sh",
                   f"postgres:{deployment.postgres_version()}", "-c", *command).stdout
 
 
@@ -79,7 +81,7 @@ def test_restore_refuses_a_dump_cut_short_and_changes_nothing(live, rows, tmp_pa
     dump = DUMP_NAME.search(live.script("backup").stdout).group(0)
     cut = tmp_path / "cut" / "cut.dump"
     cut.parent.mkdir()
-    docker("run", "--rm", "-v", f"{live.swarm_name}_backups:/backups:ro", "-v", f"{cut.parent}:/out",
+    docker("run", "--rm", *reaper.label_args(), "-v", f"{live.swarm_name}_backups:/backups:ro", "-v", f"{cut.parent}:/out",
            "--entrypoint", "sh", f"postgres:{live.postgres_version()}", "-c",
            'head -c "$(($(stat -c %s "/backups/$0") - 1))" "/backups/$0" > /out/cut.dump', dump)
     live.sql("DELETE FROM notes WHERE title = 'backup-a'")
@@ -184,9 +186,9 @@ def test_subtractive_deploy_lists_its_migrations_and_asks(at):
 @pytest.mark.parametrize("service, role", [("postgres", "db"), ("backup", "db"), ("traefik", "edge")])
 def test_stateful_service_is_placed_by_its_node_label(live, service, role):
     """The deployed spec of each service with a volume carries its node-label constraint."""
-    constraints = docker("service", "inspect", f"lhd_app_{service}", "--format",
+    constraints = docker("service", "inspect", NAMES.service(service), "--format",
                          "{{json .Spec.TaskTemplate.Placement.Constraints}}").stdout
-    assert f'"node.labels.lhd_app.{role} == true"' in constraints
+    assert f'"node.labels.{NAMES.swarm}.{role} == true"' in constraints
 
 
 def test_database_without_its_label_stays_pending_then_returns_with_its_rows(live, surviving_note):
@@ -196,7 +198,7 @@ def test_database_without_its_label_stays_pending_then_returns_with_its_rows(liv
     live.label("db", present=False)
     try:
         def pending():
-            states = docker("service", "ps", "lhd_app_postgres", "--filter", "desired-state=running",
+            states = docker("service", "ps", NAMES.service("postgres"), "--filter", "desired-state=running",
                             "--format", "{{.CurrentState}} {{.Error}}", "--no-trunc").stdout
             return "Pending" in states and "no suitable node" in states and live.container("postgres") is None and states
         until(pending, 120, "postgres to stop and stay pending without its node label", pause=2)
@@ -215,7 +217,7 @@ def test_deploy_refuses_while_no_node_carries_a_label(live):
     finally:
         live.label("db")
     assert result.returncode == 1
-    assert "no swarm node carries the label lhd_app.db=true" in result.stderr
+    assert f"no swarm node carries the label {NAMES.swarm}.db=true" in result.stderr
 
 
 @pytest.fixture
@@ -253,9 +255,9 @@ def test_one_deploy_at_a_time_and_read_errors_are_retried(at, flaky_docker):
         second = deployment.script("deploy", SHA2, check=False)
         out, err = first.communicate(timeout=600)
     assert second.returncode == 1
-    assert "another deploy, rollback or restore of lhd_app is running (script/deploy additive bbbb2222" in second.stderr
+    assert f"another deploy, rollback or restore of {NAMES.swarm} is running (script/deploy additive {SHA2}" in second.stderr
     assert first.returncode == 0, out + err
-    assert "could not read lhd_app_" in err and "trying again" in err
+    assert f"could not read {NAMES.swarm}_" in err and "trying again" in err
     assert "rolled it back" not in err and "restoring every service" not in err
     assert deployment.version() == SHA2
 
@@ -264,7 +266,7 @@ def test_one_deploy_at_a_time_and_read_errors_are_retried(at, flaky_docker):
 def test_dev_scripts_refuse_the_stack_name(live, script):
     """script/up and script/down with COMPOSE_PROJECT_NAME set to the stack's name stop; its volume stays."""
     result = run([live.project / "script" / script], cwd=live.project, check=False, timeout=120,
-                 env={**os.environ, "COMPOSE_PROJECT_NAME": "lhd_app"}, stdin=subprocess.DEVNULL)
+                 env={**os.environ, "COMPOSE_PROJECT_NAME": NAMES.swarm}, stdin=subprocess.DEVNULL)
     assert result.returncode == 1
-    assert "COMPOSE_PROJECT_NAME=lhd_app is the name of a swarm stack on this engine" in result.stderr
-    assert "lhd_app_db_data" in docker("volume", "ls", "-q").stdout.split()
+    assert f"COMPOSE_PROJECT_NAME={NAMES.swarm} is the name of a swarm stack on this engine" in result.stderr
+    assert NAMES.service("db_data") in docker("volume", "ls", "-q").stdout.split()

@@ -16,6 +16,7 @@ import pytest
 from gql.transport.exceptions import TransportQueryError
 
 from harness.docker import docker, unix_request
+from harness.names import DEFAULT as NAMES
 from harness.swarm import APP_STACK_SERVICES, BROKEN, DOMAIN, NOTES, SHA1, SHA2, STAGING_DOMAIN, V1, V2, V3
 from harness.wait import until
 
@@ -31,7 +32,7 @@ def test_first_deploy_brings_every_service_up(live):
     """script/deploy --first SHA1 ends with all done, every app service runs all its replicas, the database at V1."""
     assert "✔ All done." in live.first.stdout
     replicas = live.replicas()
-    assert set(replicas) == {f"lhd_app_{s}" for s in APP_STACK_SERVICES}
+    assert set(replicas) == set(APP_STACK_SERVICES)
     assert all(v.split("/")[0] == v.split("/")[1] != "0" for v in replicas.values()), replicas
     assert live.migrations() == [V1]
 
@@ -135,14 +136,14 @@ def test_served_certificate_is_the_provided_one(live):
 def test_socket_proxy_reads_but_never_writes(live):
     """Through the proxy Traefik can list services; creating a container is 403; only the proxy mounts the socket."""
     services = live.container_exec("traefik", "wget", "-qO-", "http://socket-proxy:2375/services")
-    assert "lhd_app_lucky" in services
+    assert NAMES.service("lucky") in services
     cid = live.container("traefik")
     post = docker("exec", cid, "wget", "-O-", "--post-data={}", "http://socket-proxy:2375/containers/create",
                   check=False)
     assert post.returncode != 0 and "403" in post.stderr
     mounting = {c["Config"]["Labels"].get("com.docker.swarm.service.name") for c in live.stack_containers()
                 if any(m.get("Source") == "/var/run/docker.sock" for m in c["Mounts"])}
-    assert mounting == {"lhd_app_socket-proxy"}
+    assert mounting == {NAMES.service("socket-proxy")}
 
 
 MIGRATE_SHA2, UPDATE_SHA2 = f"Migrating the database with {SHA2}", f"Updating services to {SHA2}"
@@ -273,7 +274,7 @@ REFUSED = [("GET", "/v1.41/containers/json"), ("GET", "/v1.41/containers/{id}/ar
 def test_cadvisor_proxy_serves_only_cadvisors_reads_on_a_node_local_socket(monitoring, live):
     """cadvisor-proxy (global) answers on the unix socket in this node's cadvisor_docker_api volume, where cAdvisor
     is told to read Docker, with this node's daemon: cAdvisor's reads pass, every other call is 403."""
-    volume = json.loads(docker("volume", "inspect", "lhd_app_monitoring_cadvisor_docker_api").stdout)[0]
+    volume = json.loads(docker("volume", "inspect", NAMES.service("cadvisor_docker_api", NAMES.monitoring)).stdout)[0]
     socket_path = Path(volume["Mountpoint"]) / "docker.sock"
     until(socket_path.is_socket, 60, f"cadvisor-proxy to listen on {socket_path}")
     cid = live.container("traefik")

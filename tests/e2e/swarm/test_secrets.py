@@ -7,6 +7,7 @@ import threading
 import time
 
 from harness.docker import docker
+from harness.names import DEFAULT as NAMES
 from harness.swarm import NOTES, SHA1
 from harness.wait import until
 
@@ -17,12 +18,12 @@ def test_no_secret_value_in_any_service_definition(live):
     """`docker service inspect` of every service, and `script/deploy --config`, show no secret's value; the services
     mount them under /run/secrets instead."""
     values = {name: live.secret(name) for name in APP_SECRETS}
-    services = docker("service", "ls", "-q", "--filter", "label=com.docker.stack.namespace=lhd_app").stdout.split()
+    services = docker("service", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={NAMES.swarm}").stdout.split()
     inspected = docker("service", "inspect", *services).stdout
     config = live.script("deploy", "--config", SHA1).stdout
     assert [n for n, v in values.items() if v in inspected] == []
     assert [n for n, v in values.items() if v in config] == []
-    mounted = {s["Spec"]["Name"].removeprefix("lhd_app_"):
+    mounted = {s["Spec"]["Name"].removeprefix(f"{NAMES.swarm}_"):
                sorted(ref["File"]["Name"] for ref in s["Spec"]["TaskTemplate"]["ContainerSpec"].get("Secrets", []))
                for s in json.loads(inspected)}
     # Lucky and Hasura hold the app's role's password, not the superuser's (review M5).

@@ -1,0 +1,251 @@
+"""A multi-node swarm in containers: a real registry and Docker-in-Docker engine nodes (the cluster tier).
+
+Used by harness/cluster.py (the project on it), tests/cluster and benchmarks/cluster.py. Everything this module
+creates on the host's engine is named `lhd-cluster-<8 hex>-...` (one bridge network, the registry, the nodes and
+their volumes), carries the run's labels (harness/reaper.py: org.lhd.run and org.lhd.owner), and is removed by
+`Cluster.close()`, or by the reaper at the session's end or in a later run when this one was killed; nothing
+touches the host's own swarm or its ports 80/443.
+
+- The registry is Debian's docker-registry (distribution 2.8) behind TLS and an
+  htpasswd login (htpasswd needs TLS), with a certificate from a throwaway CA
+  (harness/certs.py). Nodes trust that CA in their dockerd
+  (/etc/docker/certs.d/<host>/ca.crt) and resolve the project's registry host
+  (registry.gitlab.com for the default render) to the registry container.
+- Nodes are Debian's docker.io in a container (kit/dind): not
+  --privileged (refused here) but the explicit capabilities
+  shared/ENVIRONMENT.md lists. One manager, the rest workers. The manager's
+  ports 80 and 443 are published on 127.0.0.1 at free high ports of the host.
+"""
+
+import hashlib
+import json
+import secrets
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from harness import reaper
+from harness.certs import make_ca
+from harness.docker import docker, free_port, unique
+from harness.names import DEFAULT
+from harness.proc import run
+from harness.wait import until
+from kit import kit
+
+PREFIX = "lhd-cluster"
+NODE_IMAGE = "lhd-cluster/node:bookworm"
+REGISTRY_IMAGE = "lhd-cluster/registry:bookworm"
+REGISTRY_HOST = DEFAULT.registry_host
+# What shared/ENVIRONMENT.md measured a Docker-in-Docker node needs, --privileged being refused here.
+NODE_OPTIONS = [
+    *[arg for cap in ("SYS_ADMIN", "NET_ADMIN", "SYS_MODULE", "SYS_PTRACE", "MKNOD", "NET_RAW", "SYS_CHROOT",
+                      "IPC_LOCK", "SYS_NICE") for arg in ("--cap-add", cap)],
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run",
+]
+
+
+def log(message):
+    print(f"cluster: {message}", flush=True)
+
+
+def docker_cli():
+    """A directory holding this machine's Docker CLI (copied when it changed), for the node image.
+
+    Debian's docker.io 20.10 client refuses compose files without `version:`
+    ("unsupported Compose file version: 1.0"), and the generated project's have
+    none (the Compose specification); a current client (23+) reads them and
+    talks to the 20.10 engine (API 1.41) as it does on this host."""
+    source = Path(shutil.which("docker")).resolve()
+    dest = kit.CACHE / "docker-cli"
+    if not (dest / "docker").is_file() or (dest / "docker").read_bytes() != source.read_bytes():
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, dest / "docker")
+    return dest
+
+
+def build_images():
+    """Build the node and registry images on the kit's debootstrapped Debian base, unless current
+    (content-hashed like every kit image); return their names."""
+    parent = kit.build_base(kit.BASE)
+    kit.build_image(kit.Image(NODE_IMAGE, "dind", parent=kit.BASE, extra=[(docker_cli(), "docker-cli")]), parent)
+    kit.build_image(kit.Image(REGISTRY_IMAGE, "registry", parent=kit.BASE), parent)
+    return NODE_IMAGE, REGISTRY_IMAGE
+
+
+def upstream_image(repository):
+    """The pinned upstream name of a third-party image (repository:tag from cookiecutter.json via the kit)."""
+    for image in kit.images():
+        if image.upstream.rsplit(":", 1)[0] == repository:
+            return image.upstream
+    raise KeyError(repository)
+
+
+def cluster_resources(name):
+    """kind -> names of the containers, volumes and networks of the cluster called name."""
+    return {"containers": docker("ps", "-a", "--filter", f"name=^{name}-", "--format", "{{.Names}}").stdout.split(),
+            "volumes": docker("volume", "ls", "-q", "--filter", f"name=^{name}-").stdout.split(),
+            "networks": docker("network", "ls", "--filter", f"name=^{name}$", "--format", "{{.Name}}").stdout.split()}
+
+
+def remove_cluster(name):
+    """Stop the cluster's nodes (their engines stop what they run), then remove its containers, volumes
+    and network. Idempotent."""
+    found = cluster_resources(name)
+    nodes = [c for c in found["containers"] if c != f"{name}-registry"]
+    if nodes:
+        docker("stop", "-t", "30", *nodes, check=False, timeout=180)
+    if found["containers"]:
+        docker("rm", "-f", "-v", *found["containers"], check=False, timeout=180)
+    if found["volumes"]:
+        docker("volume", "rm", "-f", *found["volumes"], check=False, timeout=180)
+    if found["networks"]:
+        docker("network", "rm", *found["networks"], check=False)
+
+
+class Cluster:
+    """A registry and 1 manager + `workers` worker engines on one bridge network, forming one swarm.
+
+    `start()` returns once every node is Ready; `close()` removes every
+    container, volume and network it made, and `leftovers()` lists any that remain.
+    """
+
+    def __init__(self, workdir, workers=2, publish=(80, 443)):
+        self.workdir = Path(workdir)
+        self.name = unique(PREFIX)
+        self.network = self.name
+        self.registry = f"{self.name}-registry"
+        self.manager = f"{self.name}-manager"
+        self.workers = [f"{self.name}-worker{i}" for i in range(1, workers + 1)]
+        self.nodes = [self.manager, *self.workers]
+        self.publish = publish
+        self.ports = {}  # container port of the manager -> host port on 127.0.0.1
+        self.registry_user = "lhd-deploy"
+        self.registry_password = secrets.token_hex(16)
+        self.registry_ip = None
+        self.timings = {}
+        # Every resource carries the run's labels (harness/reaper.py), so the session's end removes what a
+        # failed teardown left, and a later run what a killed run left, never a cluster a live run is using.
+        self.labels = reaper.label_args()
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self):
+        """Network, registry, nodes, swarm; records timings["form"] (seconds). What dead runs left
+        (clusters among it) is removed first."""
+        started = time.perf_counter()
+        reaper.reap_stale()
+        self.ca, cert, key = make_ca(self.workdir / "registry-certs", REGISTRY_HOST)
+        certs = self.workdir / "registry-tls"
+        certs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cert, certs / "registry.crt")
+        shutil.copy(key, certs / "registry.key")
+        docker("network", "create", *self.labels, self.network)
+        docker("run", "-d", "--name", self.registry, "--hostname", self.registry, "--network", self.network,
+               *self.labels, "-v", f"{certs}:/certs:ro",
+               "-e", f"REGISTRY_USER={self.registry_user}", "-e", f"REGISTRY_PASSWORD={self.registry_password}",
+               REGISTRY_IMAGE)
+        self.registry_ip = self.ip(self.registry)
+        for node in self.nodes:
+            self.start_node(node)
+        for node in self.nodes:
+            until(lambda n=node: self.docker_on(n, "info", "--format", "{{.ServerVersion}}").stdout.strip(), 90,
+                  f"the engine of {node} to answer")
+        manager_ip = self.ip(self.manager)
+        self.docker_on(self.manager, "swarm", "init", "--advertise-addr", manager_ip)
+        token = self.docker_on(self.manager, "swarm", "join-token", "-q", "worker").stdout.strip()
+        for worker in self.workers:
+            self.docker_on(worker, "swarm", "join", "--token", token, f"{manager_ip}:2377")
+        until(lambda: self.ready_nodes() == set(self.nodes), 90, lambda: f"every node to be Ready:\n{self.node_table()}")
+        self.timings["form"] = time.perf_counter() - started
+        return self
+
+    def start_node(self, node):
+        publish = []
+        if node == self.manager:
+            for port in self.publish:
+                self.ports[port] = free_port()
+                publish += ["-p", f"127.0.0.1:{self.ports[port]}:{port}"]
+        docker("volume", "create", *self.labels, f"{node}-docker")
+        docker("run", "-d", "--name", node, "--hostname", node, "--network", self.network,
+               *self.labels, *NODE_OPTIONS, *publish,
+               "-v", f"{node}-docker:/var/lib/docker",
+               "-v", f"{self.ca}:/etc/docker/certs.d/{REGISTRY_HOST}/ca.crt:ro",
+               "--add-host", f"{REGISTRY_HOST}:{self.registry_ip}",
+               NODE_IMAGE)
+
+    def close(self):
+        """Stop the nodes (their engines stop the containers they run), then remove every container,
+        volume and network of this cluster. Idempotent."""
+        remove_cluster(self.name)
+
+    def leftovers(self):
+        """kind -> names of this cluster's containers, volumes and networks still on the host."""
+        return cluster_resources(self.name)
+
+    # -- nodes -------------------------------------------------------------------------
+    def ip(self, container):
+        return docker("inspect", "--format", f'{{{{ (index .NetworkSettings.Networks "{self.network}").IPAddress }}}}',
+                      container).stdout.strip()
+
+    def on(self, node, *argv, check=True, timeout=600, env=None, input=None, stdin=None):
+        """Run argv in the node container (docker exec), with env (a dict) added."""
+        flags = ["-i"] if input is not None or stdin is not None else []
+        for key, value in (env or {}).items():
+            flags += ["-e", f"{key}={value}"]
+        return run(["docker", "exec", *flags, node, *argv], check=check, timeout=timeout, input=input, stdin=stdin)
+
+    def docker_on(self, node, *args, **kw):
+        """`docker ARGS` against the node's own engine."""
+        return self.on(node, "docker", *args, **kw)
+
+    def node_table(self):
+        return self.docker_on(self.manager, "node", "ls", check=False).stdout
+
+    def nodes_status(self):
+        """hostname -> (status, availability, manager status) as the manager sees them."""
+        rows = self.docker_on(self.manager, "node", "ls", "--format",
+                              "{{.Hostname}}\t{{.Status}}\t{{.Availability}}\t{{.ManagerStatus}}").stdout.splitlines()
+        return {r.split("\t")[0]: tuple(r.split("\t")[1:]) for r in rows if r}
+
+    def ready_nodes(self):
+        return {name for name, (status, *_) in self.nodes_status().items() if status == "Ready"}
+
+    def node_ids(self):
+        """node id -> hostname."""
+        rows = self.docker_on(self.manager, "node", "ls", "--format", "{{.ID}} {{.Hostname}}").stdout.split("\n")
+        return dict(r.split() for r in rows if r.strip())
+
+    def login(self, node):
+        """`docker login` the node's engine to the registry (as an operator or CI would on a server)."""
+        self.docker_on(node, "login", REGISTRY_HOST, "-u", self.registry_user, "--password-stdin",
+                       input=self.registry_password)
+
+    def load(self, images, nodes):
+        """Copy local images of the host engine into nodes: one `docker save`, then `docker load` in each (in parallel)."""
+        tar = self.workdir / f"images-{hashlib.sha256(' '.join(images).encode()).hexdigest()[:8]}.tar"
+        if not tar.exists():
+            docker("save", "-o", tar, *images, timeout=900)
+
+        def load_into(node):
+            with open(tar, "rb") as handle:
+                self.docker_on(node, "load", "-q", stdin=handle, timeout=900)
+        with ThreadPoolExecutor(len(nodes)) as pool:
+            list(pool.map(load_into, nodes))
+
+    def catalog(self):
+        """The registry's repositories, read on the manager through its login (curl with the test CA)."""
+        out = self.on(self.manager, "curl", "-fsS", "--cacert", f"/etc/docker/certs.d/{REGISTRY_HOST}/ca.crt",
+                      "-u", f"{self.registry_user}:{self.registry_password}",
+                      f"https://{REGISTRY_HOST}/v2/_catalog").stdout
+        return json.loads(out)["repositories"]
+
+    def kill(self, node):
+        """Lose a node at once: SIGKILL its container (its engine and every task on it die together)."""
+        docker("kill", node)
+
+    def revive(self, node):
+        """Start a killed node again: its engine comes back with its swarm state (kept in its volume)."""
+        docker("start", node)
+        until(lambda: self.docker_on(node, "info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() == "active",
+              120, f"the engine of {node} to rejoin its swarm")
