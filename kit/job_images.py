@@ -6,9 +6,11 @@ gitlab-ci-local itself starts; none of them can be pulled here (shared/ENVIRONME
 - `docker:<_docker_version>-dind`: not an engine (a real docker:dind needs --privileged, refused here) but a
   forwarder from the service's port 2375 to an engine the harness runs with explicit capabilities (a
   kit/dind node; harness/pipeline.py mounts its socket) (kit/jobs/dind).
+- `python:<_python_version>-slim`: Debian's Python 3 (3.11) with git and cruft (the pin) installed from wheels
+  downloaded on the host, so the job's `pip install "cruft==<pin>"` is already satisfied (kit/jobs/python).
 - `firecow/gitlab-ci-local-util` (rsync) and `sumina46/wait-for-it` (a TCP wait), gitlab-ci-local's helpers.
 
-Built like every kit image (content-hashed, under `lhd-kit/...` names) and given their upstream names only for
+Built like every kit image (content-hashed, under `lhd-kit-jobs/...` names) and given their upstream names only for
 the block of `lent()`, like `kit.upstream_names`.
 
     python -m kit.job_images build     # build what is missing or stale
@@ -19,9 +21,14 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness.proc import run
 from kit import kit
 
 DOCKER = kit.PINS["_docker_version"]
+PYTHON = kit.PINS["_python_version"]
+CRUFT = kit.PINS["_cruft_version"]
+# Not under lhd-kit/: kit.prune() removes the lhd-kit/ images kit.images() does not list.
+PREFIX = "lhd-kit-jobs"
 
 
 def docker_cli():
@@ -34,14 +41,32 @@ def docker_cli():
     return dest
 
 
+def cruft_wheels():
+    """cruft (the pin) and its dependencies as wheels for the Python stand-in (Debian bookworm's 3.11), versions
+    from requirements/constraints.txt, downloaded once on the host (containers cannot reach PyPI here)."""
+    dest = kit.CACHE / "job-wheels"
+    if (dest / "CRUFT_VERSION").is_file() and (dest / "CRUFT_VERSION").read_text() == CRUFT:
+        return dest
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    kit.log(f"downloading cruft {CRUFT} and its wheels for the python:{PYTHON}-slim stand-in")
+    run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--only-binary=:all:",
+         "--python-version", "3.11", "--platform", "manylinux2014_x86_64", "--implementation", "cp",
+         "-c", kit.ROOT / "requirements" / "constraints.txt", "-d", dest, f"cruft=={CRUFT}"])
+    (dest / "CRUFT_VERSION").write_text(CRUFT)
+    return dest
+
+
 def images():
     """The job stand-ins (kit.Image), named after the pins in cookiecutter.json."""
     return [
-        kit.Image(f"lhd-kit/job-docker:{DOCKER}", "jobs/docker", f"docker:{DOCKER}", parent=kit.BASE,
+        kit.Image(f"{PREFIX}/docker:{DOCKER}", "jobs/docker", f"docker:{DOCKER}", parent=kit.BASE,
                   extra=[(docker_cli(), "docker-cli")]),
-        kit.Image(f"lhd-kit/job-dind:{DOCKER}", "jobs/dind", f"docker:{DOCKER}-dind", parent=kit.BASE),
-        kit.Image("lhd-kit/gcl-util:latest", "jobs/util", "firecow/gitlab-ci-local-util:latest", parent=kit.BASE),
-        kit.Image("lhd-kit/gcl-wait-for-it:latest", "jobs/wait-for-it", "sumina46/wait-for-it:latest", parent=kit.BASE),
+        kit.Image(f"{PREFIX}/dind:{DOCKER}", "jobs/dind", f"docker:{DOCKER}-dind", parent=kit.BASE),
+        kit.Image(f"{PREFIX}/python:{PYTHON}-slim", "jobs/python", f"python:{PYTHON}-slim", parent=kit.BASE,
+                  extra=[(cruft_wheels(), "wheels")]),
+        kit.Image(f"{PREFIX}/gcl-util:latest", "jobs/util", "firecow/gitlab-ci-local-util:latest", parent=kit.BASE),
+        kit.Image(f"{PREFIX}/gcl-wait-for-it:latest", "jobs/wait-for-it", "sumina46/wait-for-it:latest", parent=kit.BASE),
     ]
 
 
