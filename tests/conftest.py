@@ -11,7 +11,8 @@ from harness.combinations import SUPPORTED, combo_id
 
 TESTS = Path(__file__).resolve().parent
 FOLDER_MARKERS = {"render": "render", "lint": "lint", "upgrade": "upgrade", "compile": "compile",
-                  "contracts": "docker", "e2e": "docker", "cluster": "cluster"}
+                  "contracts": "docker", "e2e": "docker", "cluster": "cluster",
+                  "pipeline": "pipeline"}
 
 
 def pytest_collection_modifyitems(config, items):
