@@ -27,7 +27,7 @@ from harness.docker import docker
 from harness.proc import run
 from harness.swarm import REGISTRY
 from harness.wait import until
-from kit import kit
+from kit import job_images, kit
 
 PIPELINE_NODE = ROOT / "requirements" / "pipeline"
 GITLAB_URL = "https://gitlab.com/my-group/lhd-app.git"  # the default render's __git_url
@@ -220,7 +220,7 @@ class GitlabCiLocal:
             args += ["--variable", f"{key}={value}"]
         for key in unset:
             args += ["--unset-variable", key]
-        if not {"CI_COMMIT_BRANCH"} & set(variables):
+        if "CI_COMMIT_BRANCH" not in variables:
             args += ["--unset-variable", "CI_COMMIT_BRANCH"]
         return args
 
@@ -239,8 +239,10 @@ class GitlabCiLocal:
         return JobRun(job, result.returncode, result.stdout + result.stderr, seconds)
 
     def leftovers(self):
-        """Containers, networks and volumes gitlab-ci-local made for this repository's jobs and did not remove."""
-        found = {"containers": docker("ps", "-a", "--filter", "name=gitlab-ci-local", "--format", "{{.Names}}").stdout.split(),
+        """Containers (of the job images: gitlab-ci-local names none), networks and volumes gitlab-ci-local made
+        for the jobs and did not remove."""
+        ancestors = [arg for name, _ in job_images.pairs() for arg in ("--filter", f"ancestor={name}")]
+        found = {"containers": docker("ps", "-a", *ancestors, "--format", "{{.Names}}").stdout.split(),
                  "networks": docker("network", "ls", "--filter", "name=gitlab-ci-local", "--format",
                                     "{{.Name}}").stdout.split(),
                  "volumes": docker("volume", "ls", "-q", "--filter", "name=gcl-").stdout.split()}
