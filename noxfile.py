@@ -1,7 +1,7 @@
 """Sessions that prove the template: `nox` runs render, lint, upgrade, compile, e2e.
 
-`cluster` runs only when asked (`nox -s cluster`); `cookie` and `bench` are
-tools, not proofs.
+`cluster` and `pipeline` run only when asked (`nox -s cluster`, `nox -s pipeline`);
+`cookie` and `bench` are tools, not proofs.
 
 Options come from cookiecutter.json (the one source of answers); harness
 packages are pinned in requirements/constraints.txt.
@@ -31,6 +31,7 @@ TIERS = {
     "compile": ["tests/compile"],
     "e2e": ["tests/contracts", "tests/e2e"],
     "cluster": ["tests/cluster"],
+    "pipeline": ["tests/pipeline"],
 }
 
 
@@ -126,6 +127,14 @@ def e2e(session):
 def cluster(session):
     """Run the three-node swarm tier (registry, workers, node loss, monitoring) in containers."""
     docker_tier(session, "cluster")
+
+
+@nox.session(default=False)
+def pipeline(session):
+    """Run the generated .gitlab-ci.yml's jobs with gitlab-ci-local against a real registry and a real SSH server."""
+    session.run("bash", "tools/bootstrap", "pipeline", external=True)
+    docker_tier(session, "pipeline")
+    session.run("python", "-m", "kit.job_images", "leftovers")
 
 
 @nox.session(default=False)

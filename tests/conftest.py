@@ -11,7 +11,8 @@ from harness.combinations import SUPPORTED, combo_id
 
 TESTS = Path(__file__).resolve().parent
 FOLDER_MARKERS = {"render": "render", "lint": "lint", "upgrade": "upgrade", "compile": "compile",
-                  "contracts": "docker", "e2e": "docker", "cluster": "cluster"}
+                  "contracts": "docker", "e2e": "docker", "cluster": "cluster",
+                  "pipeline": "pipeline"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -79,7 +80,7 @@ def reaped(request):
     from harness import reaper
     from harness.docker import engine_available
 
-    docker_tiers = {"docker", "cluster"}
+    docker_tiers = {"docker", "cluster", "pipeline", "compile"}
     if not any(docker_tiers & {m.name for m in item.iter_markers()} for item in request.session.items) \
             or not engine_available():
         yield None

@@ -1,0 +1,249 @@
+"""The generated `.gitlab-ci.yml`, run unchanged by gitlab-ci-local, job by job, against real parts.
+
+- `Repository`: the rendered project as a git repository (branch main) with a real remote, a bare repository
+  the test owns (pushed to over file://; the server clones and fetches it, harness/server.py). gitlab-ci-local
+  reads the project's GitLab path from the remote `gcl-origin` (https://gitlab.com/<owner>/<name>.git), which
+  is never fetched.
+- `Runner`: the jobs' Docker engine. A real runner gives jobs a docker:dind service, which needs --privileged,
+  refused here; the dind stand-in (kit/jobs/dind) forwards the service's port 2375 to this engine instead: a
+  kit/dind node with the capabilities shared/ENVIRONMENT.md lists, whose socket is a host directory mounted
+  into the service. It trusts the registry's CA and resolves the project's registry host (registry.gitlab.com
+  for the default render) to the cluster's registry, as a runner's engine reaches the GitLab registry.
+- `GitlabCiLocal`: gitlab-ci-local (requirements/pipeline, `tools/bootstrap pipeline`) with the job images'
+  stand-ins (kit/job_images.py) and the variables GitLab sets on a pipeline (`push_variables`).
+"""
+
+import json
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.bake import bake, copy_template
+from harness.cluster_nodes import NODE_OPTIONS, REGISTRY_HOST
+from harness.combinations import ROOT
+from harness.docker import docker
+from harness.proc import run
+from harness.stack import REGISTRY
+from harness.wait import until
+from kit import job_images, kit
+
+PIPELINE_NODE = ROOT / "requirements" / "pipeline"
+GITLAB_URL = "https://gitlab.com/my-group/lhd-app.git"  # the default render's __git_url
+ENGINE_DIR = "/var/run/lhd-engine"  # where the runner engine's socket is mounted in the service and jobs
+BRANCH = "main"
+
+
+class ToolMissing(RuntimeError):
+    pass
+
+
+def gitlab_ci_local():
+    """The pinned gitlab-ci-local's path; ToolMissing (one line) when `tools/bootstrap pipeline` has not run."""
+    want = json.loads((PIPELINE_NODE / "package.json").read_text())["dependencies"]["gitlab-ci-local"]
+    installed = PIPELINE_NODE / "node_modules" / "gitlab-ci-local" / "package.json"
+    binary = PIPELINE_NODE / "node_modules" / ".bin" / "gitlab-ci-local"
+    if not installed.is_file() or json.loads(installed.read_text())["version"] != want:
+        raise ToolMissing(f"gitlab-ci-local {want} is not installed: run tools/bootstrap pipeline")
+    return binary
+
+
+def git(repo, *args, **kw):
+    return run(["git", "-C", repo, "-c", "safe.directory=*", *args], **kw)
+
+
+class Repository:
+    """The rendered project, committed on main, pushed to a bare repository under remote_dir."""
+
+    def __init__(self, workdir, remote_dir, template=ROOT, patch=None):
+        self.workdir = Path(workdir)
+        self.path = bake(self.workdir / "out", template=template)
+        if patch:
+            patch(self.path)
+        self.bare = Path(remote_dir) / "lhd-app.git"
+        git(self.path, "init", "--quiet", "-b", BRANCH)
+        git(self.path, "config", "user.name", "LHD pipeline test")
+        git(self.path, "config", "user.email", "pipeline@lhd.test")
+        self.commit("Start from LHD")
+        run(["git", "init", "--quiet", "--bare", "-b", BRANCH, self.bare])
+        git(self.path, "remote", "add", "origin", self.bare)
+        git(self.path, "remote", "add", "gcl-origin", GITLAB_URL)
+        self.push(BRANCH)
+        git(self.path, "fetch", "--quiet", "origin")
+        git(self.path, "remote", "set-head", "origin", BRANCH)
+
+    def commit(self, message):
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "--quiet", "--allow-empty", "-m", message)
+        return self.sha
+
+    def push(self, *refs):
+        git(self.path, "push", "--quiet", "origin", *refs)
+
+    @property
+    def sha(self):
+        return git(self.path, "rev-parse", "HEAD").stdout.strip()
+
+    def clone_url(self, mounted_at):
+        """The remote's URL on a machine that mounts remote_dir at mounted_at."""
+        return f"file://{mounted_at}/{self.bare.name}"
+
+    def owned_by(self, uid):
+        """Give the bare repository to uid (the server's deploy user reads it; git refuses another owner's)."""
+        run(["chown", "-R", f"{uid}:{uid}", self.bare])
+
+
+def host_resolvers():
+    """The host's DNS resolvers (/etc/resolv.conf, loopback ones left out). A node's own resolv.conf names
+    Docker's embedded DNS (127.0.0.11), which the containers of its engine cannot reach, so without these
+    its builds could not resolve the Debian mirror their `apk add` (the kit's apt shim) fetches from."""
+    lines = Path("/etc/resolv.conf").read_text().splitlines()
+    found = [line.split()[1] for line in lines if line.startswith("nameserver") and len(line.split()) > 1]
+    return [address for address in found if not address.startswith("127.") and address != "::1"]
+
+
+class TemplateRepository:
+    """A git repository holding a copy of the work tree's template: a project rendered from it names it in
+    .cruft.json (template, commit), as a user's names the template's clone or URL, and it can take commits."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        copy_template(self.path)
+        git(self.path, "init", "--quiet", "-b", BRANCH)
+        git(self.path, "config", "user.name", "LHD template maintainer")
+        git(self.path, "config", "user.email", "template@lhd.test")
+        self.commit("The template")
+
+    def commit(self, message, path="CHANGELOG.md"):
+        """A template commit (a line appended to path, outside the rendered project)."""
+        with open(self.path / path, "a") as handle:
+            handle.write(f"- {message}\n")
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "--quiet", "-m", message)
+
+
+class Runner:
+    """The jobs' engine: a kit/dind node on the cluster's network (named <cluster>-runner, so the cluster's
+    close() removes it and its volume), its socket in a host directory."""
+
+    def __init__(self, cluster, image):
+        self.cluster = cluster
+        self.image = image
+        self.name = f"{cluster.name}-runner"
+        self.socket_dir = cluster.workdir / "runner-engine"
+
+    def start(self):
+        c = self.cluster
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        docker("volume", "create", *c.labels, f"{self.name}-docker")
+        docker("run", "-d", "--name", self.name, "--hostname", self.name, "--network", c.network, *c.labels,
+               *NODE_OPTIONS, "-v", f"{self.name}-docker:/var/lib/docker",
+               "-v", f"{c.ca}:/etc/docker/certs.d/{REGISTRY_HOST}/ca.crt:ro",
+               "--add-host", f"{REGISTRY_HOST}:{c.registry_ip}",
+               "-v", f"{self.socket_dir}:{ENGINE_DIR}", self.image, "--host", f"unix://{ENGINE_DIR}/docker.sock",
+               *[arg for address in host_resolvers() for arg in ("--dns", address)])
+        until(lambda: c.docker_on(self.name, "info", "--format", "{{.ServerVersion}}", check=False).stdout.strip(), 90,
+              "the runner's engine to answer")
+        return self
+
+    def docker(self, *args, **kw):
+        return self.cluster.docker_on(self.name, *args, **kw)
+
+    def load_build_bases(self):
+        """The images the project's Dockerfiles build FROM (the kit's, under their upstream names in local mode)."""
+        names = [image.upstream for image in kit.images() if image.context in ("crystal", "alpine", "hasura")]
+        missing = [n for n in names if self.docker("image", "inspect", n, check=False).returncode != 0]
+        if missing:
+            self.cluster.load(missing, [self.name])
+
+    def image_ids(self):
+        return set(self.docker("image", "ls", "-q", "--no-trunc").stdout.split())
+
+
+@dataclass
+class JobRun:
+    job: str
+    returncode: int
+    output: str
+    seconds: float
+
+    @property
+    def passed(self):
+        return self.returncode == 0
+
+    def script_lines(self):
+        """What the job's commands printed (gitlab-ci-local's "JOB > " lines), without its own reporting."""
+        prefix = f"{self.job} > "
+        return [line[len(prefix):] for line in self.output.splitlines() if line.startswith(prefix)]
+
+
+class GitlabCiLocal:
+    """gitlab-ci-local on the repository, its jobs' containers on the cluster's network (the server and the
+    registry are reachable there), the runner engine's socket mounted into services and jobs."""
+
+    def __init__(self, repository, cluster, runner, volumes=()):
+        """volumes: more host paths mounted into every job at the same path, read-only (the template the
+        project's .cruft.json names, as the runner of a self-hosted template would reach it)."""
+        self.repo = repository
+        self.cluster = cluster
+        self.runner = runner
+        self.volumes = [f"{path}:{path}:ro" for path in volumes]
+        self.binary = gitlab_ci_local()
+        self.runs = []  # (job, seconds, passed) of every run, in order
+
+    def push_variables(self, branch=BRANCH, protected=True, source="push", **extra):
+        """What GitLab sets on a pipeline of `branch` (a push to a protected branch by default) and the
+        registry's login (CI_REGISTRY*: GitLab's registry, here the cluster's, under the same host name)."""
+        sha = self.repo.sha
+        slug = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-")[:63]
+        variables = {
+            "CI_COMMIT_SHA": sha, "CI_COMMIT_SHORT_SHA": sha[:8], "CI_COMMIT_REF_NAME": branch,
+            "CI_COMMIT_REF_SLUG": slug, "CI_COMMIT_REF_PROTECTED": "true" if protected else "false",
+            "CI_DEFAULT_BRANCH": BRANCH, "CI_PIPELINE_SOURCE": source,
+            "CI_REGISTRY": REGISTRY_HOST, "CI_REGISTRY_IMAGE": REGISTRY,
+            "CI_REGISTRY_USER": self.cluster.registry_user, "CI_REGISTRY_PASSWORD": self.cluster.registry_password,
+        }
+        if source == "merge_request_event":
+            variables["CI_MERGE_REQUEST_SOURCE_BRANCH_NAME"] = branch
+            variables["CI_MERGE_REQUEST_TARGET_BRANCH_NAME"] = BRANCH
+        else:
+            variables["CI_COMMIT_BRANCH"] = branch
+        variables.update(extra)
+        return variables
+
+    def argv(self, variables, unset=()):
+        args = [self.binary, "--color=false", "--cleanup", "--pull-policy", "if-not-present",
+                "--network", self.cluster.network, "--volume", f"{self.runner.socket_dir}:{ENGINE_DIR}",
+                "--max-job-name-padding", "0", *[arg for volume in self.volumes for arg in ("--volume", volume)]]
+        for key, value in variables.items():
+            args += ["--variable", f"{key}={value}"]
+        for key in unset:
+            args += ["--unset-variable", key]
+        if "CI_COMMIT_BRANCH" not in variables:
+            args += ["--unset-variable", "CI_COMMIT_BRANCH"]
+        return args
+
+    def plan(self, variables):
+        """job name -> `when` as gitlab-ci-local's rules give it for these variables ("never": not in the pipeline)."""
+        out = run([*self.argv(variables), "--list-json"], cwd=self.repo.path, timeout=120, stdin=subprocess.DEVNULL).stdout
+        return {job["name"]: job["when"] for job in json.loads(out)}
+
+    def run(self, job, variables, timeout=3600):
+        """Run one job (gitlab-ci-local JOB: its image, services and rules, the repository's tracked files, the
+        artifacts of earlier jobs); JobRun with its exit status, output and wall time."""
+        started = time.perf_counter()
+        result = run([*self.argv(variables), job], cwd=self.repo.path, check=False, timeout=timeout, stdin=subprocess.DEVNULL)
+        seconds = time.perf_counter() - started
+        self.runs.append((job, seconds, result.returncode == 0))
+        return JobRun(job, result.returncode, result.stdout + result.stderr, seconds)
+
+    def leftovers(self):
+        """Containers (of the job images: gitlab-ci-local names none), networks and volumes gitlab-ci-local made
+        for the jobs and did not remove."""
+        ancestors = [arg for name, _ in job_images.pairs() for arg in ("--filter", f"ancestor={name}")]
+        found = {"containers": docker("ps", "-a", *ancestors, "--format", "{{.Names}}").stdout.split(),
+                 "networks": docker("network", "ls", "--filter", "name=gitlab-ci-local", "--format",
+                                    "{{.Name}}").stdout.split(),
+                 "volumes": docker("volume", "ls", "-q", "--filter", "name=gcl-").stdout.split()}
+        return {kind: names for kind, names in found.items() if names}

@@ -1,0 +1,95 @@
+"""Fixtures of the pipeline tier: a registry and an SSH server (harness/server.py), the jobs' engine and the
+rendered project in a git repository with a real remote (harness/pipeline.py); one of each per session."""
+
+import pytest
+
+from harness.docker import engine_available
+from harness.pipeline import GitlabCiLocal, Repository, Runner, TemplateRepository, ToolMissing, gitlab_ci_local
+from harness.report import add_to_report
+from harness.server import REMOTE_DIR, SERVER_IMAGE, Server, build_images, keypair
+from kit import job_images
+
+
+@pytest.fixture(scope="session")
+def job_stand_ins(image_mode, request):
+    """The job images' stand-ins under their upstream names for the session (kit/job_images.py), listed in the
+    run's image-mode report (after image_mode, which starts it)."""
+    with job_images.lent() as lines:
+        add_to_report(request.config, ["pipeline: job images", *lines])
+        yield
+    left = job_images.leftovers()
+    assert not left, f"job stand-ins kept upstream names: {left}"
+
+
+@pytest.fixture(scope="session")
+def server(image_mode, tmp_path_factory):
+    """The registry and the server node (sshd, deploy user); at teardown everything is removed, and anything
+    left is an error."""
+    if not engine_available():
+        pytest.fail("the pipeline tier needs a running Docker engine: run tools/bootstrap engine", pytrace=False)
+    try:
+        gitlab_ci_local()
+    except ToolMissing as error:
+        pytest.fail(str(error), pytrace=False)
+    build_images()
+    remote = tmp_path_factory.mktemp("remote")
+    s = Server(tmp_path_factory.mktemp("server"), remote)
+    try:
+        yield s.start()
+    finally:
+        s.close()
+    left = s.leftovers()
+    assert not any(left.values()), f"the server left {left}"
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory):
+    """A git repository of the work tree's template, which the project is rendered from."""
+    return TemplateRepository(tmp_path_factory.mktemp("template") / "lhd")
+
+
+@pytest.fixture(scope="session")
+def repository(server, template, tmp_path_factory):
+    """The rendered project committed on main and pushed to the server's remote (a bare repository)."""
+    repo = Repository(tmp_path_factory.mktemp("project"), server.remote, template=template.path)
+    repo.owned_by(server.add_deploy_user())
+    return repo
+
+
+@pytest.fixture(scope="session")
+def runner(server):
+    """The jobs' engine, with the images the project's Dockerfiles build from."""
+    r = Runner(server, SERVER_IMAGE).start()
+    r.load_build_bases()
+    return r
+
+
+@pytest.fixture(scope="session")
+def prepared(image_mode, server, repository, request):
+    """The server as the README's "1. Server" leaves it: cloned from the remote, logged in, bootstrapped."""
+    server.site_ca = server.prepare(repository.clone_url(REMOTE_DIR), image_mode)
+    add_to_report(request.config, list(server.notes) + [
+        f"pipeline: server {server.host}: kit/dind node with OpenSSH sshd, user deploy, project cloned from a bare "
+        "repository (file://) and bootstrapped as the README says",
+        f"pipeline: registry {server.registry} (Debian docker-registry, TLS + htpasswd) answering as registry.gitlab.com",
+    ])
+    return server
+
+
+@pytest.fixture(scope="session")
+def ci_key(tmp_path_factory):
+    """The CI deploy key pair: (private key, public line)."""
+    return keypair(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture(scope="session")
+def gitlab(job_stand_ins, repository, template, prepared, runner, ci_key, request):
+    """gitlab-ci-local on the repository (the template mounted where .cruft.json names it); the server
+    authorizes the CI key as the README says."""
+    prepared.authorize(ci_key[1])
+    g = GitlabCiLocal(repository, prepared, runner, volumes=[template.path])
+    yield g
+    add_to_report(request.config, [f"pipeline: job {job}: {seconds:.0f} s, {'passed' if passed else 'failed'}"
+                                   for job, seconds, passed in g.runs])
+    left = g.leftovers()
+    assert not left, f"gitlab-ci-local left {left}"
