@@ -80,7 +80,7 @@ def reaped(request):
     from harness import reaper
     from harness.docker import engine_available
 
-    docker_tiers = {"docker", "cluster", "pipeline", "compile"}
+    docker_tiers = {"docker", "cluster", "pipeline"}
     if not any(docker_tiers & {m.name for m in item.iter_markers()} for item in request.session.items) \
             or not engine_available():
         yield None
