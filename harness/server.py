@@ -41,7 +41,7 @@ THIRD_PARTY = ("postgres", "traefik", "tecnativa/docker-socket-proxy")
 
 def build_images():
     """The server node and registry images (content-hashed kit builds); their names."""
-    from harness.cluster import docker_cli
+    from harness.cluster_nodes import docker_cli
 
     parent = kit.build_base(kit.BASE)
     kit.build_image(kit.Image(SERVER_IMAGE, "dind", parent=kit.BASE, extra=[(docker_cli(), "docker-cli")]), parent)
