@@ -50,26 +50,11 @@ def log(message):
     print(f"cluster: {message}", flush=True)
 
 
-def docker_cli():
-    """A directory holding this machine's Docker CLI (copied when it changed), for the node image.
-
-    Debian's docker.io 20.10 client refuses compose files without `version:`
-    ("unsupported Compose file version: 1.0"), and the generated project's have
-    none (the Compose specification); a current client (23+) reads them and
-    talks to the 20.10 engine (API 1.41) as it does on this host."""
-    source = Path(shutil.which("docker")).resolve()
-    dest = kit.CACHE / "docker-cli"
-    if not (dest / "docker").is_file() or (dest / "docker").read_bytes() != source.read_bytes():
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy(source, dest / "docker")
-    return dest
-
-
 def build_images():
     """Build the node and registry images on the kit's debootstrapped Debian base, unless current
     (content-hashed like every kit image); return their names."""
     parent = kit.build_base(kit.BASE)
-    kit.build_image(kit.Image(NODE_IMAGE, "dind", parent=kit.BASE, extra=[(docker_cli(), "docker-cli")]), parent)
+    kit.build_image(kit.Image(NODE_IMAGE, "dind", parent=kit.BASE, extra=[(kit.docker_cli(), "docker-cli")]), parent)
     kit.build_image(kit.Image(REGISTRY_IMAGE, "registry", parent=kit.BASE), parent)
     return NODE_IMAGE, REGISTRY_IMAGE
 
@@ -160,6 +145,10 @@ class Cluster:
         self.timings["form"] = time.perf_counter() - started
         return self
 
+    def node_options(self, node):
+        """What a subclass adds to a node's `docker run` (environment, mounts); the cluster adds nothing."""
+        return []
+
     def start_node(self, node):
         publish = []
         if node == self.manager:
@@ -168,7 +157,7 @@ class Cluster:
                 publish += ["-p", f"127.0.0.1:{self.ports[port]}:{port}"]
         docker("volume", "create", *self.labels, f"{node}-docker")
         docker("run", "-d", "--name", node, "--hostname", node, "--network", self.network,
-               *self.labels, *NODE_OPTIONS, *publish,
+               *self.labels, *NODE_OPTIONS, *publish, *self.node_options(node),
                "-v", f"{node}-docker:/var/lib/docker",
                "-v", f"{self.ca}:/etc/docker/certs.d/{REGISTRY_HOST}/ca.crt:ro",
                "--add-host", f"{REGISTRY_HOST}:{self.registry_ip}",

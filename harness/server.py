@@ -22,14 +22,20 @@ import subprocess
 from pathlib import Path
 
 from harness.certs import make_ca
-from harness.cluster_nodes import NODE_OPTIONS, REGISTRY_HOST, REGISTRY_IMAGE, Cluster, upstream_image
-from harness.docker import docker, free_port
+from harness.cluster_nodes import (  # noqa: F401 - build_images: the pipeline tier imports it from here
+    NODE_IMAGE,
+    REGISTRY_HOST,
+    REGISTRY_IMAGE,
+    Cluster,
+    build_images,
+    upstream_image,
+)
+from harness.docker import docker
 from harness.proc import run
 from harness.stack import DOMAIN, STAGING_DOMAIN, SWARM_NAME, harness_overrides, write_override
 from harness.wait import until
-from kit import kit
 
-SERVER_IMAGE = "lhd-pipeline/node:bookworm"  # kit/dind, as the cluster's nodes, under its own name
+SERVER_IMAGE = NODE_IMAGE  # kit/dind: the cluster's node image, whose sshd LHD_SSHD=on starts
 DEPLOY_USER = "deploy"
 PROJECT_DIR = f"/srv/{SWARM_NAME}"
 REMOTE_DIR = "/srv/remote"  # the bare repositories, mounted read-only
@@ -37,16 +43,6 @@ OVERRIDES = "/srv/overrides/app.yml"  # the server's own compose override (LHD_E
 # The stack's Docker Hub images: no registry here serves them, so in local mode the kit's images (lent these
 # names on the host) are loaded into the server.
 THIRD_PARTY = ("postgres", "traefik", "tecnativa/docker-socket-proxy")
-
-
-def build_images():
-    """The server node and registry images (content-hashed kit builds); their names."""
-    from harness.cluster_nodes import docker_cli
-
-    parent = kit.build_base(kit.BASE)
-    kit.build_image(kit.Image(SERVER_IMAGE, "dind", parent=kit.BASE, extra=[(docker_cli(), "docker-cli")]), parent)
-    kit.build_image(kit.Image(REGISTRY_IMAGE, "registry", parent=kit.BASE), parent)
-    return SERVER_IMAGE, REGISTRY_IMAGE
 
 
 def keypair(directory, name="ci-deploy"):
@@ -78,20 +74,10 @@ class Server(Cluster):
         self.docker_on(self.manager, "swarm", "leave", "--force")
         return self
 
-    def start_node(self, node):
-        # The cluster's node, plus sshd (LHD_SSHD=on) and the remote; ports 80, 443 and 22 on 127.0.0.1.
-        publish = []
-        for port in self.publish:
-            self.ports[port] = free_port()
-            publish += ["-p", f"127.0.0.1:{self.ports[port]}:{port}"]
-        docker("volume", "create", *self.labels, f"{node}-docker")
-        docker("run", "-d", "--name", node, "--hostname", node, "--network", self.network,
-               *self.labels, *NODE_OPTIONS, *publish, "-e", "LHD_SSHD=on",
-               "-v", f"{node}-docker:/var/lib/docker",
-               "-v", f"{self.ca}:/etc/docker/certs.d/{REGISTRY_HOST}/ca.crt:ro",
-               "-v", f"{self.remote}:{REMOTE_DIR}:ro",
-               "--add-host", f"{REGISTRY_HOST}:{self.registry_ip}",
-               SERVER_IMAGE)
+    def node_options(self, node):
+        # The cluster's node (its only one, the manager: ports 80, 443 and 22 on 127.0.0.1), plus sshd
+        # (LHD_SSHD=on) and the remote.
+        return ["-e", "LHD_SSHD=on", "-v", f"{self.remote}:{REMOTE_DIR}:ro"]
 
     @property
     def host(self):

@@ -19,7 +19,6 @@ the block of `lent()`, like `kit.upstream_names`.
 import shutil
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 
 from harness.proc import run
 from kit import kit
@@ -29,16 +28,6 @@ PYTHON = kit.PINS["_python_version"]
 CRUFT = kit.PINS["_cruft_version"]
 # Not under lhd-kit/: kit.prune() removes the lhd-kit/ images kit.images() does not list.
 PREFIX = "lhd-kit-jobs"
-
-
-def docker_cli():
-    """A directory holding this machine's Docker CLI (copied when it changed), for the job image."""
-    source = Path(shutil.which("docker")).resolve()
-    dest = kit.CACHE / "job-docker-cli"
-    if not (dest / "docker").is_file() or (dest / "docker").read_bytes() != source.read_bytes():
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy(source, dest / "docker")
-    return dest
 
 
 def cruft_wheels():
@@ -61,7 +50,7 @@ def images():
     """The job stand-ins (kit.Image), named after the pins in cookiecutter.json."""
     return [
         kit.Image(f"{PREFIX}/docker:{DOCKER}", "jobs/docker", f"docker:{DOCKER}", parent=kit.BASE,
-                  extra=[(docker_cli(), "docker-cli")]),
+                  extra=[(kit.docker_cli(), "docker-cli")]),
         kit.Image(f"{PREFIX}/dind:{DOCKER}", "jobs/dind", f"docker:{DOCKER}-dind", parent=kit.BASE),
         kit.Image(f"{PREFIX}/python:{PYTHON}-slim", "jobs/python", f"python:{PYTHON}-slim", parent=kit.BASE,
                   extra=[(cruft_wheels(), "wheels")]),

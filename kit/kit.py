@@ -111,6 +111,22 @@ def images():
     ]
 
 
+def docker_cli():
+    """A directory holding this machine's Docker CLI (copied when it changed), for images that need a current
+    client: the cluster's and the pipeline server's nodes (kit/dind) and the docker:<v> job stand-in.
+
+    Debian's docker.io 20.10 client refuses compose files without `version:`
+    ("unsupported Compose file version: 1.0"), and the generated project's have
+    none (the Compose specification); a current client (23+) reads them and
+    talks to the 20.10 engine (API 1.41) as it does on this host."""
+    source = Path(shutil.which("docker")).resolve()
+    dest = CACHE / "docker-cli"
+    if not (dest / "docker").is_file() or (dest / "docker").read_bytes() != source.read_bytes():
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, dest / "docker")
+    return dest
+
+
 def log(message):
     print(f"kit: {message}", flush=True)
 
