@@ -1,6 +1,7 @@
 """Where the suite's time goes: run nox sessions one after another, with pytest's --durations=0, and print each
 session's wall time and result, then per session the modules and the single tests that took longest (setup, call
-and teardown added up), so a change that saves time can show it.
+and teardown added up), and where the time went by kind of operation (the project's scripts, bounded waits, the
+image kit: harness/timing.py), so a change that saves time can show it.
 
     python3 -m benchmarks.suite_time                   # every session `nox` runs, in its order
     python3 -m benchmarks.suite_time render lint       # just these
@@ -19,6 +20,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from harness import timing
 from harness.proc import run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +56,20 @@ def durations(output):
     return per_test, per_module
 
 
+def time_by_kind(output):
+    """The lines of the run's "where the time went" section (harness/timing.py), as printed."""
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if timing.HEADER in line and line.startswith(("=", "_"))), None)
+    if start is None:
+        return []
+    kept = []
+    for line in lines[start + 1:]:
+        if not re.match(r"^\s*[0-9.]+s\s+\d+×", line):
+            break
+        kept.append(line.strip())
+    return kept
+
+
 def summary(output):
     found = [m.group(1) for line in output.splitlines() if (m := SUMMARY.match(line.strip("= ")))]
     return found[-1] if found else "(no pytest summary)"
@@ -79,6 +95,8 @@ def main():
             print(f"  module {spent:7.1f}s  {module}")
         for (module, test), spent in sorted(per_test.items(), key=lambda kv: -kv[1])[:args.top]:
             print(f"  test   {spent:7.1f}s  {module}::{test}")
+        for line in time_by_kind(output):
+            print(f"  kind   {line}")
     print(f"total wall_seconds={total:.0f} ({total / 60:.1f} min) sessions={len(rows)}")
     sys.exit(worst)
 

@@ -24,6 +24,7 @@ from harness import reaper
 from harness.bake import bake
 from harness.docker import docker, free_port
 from harness.proc import CommandFailed, failed, popen, run
+from harness.timing import timed
 from harness.wait import until
 
 UP_TIMEOUT = 300  # seconds script/up may take here (warm images: about 25 s)
@@ -84,7 +85,9 @@ class DevStack:
     def script(self, name, *args, timeout=UP_TIMEOUT, extra_env=None, check=False):
         """Run the project's script/<name> with the harness's settings; the CompletedProcess, checked when check."""
         env = {**os.environ, **self.env, **(extra_env or {})}
-        return run([self.project / "script" / name, *args], cwd=self.project, env=env, timeout=timeout, check=check)
+        with timed(f"script/{name} (development stack)"):
+            return run([self.project / "script" / name, *args], cwd=self.project, env=env, timeout=timeout,
+                       check=check)
 
     def up(self, **extra_env):
         """script/up (its result is kept for failure reports)."""

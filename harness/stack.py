@@ -26,6 +26,7 @@ from harness.certs import make_ca
 from harness.docker import docker
 from harness.graphql_client import hs256_jwt, user_claims
 from harness.names import DEFAULT
+from harness.timing import timed
 from harness.wait import until
 
 DOMAIN = "example.com"
@@ -200,7 +201,8 @@ class StackDriver:
         HTTPS_SWITCH from now on; env adds variables."""
         if https is not None:
             self.https = https
-        return self.run_script(name, args, self.env(**(env or {})), check, timeout)
+        with timed(f"script/{name}"):
+            return self.run_script(name, args, self.env(**(env or {})), check, timeout)
 
     def bootstrap(self):
         """script/bootstrap --swarm; keeps the dashboard password it prints."""

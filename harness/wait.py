@@ -2,6 +2,8 @@
 
 import time
 
+from harness.timing import timed
+
 
 class WaitTimeout(AssertionError):
     """A wait ran out; the message names what was awaited and the last error seen."""
@@ -13,6 +15,11 @@ def until(check, timeout, what, pause=0.5):
     After `timeout` s raise WaitTimeout naming `what` (a string, or a callable
     evaluated only then, e.g. to include logs) and the last exception check raised.
     """
+    with timed("wait (polling until a condition holds)"):
+        return _poll(check, timeout, what, pause)
+
+
+def _poll(check, timeout, what, pause):
     deadline = time.monotonic() + timeout
     error = None
     while True:

@@ -42,6 +42,7 @@ from pathlib import Path
 
 from harness.docker import docker
 from harness.proc import run
+from harness.timing import timed
 from kit import shards_mirror
 
 HERE = Path(__file__).resolve().parent
@@ -409,7 +410,8 @@ def ensure_images(requested=None):
 @contextmanager
 def images_for_run(requested=None):
     """Resolve the mode, build the kit (local), lend it upstream names for the block; yield (mode, report lines)."""
-    mode = ensure_images(requested)
+    with timed("image kit: built or checked"):
+        mode = ensure_images(requested)
     if mode != "local":
         yield mode, report(mode)
         return

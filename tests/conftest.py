@@ -102,6 +102,12 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter, config):
+    from harness import timing
+
+    if timing.table():
+        terminalreporter.section(timing.HEADER)
+        for line in timing.lines():
+            terminalreporter.write_line(line)
     report = getattr(config, "_lhd_mode_report", None)
     if report:
         terminalreporter.section("image mode")
