@@ -89,6 +89,7 @@ def previous_major_data(stack):
         sql(old, DATA)
         fingerprint = sql(old, FINGERPRINT).stdout
         version = sql(old, "SHOW server_version_num").stdout.strip()
+        assert sql(old, "SHOW data_checksums").stdout.strip() == "off"  # 17's initdb default
         old.get_wrapped_container().stop(timeout=60)
     return fingerprint, version
 
@@ -127,6 +128,8 @@ def test_previous_major_data_moves_to_the_pinned_major(stack):
         assert sql(new, FINGERPRINT).stdout == fingerprint
         assert sql(new, "SHOW server_version_num").stdout.startswith(MAJOR)
         assert sql(new, "SHOW data_directory").stdout.strip() == f"/var/lib/postgresql/{MAJOR}/docker"
+        # initdb enables data checksums by default from 18 on; the restore went into a fresh initdb.
+        assert sql(new, "SHOW data_checksums").stdout.strip() == ("on" if int(MAJOR) >= 18 else "off")
         assert sql(new, "SELECT count(*) FROM books", user=APP, password=APP_PW).stdout.strip() == "1000"
         assert "violates foreign key constraint" in sql(new, "INSERT INTO books (author_id, title) VALUES (999, 'x')",
                                                         check=False).stderr
