@@ -147,3 +147,79 @@ def test_without_a_terminal_it_backs_up_then_asks_and_stops(swarm):
     backups = [c for c in result.calls if "pg_backup" in c]
     assert len(backups) == 1 and f"postgres:{PREVIOUS} now before-pg-upgrade" in backups[0], result.calls
     assert [c for c in changed(result) if c not in backups] == []
+
+
+# The whole --yes run against a fake one-node swarm whose servers answer like PostgreSQL: FAKE_DIR/data holds what
+# volume_pg_data finds (the new server's start makes it the pinned major's), FAKE_DIR/kept whether the kept volume
+# exists. script/deploy is replaced by a recorder that also checks the deploy lock is free (pg_upgrade hands it on).
+FLOW = """
+echo "docker $*" >> "$FAKE_LOG"
+case "$1 $2" in
+  "node ls") echo node1 ;;
+  "stack ls") echo lhd_app ;;
+  "volume inspect")
+    case "$3" in
+      *_db_data) exit 0 ;;
+      *_db_data_pg*) [ -e "$FAKE_DIR/kept" ] ;;
+    esac ;;
+  "volume create") touch "$FAKE_DIR/kept" ;;
+  "service inspect")
+    case "$3" in
+      *_postgres) echo "postgres:$OLD_PIN" ;;
+      *) echo registry.gitlab.com/my-group/lhd-app/lucky:aaaa1111 ;;
+    esac ;;
+  "service ls")
+    echo "ID NAME MODE REPLICAS IMAGE PORTS"
+    echo "a1 lhd_app_lucky replicated 2/2 registry.gitlab.com/my-group/lhd-app/lucky:aaaa1111"
+    echo "a2 lhd_app_hasura replicated 1/1 registry.gitlab.com/my-group/lhd-app/hasura:aaaa1111"
+    echo "a3 lhd_app_backup replicated 1/1 postgres:$OLD_PIN"
+    echo "a4 lhd_app_postgres replicated 1/1 postgres:$OLD_PIN"
+    echo "a5 lhd_app_traefik replicated 1/1 traefik:v3"
+    echo "a6 lhd_app_monitoring_prometheus replicated 1/1 prom/prometheus" ;;
+  "run --rm")
+    case "$*" in
+      *PG_VERSION*) cat "$FAKE_DIR/data" ;;
+      *pg_backup*) echo lhd_app_production-20261202T000000Z-before-pg-upgrade.dump ;;
+    esac ;;
+  "run -d") case "$*" in *"$NEW_IMAGE") echo "$NEW_DATA" > "$FAKE_DIR/data" ;; esac ;;
+  exec*)
+    case "$*" in
+      *pg_dumpall*) echo "CREATE ROLE lhd_app;" ;;
+      *"-i "*psql*) cat > /dev/null; echo 'ERROR:  role "lhd_app" already exists' >&2 ;;
+      *count*) echo "public.migrations 3"; echo "public.notes 2" ;;
+      *server_version*) echo "18.6" ;;
+    esac ;;
+esac
+"""
+
+
+def test_the_whole_run_stops_moves_and_deploys_in_order(default_project, tmp_path):
+    """--yes: backup by the old image, the apps, backup and database (only those, at 0) stopped, the data moved
+    from the previous major to the pinned one, script/deploy of the running release with the lock handed on; the
+    log of docker calls is in that order."""
+    project = Path(shutil.copytree(default_project, tmp_path / "project"))
+    env_file = tmp_path / "prod.env"
+    run([project / "script/bootstrap"], env={**os.environ, "LHD_ENV_FILE": str(env_file)})
+    (project / "script/deploy").write_text('#!/usr/bin/env bash\nflock --nonblock "$(dirname "$0")/../.deploy/lock" '
+                                           'echo "deploy $* (lock free)" >> "$FAKE_LOG"\n')
+    (tmp_path / "data").write_text(f"{PREVIOUS_MAJOR} .\n")
+    log = tmp_path / "docker.log"
+    env = {**os.environ, **fake_docker(tmp_path, FLOW), "LHD_ENV_FILE": str(env_file), "FAKE_LOG": str(log),
+           "FAKE_DIR": str(tmp_path), "OLD_PIN": PREVIOUS, "NEW_IMAGE": f"postgres:{PINS['_postgres_version']}",
+           "NEW_DATA": f"{MAJOR} {MAJOR}/docker"}
+    result = run([project / "script/pg_upgrade", "--yes"], env=env, check=False, stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = log.read_text().splitlines()
+
+    def at(fragment):
+        return next(i for i, c in enumerate(calls) if fragment in c)
+
+    assert f"postgres:{PREVIOUS} now before-pg-upgrade" in calls[at("pg_backup")]
+    assert calls[at("service scale")] == ("docker service scale --detach=false lhd_app_lucky=0 lhd_app_hasura=0 "
+                                          "lhd_app_backup=0 lhd_app_postgres=0")
+    assert at("pg_backup") < at("service scale") < at("volume create lhd_app_db_data_pg") < at("find /v") \
+        < at("pg_dumpall") < at("deploy --yes aaaa1111 (lock free)")
+    assert "2 tables, the same rows in each, now on PostgreSQL 18.6" in result.stdout
+    assert result.stdout.splitlines()[-2:] == [
+        f"→ The PostgreSQL {PREVIOUS_MAJOR} data stays in lhd_app_db_data_pg{PREVIOUS_MAJOR}: remove it (docker "
+        f"volume rm lhd_app_db_data_pg{PREVIOUS_MAJOR}) once you no longer need it", "✔ All done."]
