@@ -6,16 +6,21 @@ stack starts it (the volume at /var/lib/postgresql). Also the refusals around it
 on the old data, and script/deploy's `require_data_major` names script/pg_upgrade.
 """
 
+import json
 import os
+import shutil
 
 import pytest
+import yaml
 
 from harness import reaper
+from harness.bake import TEMPLATE_PARTS, bake, copy_template
 from harness.containers import contract, execute, postgres_override
 from harness.docker import docker, unique
 from harness.names import DEFAULT as NAMES
 from harness.postgres import pg_ready
 from harness.proc import run
+from harness.upgrade import cruft, git
 from kit.kit import PINS
 
 PINNED = postgres_override(f"postgres:{PINS['_postgres_version']}")
@@ -147,3 +152,72 @@ def test_a_failure_before_the_volume_is_emptied_leaves_it_unchanged(stack):
     assert moved.stderr.splitlines()[-1] == f"✖ cannot count the rows in {keep}: {volume} is unchanged", moved.stderr
     both = functions(project, stack["name"], f"volume_pg_data {volume}; volume_pg_data {keep}", stack["env"])
     assert both.stdout.split() == [PREVIOUS_MAJOR, ".", PREVIOUS_MAJOR, "."], both.stderr
+
+
+# --- the path a user takes: `cruft update` from a template release pinning the previous major -------------------
+
+def pin_previous_major(template):
+    """Turn a copy of the work tree's template into a release that pinned the previous major, as one would have
+    looked: the pins one major back, the hook's floor with them, the volume where images before 18 keep data."""
+    pins = json.loads((template / "cookiecutter.json").read_text())
+    pins["_postgres_version"] = PINS["_postgres_previous_version"]
+    pins["_postgres_previous_version"] = f"{int(PREVIOUS_MAJOR) - 1}.0"
+    (template / "cookiecutter.json").write_text(json.dumps(pins, indent=2))
+    hook = template / "hooks/pre_gen_project.py"
+    hook.write_text(hook.read_text().replace(f'split(".")[0]) >= {MAJOR},', f'split(".")[0]) >= {PREVIOUS_MAJOR},'))
+    compose = template / "{{cookiecutter.project_name}}/Docker/docker-compose.yml"
+    text = compose.read_text()
+    assert "      - db_data:/var/lib/postgresql\n" in text
+    compose.write_text(text.replace("      - db_data:/var/lib/postgresql\n", "      - db_data:/var/lib/postgresql/data\n"))
+
+
+@pytest.fixture(scope="module")
+def updated(tmp_path_factory):
+    """A project rendered from a template commit A pinning the previous major, committed, then `cruft update`d to
+    the work tree's template (commit B)."""
+    base = tmp_path_factory.mktemp("pg-major")
+    template = base / "template"
+    copy_template(template)
+    pin_previous_major(template)
+    git(template, "init", "-q", "-b", "main")
+    git(template, "add", "-A")
+    git(template, "commit", "-qm", "A: pins the previous PostgreSQL major")
+    project = bake(base / "out", template=template)
+    old_compose = yaml.safe_load((project / "Docker/docker-compose.yml").read_text())["services"]["postgres"]
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "generated")
+    git(template, "rm", "-rq", ".")
+    for part in TEMPLATE_PARTS:  # what git ignores stays after `git rm` (the project's .gitignore has /docs/)
+        if (template / part).is_dir():
+            shutil.rmtree(template / part)
+    copy_template(template)
+    git(template, "add", "-A")
+    git(template, "commit", "-qm", "B: the work tree's template")
+    result = cruft("update", project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return {"project": project, "old": old_compose,
+            "new": yaml.safe_load((project / "Docker/docker-compose.yml").read_text())["services"]["postgres"]}
+
+
+def test_cruft_update_to_the_new_major_then_deploy_refuses_and_pg_upgrade_succeeds(updated, stack):
+    """From a project of the previous major's template release: its data in the volume where that release mounted
+    it; after `cruft update` the project pins the new major and mounts the volume at /var/lib/postgresql, its
+    deploy check refuses the old data, its pg_upgrade core moves it, and the new image serves it as mounted."""
+    project = updated["project"]
+    assert updated["old"]["image"] == f"postgres:{PINS['_postgres_previous_version']}"
+    assert updated["old"]["volumes"] == ["db_data:/var/lib/postgresql/data"]
+    assert updated["new"]["image"] == f"postgres:{PINS['_postgres_version']}"
+    assert updated["new"]["volumes"] == ["db_data:/var/lib/postgresql"]
+    assert (project / "script/pg_upgrade").is_file()
+    fingerprint, _ = previous_major_data(stack)
+    volume, keep = stack["volume"], stack["keep"]
+    refused = functions(project, stack["name"], "require_data_major", stack["env"])
+    assert refused.returncode == 1 and "run script/pg_upgrade first" in refused.stderr
+    moved = functions(project, stack["name"], f"pg_move_data {volume} . {keep} {PREVIOUS} {PINNED}", stack["env"])
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert functions(project, stack["name"], "require_data_major", stack["env"]).returncode == 0
+    mount = updated["new"]["volumes"][0].split(":", 1)[1]
+    with contract(PINNED, env={"POSTGRES_USER": SUPER, "POSTGRES_DB": DB}, volumes=[(volume, mount, "rw")],
+                  wait=pg_ready(SUPER, DB)) as new:
+        assert sql(new, FINGERPRINT).stdout == fingerprint
