@@ -70,9 +70,23 @@ def contract_network():
     return Network(docker_network_kw={"labels": reaper.labels()})
 
 
+def postgres_override(image):
+    """The image to run for `image`: LHD_POSTGRES_IMAGES ("postgres:18.3=lhd-dev/postgres:18 postgres:17.9=...")
+    runs a private PostgreSQL build wherever a test names an upstream postgres tag, so a new kit image is tried
+    against the contract tests without taking the upstream name other runs on the engine use."""
+    for pair in os.environ.get("LHD_POSTGRES_IMAGES", "").split():
+        upstream, _, local = pair.partition("=")
+        if not upstream.startswith("postgres:") or not local:
+            raise ValueError(f"LHD_POSTGRES_IMAGES: {pair!r} is not postgres:TAG=IMAGE")
+        if image == upstream:
+            return local
+    return image
+
+
 def contract(image, *command, env=None, ports=(), network=None, aliases=(), volumes=(), wait=None, **create):
     """A DockerContainer for image: env, ports published on 127.0.0.1 only, an optional network with aliases,
     volumes as (host, container, mode), a wait strategy (shown with logs on failure); `create` goes to docker-py."""
+    image = postgres_override(image)
     container = DockerContainer(image, command=list(command) or None, env=dict(env or {}), name=unique("lhd-test"),
                                 network=network, network_aliases=list(aliases) or None,
                                 volumes=[(str(host), inside, mode) for host, inside, mode in volumes],

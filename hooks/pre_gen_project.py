@@ -88,6 +88,10 @@ RULES = {
     # docker-library/official-images library/postgres, commit 00e7c7a2): postgres:18.3.0 does not exist.
     "_postgres_version": (MINOR, "a postgres image tag MAJOR.MINOR such as 18.3 (PostgreSQL 10 and later have "
                                  "two-part tags)"),
+    # The major script/pg_upgrade moves data from (postgres:17.9 exists: docker-library/postgres 17/trixie/Dockerfile
+    # ENV PG_VERSION 17.9-1.pgdg13+1, commit 6edb0a8c).
+    "_postgres_previous_version": (MINOR, "a postgres image tag MAJOR.MINOR such as 17.9, of the major before "
+                                          "_postgres_version's"),
     # traefik:vX.Y.Z and traefik:X.Y.Z both exist (official-images library/traefik, commit 00452b47); the
     # pin keeps the v.
     "_traefik_version": (VSEMVER, "a Traefik v3 image tag such as v3.7.15"),
@@ -171,6 +175,9 @@ COMBINATION_RULES = [
      "_traefik_version must be a v3 release: the configuration uses the v3 swarm provider"),
     (lambda a: int(a["_postgres_version"].split(".")[0]) >= 18,
      "_postgres_version must be 18 or newer: the data volume is mounted at /var/lib/postgresql"),
+    (lambda a: int(a["_postgres_previous_version"].split(".")[0]) == int(a["_postgres_version"].split(".")[0]) - 1,
+     "_postgres_previous_version must be of the major just before _postgres_version's (script/pg_upgrade moves "
+     "one major at a time)"),
 ]
 
 RESERVED_NAMES = {"traefik", "monitoring", "docker", "ingress", "bridge", "host", "none"}

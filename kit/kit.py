@@ -52,6 +52,7 @@ CACHE = HERE / ".cache"
 LABEL = "org.lhd.kit.hash"
 BASE = "lhd-kit/debian:bookworm"
 BASE_SID = "lhd-kit/debian:sid"
+BASE_TRIXIE = "lhd-kit/debian:trixie"
 RUNTIME = "lhd-kit/runtime:bookworm"
 MIRROR = os.environ.get("LHD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 WHEELS = ["psycopg==3.3.9", "psycopg-binary==3.3.9", "graphql-core==3.3.2", "typing_extensions==4.16.0"]
@@ -87,8 +88,8 @@ def images():
     crystal = f"{p['_crystal_version']}-alpine"
     return [
         Image(RUNTIME, "runtime", parent=BASE, extra=[(CACHE / "wheels", "wheels")]),
-        Image(f"lhd-kit/postgres:{p['_postgres_version']}", "postgres", f"postgres:{p['_postgres_version']}",
-              parent=BASE, args={"PG_MAJOR_DIR": p["_postgres_version"].split(".")[0]}),
+        postgres_image(p["_postgres_version"]),
+        postgres_image(p["_postgres_previous_version"]),
         Image(f"lhd-kit/traefik:{p['_traefik_version']}", "traefik", f"traefik:{p['_traefik_version']}",
               parent=BASE, extra=[(CACHE / "traefik", "traefik")]),
         Image(f"lhd-kit/docker-socket-proxy:{p['_socket_proxy_version']}", "socket-proxy",
@@ -110,6 +111,29 @@ def images():
         Image(f"lhd-kit/alpine:{p['_alpine_version']}", "alpine", f"alpine:{p['_alpine_version']}", parent=BASE_SID,
               extra=[(COMPAT, "alpine-compat")]),
     ]
+
+
+# PostgreSQL majors the kit builds from Debian: the pinned one (sid) and the previous one (trixie, Debian stable),
+# for script/pg_upgrade. The major picks the package; the patch level is Debian's, not the pin's.
+POSTGRES_BASES = {"18": BASE_SID, "17": BASE_TRIXIE}
+
+
+def postgres_args(major):
+    """Build args of kit/postgres for a major: docker-library/postgres keeps PGDATA at /var/lib/postgresql/<major>/docker
+    under VOLUME /var/lib/postgresql from 18 on (18/trixie/Dockerfile lines 189-192), at /var/lib/postgresql/data
+    (also the VOLUME) before (17/trixie/Dockerfile lines 184-187)."""
+    if int(major) >= 18:
+        return {"PG_MAJOR": major, "PGDATA_PATH": f"/var/lib/postgresql/{major}/docker", "VOLUME_PATH": "/var/lib/postgresql"}
+    return {"PG_MAJOR": major, "PGDATA_PATH": "/var/lib/postgresql/data", "VOLUME_PATH": "/var/lib/postgresql/data"}
+
+
+def postgres_image(version, name=None):
+    """The kit image standing in for postgres:<version>: real PostgreSQL of that major from Debian."""
+    major = version.split(".")[0]
+    if major not in POSTGRES_BASES:
+        raise ValueError(f"the kit builds PostgreSQL {', '.join(POSTGRES_BASES)} only, not {version} (kit.POSTGRES_BASES)")
+    return Image(name or f"lhd-kit/postgres:{version}", "postgres", f"postgres:{version}",
+                 parent=POSTGRES_BASES[major], args=postgres_args(major))
 
 
 def docker_cli():
@@ -190,7 +214,7 @@ def fetch_inputs():
 
 # --- building -----------------------------------------------------------------
 
-BASES = {BASE: "bookworm", BASE_SID: "sid"}
+BASES = {BASE: "bookworm", BASE_SID: "sid", BASE_TRIXIE: "trixie"}
 # sid's Release file on the mirror is past its Valid-Until date (shared/ENVIRONMENT.md).
 APT_CONF = 'APT::Install-Recommends "false";\nAPT::Install-Suggests "false";\nAcquire::Check-Valid-Until "false";\n'
 

@@ -172,8 +172,9 @@ def test_a_dump_that_runs_a_program_fails_to_restore_as_the_owner(pg):
     dump_evil(pg)
     restore = pg_backup(pg, "restore", "/tmp/evil.dump")
     assert restore.returncode != 0
-    assert "must be superuser or have privileges of the pg_execute_server_program role to COPY to or from an " \
-           "external program" in restore.stderr, restore.stderr
+    # PostgreSQL 15: "must be superuser or have privileges of the pg_execute_server_program role to COPY to or from
+    # an external program"; 18: "permission denied to COPY to or from an external program".
+    assert "to COPY to or from an external program" in restore.stderr, restore.stderr
     assert not written(pg)
     assert sql(pg, "SELECT title FROM notes").stdout.split() == ["kept"]
 

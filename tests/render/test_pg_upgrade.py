@@ -1,0 +1,225 @@
+"""script/pg_upgrade's help and refusals, and script/deploy's refusal to start the pinned PostgreSQL on data of
+another major, against a fake `docker` that plays a one-node swarm whose database volume holds a given major (the
+real moves run on real PostgreSQL in tests/contracts/test_pg_upgrade.py). Every refusal is one line and changes
+nothing: the fake's log shows no call that would."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.docker import fake_docker
+from harness.proc import run
+from kit.kit import PINS
+
+MAJOR = PINS["_postgres_version"].split(".")[0]
+PREVIOUS = PINS["_postgres_previous_version"]
+PREVIOUS_MAJOR = PREVIOUS.split(".")[0]
+# FAKE_DATA: what volume_pg_data finds in lhd_app_db_data ("17 .", "18 18/docker"); unset: the volume is not on
+# this node. FAKE_POSTGRES: the image the stack's postgres service runs. FAKE_KEPT: the kept old volume exists.
+FAKE_SWARM = """
+echo "docker $*" >> "$FAKE_LOG"
+case "$1 $2" in
+  "node ls") echo node1 ;;
+  "stack ls") echo lhd_app ;;
+  "volume inspect")
+    case "$3" in
+      *_db_data) [ -n "${FAKE_DATA:-}" ] ;;
+      *_db_data_pg*) [ -n "${FAKE_KEPT:-}" ] ;;
+      *) exit 0 ;;
+    esac ;;
+  "service inspect")
+    case "$3" in
+      *_postgres) [ -n "${FAKE_POSTGRES:-}" ] && echo "$FAKE_POSTGRES" ;;
+      *) echo registry.gitlab.com/my-group/lhd-app/lucky:aaaa1111 ;;
+    esac ;;
+  "image inspect") echo "Error: No such image: $3" >&2; exit 1 ;;
+  "run --rm")
+    case "$*" in
+      *PG_VERSION*) [ -z "${FAKE_DATA:-}" ] || echo "$FAKE_DATA" ;;
+      *pg_backup*) echo lhd_app_production-20261202T000000Z-before-pg-upgrade.dump ;;
+    esac ;;
+esac
+"""
+# Calls that change something; a refusal makes none of them.
+CHANGES = ("volume create", "service scale", "stack deploy", "run -d", "pg_backup")
+
+
+@pytest.fixture
+def swarm(default_project, tmp_path):
+    """A private copy of the default project with its env file (script/bootstrap), and the fake swarm."""
+    project = Path(shutil.copytree(default_project, tmp_path / "project"))
+    env_file = tmp_path / "prod.env"
+    run([project / "script/bootstrap"], env={**os.environ, "LHD_ENV_FILE": str(env_file)})
+    log = tmp_path / "docker.log"
+    env = {**os.environ, **fake_docker(tmp_path, FAKE_SWARM), "LHD_ENV_FILE": str(env_file), "FAKE_LOG": str(log)}
+
+    def call(script, *args, **fake):
+        log.write_text("")
+        result = run([project / "script" / script, *args], env={**env, **fake}, check=False,
+                     stdin=subprocess.DEVNULL, timeout=60)
+        result.calls = log.read_text().splitlines()
+        return result
+
+    return call
+
+
+def changed(result):
+    return [c for c in result.calls if any(word in c for word in CHANGES)]
+
+
+@pytest.mark.parametrize("fake", [{"FAKE_DATA": f"{PREVIOUS_MAJOR} ."},
+                                  {"FAKE_POSTGRES": f"postgres:{PREVIOUS}@sha256:{'1' * 64}"}],
+                         ids=["volume-on-this-node", "volume-elsewhere"])
+def test_deploy_refuses_data_of_the_previous_major(swarm, fake):
+    """Data of the previous major, read from the volume here or from the image the running service has: one line
+    naming script/pg_upgrade, and nothing deployed."""
+    result = swarm("deploy", "bbbb2222", **fake)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"✖ the database in lhd_app_db_data is PostgreSQL {PREVIOUS_MAJOR}, but postgres:{PINS['_postgres_version']} "
+        f"is PostgreSQL {MAJOR}: run script/pg_upgrade first (nothing was deployed)"]
+    assert changed(result) == []
+
+
+@pytest.mark.parametrize("fake", [{"FAKE_DATA": f"{MAJOR} {MAJOR}/docker"}, {},
+                                  {"FAKE_POSTGRES": f"postgres:{PINS['_postgres_version']}"}],
+                         ids=["pinned-major", "no-data-yet", "service-on-the-pinned-major"])
+def test_deploy_goes_on_when_the_data_is_the_pinned_major(swarm, fake):
+    """The pinned major's data, or none yet: the check passes and the deploy goes on to the stack."""
+    result = swarm("deploy", "bbbb2222", **fake)
+    assert "script/pg_upgrade" not in result.stderr
+    assert any("PG_VERSION" in c for c in result.calls) == ("FAKE_DATA" in fake)
+    assert any(c.startswith("docker run") and "migrate" in c or "stack" in c for c in result.calls), result.calls
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_help_explains_without_docker(swarm, flag):
+    """The help: usage line, what it does, the method and why, options, examples; no Docker call."""
+    result = swarm("pg_upgrade", flag)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "usage: script/pg_upgrade [--yes]"
+    assert f"PostgreSQL {PREVIOUS_MAJOR} (the previous major)" in result.stdout
+    assert "Dump and restore, not pg_upgrade" in result.stdout and "Examples:" in result.stdout
+    assert result.calls == []
+
+
+def test_an_unknown_option_is_refused_with_the_usage_line(swarm):
+    result = swarm("pg_upgrade", "--force")
+    assert (result.returncode, result.stderr) == (2, "usage: script/pg_upgrade [--yes]\n")
+    assert result.calls == []
+
+
+@pytest.mark.parametrize(("fake", "message"), [
+    ({"FAKE_DATA": "16 ."}, f"✖ the database in lhd_app_db_data is PostgreSQL 16, and script/pg_upgrade moves "
+                            f"PostgreSQL {PREVIOUS_MAJOR} only (to {MAJOR}): go through a release of the template that "
+                            "pins the major after 16 first; nothing was changed"),
+    ({}, "✖ the volume lhd_app_db_data is not on this node: run script/pg_upgrade on the node labelled "
+         "lhd_app.db=true"),
+    ({"FAKE_DATA": f"{PREVIOUS_MAJOR} .", "FAKE_KEPT": "1"},
+     f"✖ the volume lhd_app_db_data_pg{PREVIOUS_MAJOR} exists already (an earlier upgrade's old data?): remove it "
+     f"(docker volume rm lhd_app_db_data_pg{PREVIOUS_MAJOR}) once you no longer need it, then run again; nothing "
+     "was changed"),
+], ids=["not-the-previous-major", "volume-elsewhere", "kept-volume-exists"])
+def test_pg_upgrade_refuses_in_one_line(swarm, fake, message):
+    result = swarm("pg_upgrade", "--yes", **fake)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [message]
+    assert changed(result) == []
+
+
+def test_pg_upgrade_on_the_pinned_major_has_nothing_to_do(swarm):
+    result = swarm("pg_upgrade", FAKE_DATA=f"{MAJOR} {MAJOR}/docker")
+    assert result.returncode == 0, result.stderr
+    assert f"is PostgreSQL {MAJOR} already: nothing to do" in result.stdout
+    assert changed(result) == []
+
+
+def test_without_a_terminal_it_backs_up_then_asks_and_stops(swarm):
+    """No --yes and no terminal: the safety backup is taken (by the old major's own image, whose dump restores into
+    either major), then it refuses to go on, before stopping anything."""
+    result = swarm("pg_upgrade", FAKE_DATA=f"{PREVIOUS_MAJOR} .", FAKE_POSTGRES=f"postgres:{PREVIOUS}")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].endswith("refusing to go on without --yes (there is no terminal to ask)")
+    backups = [c for c in result.calls if "pg_backup" in c]
+    assert len(backups) == 1 and f"postgres:{PREVIOUS} now before-pg-upgrade" in backups[0], result.calls
+    assert [c for c in changed(result) if c not in backups] == []
+
+
+# The whole --yes run against a fake one-node swarm whose servers answer like PostgreSQL: FAKE_DIR/data holds what
+# volume_pg_data finds (the new server's start makes it the pinned major's), FAKE_DIR/kept whether the kept volume
+# exists. script/deploy is replaced by a recorder that also checks the deploy lock is free (pg_upgrade hands it on).
+FLOW = """
+echo "docker $*" >> "$FAKE_LOG"
+case "$1 $2" in
+  "node ls") echo node1 ;;
+  "stack ls") echo lhd_app ;;
+  "volume inspect")
+    case "$3" in
+      *_db_data) exit 0 ;;
+      *_db_data_pg*) [ -e "$FAKE_DIR/kept" ] ;;
+    esac ;;
+  "volume create") touch "$FAKE_DIR/kept" ;;
+  "service inspect")
+    case "$3" in
+      *_postgres) echo "postgres:$OLD_PIN" ;;
+      *) echo registry.gitlab.com/my-group/lhd-app/lucky:aaaa1111 ;;
+    esac ;;
+  "service ls")
+    echo "ID NAME MODE REPLICAS IMAGE PORTS"
+    echo "a1 lhd_app_lucky replicated 2/2 registry.gitlab.com/my-group/lhd-app/lucky:aaaa1111"
+    echo "a2 lhd_app_hasura replicated 1/1 registry.gitlab.com/my-group/lhd-app/hasura:aaaa1111"
+    echo "a3 lhd_app_backup replicated 1/1 postgres:$OLD_PIN"
+    echo "a4 lhd_app_postgres replicated 1/1 postgres:$OLD_PIN"
+    echo "a5 lhd_app_traefik replicated 1/1 traefik:v3"
+    echo "a6 lhd_app_monitoring_prometheus replicated 1/1 prom/prometheus" ;;
+  "run --rm")
+    case "$*" in
+      *PG_VERSION*) cat "$FAKE_DIR/data" ;;
+      *pg_backup*) echo lhd_app_production-20261202T000000Z-before-pg-upgrade.dump ;;
+    esac ;;
+  "run -d") case "$*" in *"$NEW_IMAGE") echo "$NEW_DATA" > "$FAKE_DIR/data" ;; esac ;;
+  exec*)
+    case "$*" in
+      *pg_dumpall*) echo "CREATE ROLE lhd_app;" ;;
+      *"-i "*psql*) cat > /dev/null; echo 'ERROR:  role "lhd_app" already exists' >&2 ;;
+      *count*) echo "public.migrations 3"; echo "public.notes 2" ;;
+      *server_version*) echo "18.6" ;;
+    esac ;;
+esac
+"""
+
+
+def test_the_whole_run_stops_moves_and_deploys_in_order(default_project, tmp_path):
+    """--yes: backup by the old image, the apps, backup and database (only those, at 0) stopped, the data moved
+    from the previous major to the pinned one, script/deploy of the running release with the lock handed on; the
+    log of docker calls is in that order."""
+    project = Path(shutil.copytree(default_project, tmp_path / "project"))
+    env_file = tmp_path / "prod.env"
+    run([project / "script/bootstrap"], env={**os.environ, "LHD_ENV_FILE": str(env_file)})
+    (project / "script/deploy").write_text('#!/usr/bin/env bash\nflock --nonblock "$(dirname "$0")/../.deploy/lock" '
+                                           'echo "deploy $* (lock free)" >> "$FAKE_LOG"\n')
+    (tmp_path / "data").write_text(f"{PREVIOUS_MAJOR} .\n")
+    log = tmp_path / "docker.log"
+    env = {**os.environ, **fake_docker(tmp_path, FLOW), "LHD_ENV_FILE": str(env_file), "FAKE_LOG": str(log),
+           "FAKE_DIR": str(tmp_path), "OLD_PIN": PREVIOUS, "NEW_IMAGE": f"postgres:{PINS['_postgres_version']}",
+           "NEW_DATA": f"{MAJOR} {MAJOR}/docker"}
+    result = run([project / "script/pg_upgrade", "--yes"], env=env, check=False, stdin=subprocess.DEVNULL, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = log.read_text().splitlines()
+
+    def at(fragment):
+        return next(i for i, c in enumerate(calls) if fragment in c)
+
+    assert f"postgres:{PREVIOUS} now before-pg-upgrade" in calls[at("pg_backup")]
+    assert calls[at("service scale")] == ("docker service scale --detach=false lhd_app_lucky=0 lhd_app_hasura=0 "
+                                          "lhd_app_backup=0 lhd_app_postgres=0")
+    assert at("pg_backup") < at("service scale") < at("volume create lhd_app_db_data_pg") < at("find /v") \
+        < at("pg_dumpall") < at("deploy --yes aaaa1111 (lock free)")
+    assert "2 tables, the same rows in each, now on PostgreSQL 18.6" in result.stdout
+    assert result.stdout.splitlines()[-2:] == [
+        f"→ The PostgreSQL {PREVIOUS_MAJOR} data stays in lhd_app_db_data_pg{PREVIOUS_MAJOR}: remove it (docker "
+        f"volume rm lhd_app_db_data_pg{PREVIOUS_MAJOR}) once you no longer need it", "✔ All done."]
