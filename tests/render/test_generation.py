@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 import tomllib
 
@@ -292,3 +293,17 @@ def test_unsupported_combinations_are_refused(tmp_path, combo):
     with pytest.raises(FailedHookException):
         bake(tmp_path, **combo)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_file_the_template_ships_is_tracked_by_git_add(default_project, tmp_path):
+    """`git add -A` in a fresh project commits every file the template ships (docs/ and CHANGELOG.md included)
+    except the ones it means to keep out (.env and the secret files): an ignore rule must not swallow docs."""
+    project = tmp_path / "p"
+    shutil.copytree(default_project, project, ignore=shutil.ignore_patterns(".git"))
+    run(["git", "init", "-q"], cwd=project)
+    run(["git", "add", "-A"], cwd=project)
+    tracked = set(run(["git", "ls-files"], cwd=project).stdout.split())
+    shipped = {str(p.relative_to(project)) for p in project.rglob("*") if p.is_file() and ".git" not in p.parts}
+    kept_out = {".env"} | {p for p in shipped if p.startswith("etc/secrets/") and not p.endswith(".gitkeep")}
+    assert shipped - kept_out - tracked == set()
+    assert any(p.startswith("docs/") for p in tracked)
