@@ -30,7 +30,10 @@ case "$1 $2" in
       *DockerRootDir*) echo "$FAKE_ROOT" ;;
     esac ;;
   "node ls") [ -n "$FAKE_UNLABELLED" ] && [ "$4" = "node.label=$FAKE_UNLABELLED=true" ] || echo node1 ;;
-  "stack config") [ -z "$FAKE_OLD_CLI" ] || { echo "yaml: unmarshal errors: field start_interval not found" >&2; exit 1; } ;;
+  "stack config")
+    # As docker stack config does: the compose files' ${LUCKY_TAG:?...} fails without the variable.
+    [ -n "$LUCKY_TAG" ] && [ -n "$HASURA_TAG" ] || { echo "required variable LUCKY_TAG is missing a value" >&2; exit 1; }
+    [ -z "$FAKE_OLD_CLI" ] || { echo "yaml: unmarshal errors: field start_interval not found" >&2; exit 1; } ;;
   "service inspect") exit 1 ;;
   *) echo "unexpected docker $*" >&2; exit 99 ;;
 esac
