@@ -33,11 +33,11 @@ def renamed_project(tmp_path_factory):
     return bake(tmp_path_factory.mktemp("renamed"), swarm_name=RENAMED_SWARM)
 
 
-def promtool_unit_test(rules, swarm, directory):
+def promtool_unit_test(rules, swarm, directory, fixture=FIXTURE):
     """Problems from `promtool test rules` of the fixture, its <swarm> set to swarm, against the rule file."""
-    spec = yaml.safe_load(FIXTURE.read_text().replace("<swarm>", swarm))
+    spec = yaml.safe_load(fixture.read_text().replace("<swarm>", swarm))
     spec["rule_files"] = [str(rules)]
-    test_file = Path(directory) / FIXTURE.name
+    test_file = Path(directory) / fixture.name
     test_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     return checks.run_tool(["promtool", "test", "rules", test_file])
 
@@ -79,6 +79,51 @@ def test_unit_tests_bite(default_project, tmp_path, broken, old, new):
     rules = tmp_path / "task.rules.yml"
     rules.write_text(text.replace(old, new, 1))
     assert promtool_unit_test(rules, DEFAULT_SWARM, tmp_path), f"{broken}: the unit tests still pass"
+
+
+# --- the data path: backups, the database, the heartbeat (group `data`) ------------------------
+
+DATA_FIXTURE = FIXTURE.with_name("data_alerts.test.yml")
+DATA_ALERTS = {"BackupMissing", "BackupFailing", "PostgresDown", "Watchdog"}
+
+
+@pytest.mark.parametrize("which", sorted(SWARMS))
+def test_data_alerts_fire_as_specified(request, which, tmp_path):
+    """A stopped scheduler fires BackupMissing for its store, a failing store BackupFailing until its next
+    success, no success ever (or no metrics) BackupMissing after an hour, postgres without a running task
+    PostgresDown; Watchdog always fires; a healthy data path fires nothing else."""
+    project = request.getfixturevalue(which)
+    assert not promtool_unit_test(project / RULES, SWARMS[which], tmp_path, DATA_FIXTURE)
+
+
+def test_every_data_alert_has_a_unit_test(default_project):
+    """The group `data` is the file's last, holds exactly the data-path alerts, and the fixture evaluates each."""
+    groups = yaml.safe_load((default_project / RULES).read_text())["groups"]
+    assert groups[-1]["name"] == "data"
+    assert {r["alert"] for r in groups[-1]["rules"]} == DATA_ALERTS
+    tested = {t["alertname"] for case in yaml.safe_load(DATA_FIXTURE.read_text())["tests"] for t in case["alert_rule_test"]}
+    assert tested == DATA_ALERTS
+
+
+BROKEN_DATA_RULES = [
+    ("one interval late is enough", "> 2 * lhd_backup_interval_seconds", "> 4 * lhd_backup_interval_seconds"),
+    ("a store that never succeeded is never failing", " or lhd_backup_last_failure_timestamp_seconds * 0", ""),
+    ("no metrics at all counts for nothing", '\n          or absent(lhd_backup_interval_seconds{store="local"})', ""),
+    ("postgres with no series counts for nothing",
+     f'            or label_replace(vector(0), "service", "{DEFAULT_SWARM}_postgres", "", "")\n', ""),
+    ("a starting postgres task counts as up", 'up{job="db-tasks", task_state="running"}', 'up{job="db-tasks"}'),
+    ("the heartbeat stops", "expr: vector(1)\n", "expr: vector(1) == 0\n"),
+]
+
+
+@pytest.mark.parametrize(("broken", "old", "new"), BROKEN_DATA_RULES, ids=[b[0] for b in BROKEN_DATA_RULES])
+def test_data_unit_tests_bite(default_project, tmp_path, broken, old, new):
+    """A data-path rule broken in a way that matters fails the promtool unit tests."""
+    text = (default_project / RULES).read_text()
+    assert old in text
+    rules = tmp_path / "task.rules.yml"
+    rules.write_text(text.replace(old, new, 1))
+    assert promtool_unit_test(rules, DEFAULT_SWARM, tmp_path, DATA_FIXTURE), f"{broken}: the unit tests still pass"
 
 
 # --- the app-tasks job, in the real Prometheus, against a stand-in Docker API ------------------
