@@ -1,7 +1,7 @@
 """Conformance tier: the monitoring stack's app alerts fire when they should and only then (promtool unit
 tests on the rendered rules), the app-tasks job turns swarm's tasks into one labelled `up` each (the real
-Prometheus against a stand-in Docker API), both Alertmanager configs pass amtool, and the merged stack keeps
-the Slack receiver a setting and the monitoring UIs as closed as Traefik allows."""
+Prometheus against a stand-in Docker API), both Alertmanager configs and every combination of receivers pass
+amtool, and the merged stack keeps the Slack receiver a setting and the monitoring UIs as closed as Traefik allows."""
 
 import json
 import threading
@@ -255,6 +255,82 @@ def test_slack_config_differs_only_by_its_receiver(default_project):
     found = [r.pop("slack_configs") for r in receivers if "slack_configs" in r]
     assert found == [[{"api_url_file": "/run/secrets/slack_webhook", "send_resolved": True}]]
     assert slack == base
+
+
+# --- receivers besides Slack: a webhook, e-mail, the dead man's switch -----------------------------
+
+RECEIVERS = ("slack", "webhook", "email", "deadman")
+COMBINATIONS = [tuple(k for i, k in enumerate(RECEIVERS) if bits >> i & 1) for bits in range(2 ** len(RECEIVERS))]
+
+
+def receiver_files(directory, on):
+    """The env settings switching on the receivers named in `on`, their files written in directory."""
+    contents = {
+        "SLACK_WEBHOOK_URL_FILE": ("slack", "https://hooks.slack.com/services/T000/B000/XXXX\n"),
+        "ALERT_WEBHOOK_URL_FILE": ("webhook", "https://hooks.example.com/alerts?token=a\"b\\c\n"),
+        "ALERT_EMAIL_FILE": ("email", "# the team's relay\nto=ops@example.com\nfrom=alerts@example.com\n"
+                                      "smarthost=smtp.example.com:587\nusername=alerts\npassword=p\"w:rd\n"),
+        "DEADMAN_WEBHOOK_URL_FILE": ("deadman", "https://hc-ping.com/0f0e0d0c\n"),
+    }
+    env = {}
+    for variable, (name, text) in contents.items():
+        env[variable] = ""
+        if name in on:
+            (directory / name).write_text(text)
+            env[variable] = str(directory / name)
+    return env
+
+
+def receivers_config(project, env_file, **env):
+    result = run([project / "script/monitoring", "receivers"], check=False, timeout=60,
+                 env=checks.env_with(LHD_ENV_FILE=str(env_file), **env))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("on", COMBINATIONS, ids=["+".join(c) or "none" for c in COMBINATIONS])
+def test_every_receiver_combination_passes_amtool(default_project, prod_env, tmp_path, on):
+    """Each combination of receiver files makes a configuration amtool accepts, whose `team` receiver has exactly
+    the switched-on kinds (with the files' values, quotes and all), whose `deadman` receiver has the dead man's
+    URL alone, and whose routes are alertmanager.yml's (Watchdog to deadman)."""
+    text = receivers_config(default_project, prod_env(default_project), **receiver_files(tmp_path, on))
+    written = tmp_path / "alertmanager.yml"
+    written.write_text(text)
+    assert not checks.amtool(written)
+    config = yaml.safe_load(text)
+    receivers = {r.pop("name"): r for r in config["receivers"]}
+    assert sorted(receivers) == ["deadman", "team"]
+    kinds = {"slack_configs": "slack", "webhook_configs": "webhook", "email_configs": "email"}
+    assert {kinds[k] for k in receivers["team"]} == set(on) - {"deadman"}
+    if "webhook" in on:
+        assert receivers["team"]["webhook_configs"] == [{"url": 'https://hooks.example.com/alerts?token=a"b\\c',
+                                                         "send_resolved": True}]
+    if "email" in on:
+        assert receivers["team"]["email_configs"] == [{
+            "to": "ops@example.com", "from": "alerts@example.com", "smarthost": "smtp.example.com:587",
+            "require_tls": True, "auth_username": "alerts", "auth_password": 'p"w:rd', "send_resolved": True}]
+    assert receivers["deadman"] == ({"webhook_configs": [{"url": "https://hc-ping.com/0f0e0d0c", "send_resolved": False}]}
+                                    if "deadman" in on else {})
+    base = yaml.safe_load((default_project / MONITORING / "alertmanager/alertmanager.yml").read_text())
+    assert config["route"] == base["route"] and config["inhibit_rules"] == base["inhibit_rules"]
+    assert base["route"]["routes"][0]["matchers"] == ['alertname="Watchdog"']
+    assert base["route"]["routes"][0]["receiver"] == "deadman"
+
+
+@pytest.mark.parametrize("on", [(), ("slack",), ("webhook",), ("email", "deadman")],
+                         ids=["none", "slack", "webhook", "email+deadman"])
+def test_receivers_reach_alertmanager_as_a_secret(default_project, prod_env, tmp_path, on):
+    """With a webhook, e-mail or dead man's file, the merged stack hands Alertmanager its whole configuration as
+    a Docker secret (named by a keyed hash) and points --config.file at it; otherwise the config as before."""
+    config = monitoring_config(default_project, prod_env(default_project), **receiver_files(tmp_path, on))
+    alertmanager = config["services"]["alertmanager"]
+    if set(on) - {"slack"}:
+        assert "--config.file=/run/secrets/alertmanager.yml" in alertmanager["command"]
+        assert {"source": "alertmanager_receivers", "target": "alertmanager.yml"} in alertmanager["secrets"]
+        assert config["secrets"]["alertmanager_receivers"]["name"].startswith(f"{DEFAULT_SWARM}_alertmanager_receivers_")
+    else:
+        assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
+        assert "alertmanager_receivers" not in config.get("secrets", {})
 
 
 # --- the merged monitoring stack (docker stack config, no engine) -----------------------------------
