@@ -4,7 +4,9 @@ Prometheus against a stand-in Docker API), both Alertmanager configs and every c
 amtool, and the merged stack keeps the Slack receiver a setting and the monitoring UIs as closed as Traefik allows."""
 
 import json
+import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -103,6 +105,46 @@ def test_every_data_alert_has_a_unit_test(default_project):
     assert {r["alert"] for r in groups[-1]["rules"]} == DATA_ALERTS
     tested = {t["alertname"] for case in yaml.safe_load(DATA_FIXTURE.read_text())["tests"] for t in case["alert_rule_test"]}
     assert tested == DATA_ALERTS
+
+
+def backup_metrics(project, tmp_path, *args, **env):
+    """Run the backup service's Docker/backup/backup_metrics (sh) on directories in tmp_path; its samples
+    {(name, store): value} and the file's text."""
+    metrics, store = tmp_path / "metrics", tmp_path / "backups"
+    metrics.mkdir(exist_ok=True)
+    store.mkdir(exist_ok=True)
+    run(["sh", project / "Docker/backup/backup_metrics", *args], timeout=30, env=checks.env_with(
+        BACKUP_METRICS_DIR=str(metrics), BACKUP_ROOT=str(store), BACKUP_INTERVAL="3600", **env))
+    text = (metrics / "lhd_backup.prom").read_text()
+    samples = {}
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            series, value = line.split(" ")
+            name, labels = series.rstrip("}").split("{")
+            samples[(name, labels.removeprefix('store="').rstrip('"'))] = int(value)
+    return samples, text
+
+
+def test_backup_metrics_file_is_what_the_rules_read(default_project, tmp_path):
+    """backup_metrics writes the interval always, the local success from .last_scheduled_success's time, the
+    local failure when one is recorded, the offsite ones from .offsite-status (whole numbers only); promtool
+    accepts the file, and every metric it writes is one the `data` rules read."""
+    samples, _ = backup_metrics(default_project, tmp_path)
+    assert samples == {("lhd_backup_interval_seconds", "local"): 3600}
+    success = tmp_path / "backups/.last_scheduled_success"
+    success.write_text("2026-01-01T00:00:00Z x.dump\n")
+    os.utime(success, (1_700_000_000, 1_700_000_000))
+    (tmp_path / "backups/.offsite-status").write_text("last_success=1700000100\nlast_failure=17e9\nerror=boom\n")
+    before = int(time.time())
+    samples, text = backup_metrics(default_project, tmp_path, "failure")
+    assert samples.pop(("lhd_backup_last_failure_timestamp_seconds", "local")) >= before
+    assert samples == {("lhd_backup_interval_seconds", "local"): 3600, ("lhd_backup_interval_seconds", "offsite"): 3600,
+                       ("lhd_backup_last_success_timestamp_seconds", "local"): 1_700_000_000,
+                       ("lhd_backup_last_success_timestamp_seconds", "offsite"): 1_700_000_100}
+    checked = run(["promtool", "check", "metrics"], input=text, check=False, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = (default_project / RULES).read_text()
+    assert all(name in rules for name, _ in samples)
 
 
 BROKEN_DATA_RULES = [
