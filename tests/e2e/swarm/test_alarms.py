@@ -142,12 +142,12 @@ def test_backup_stopped_fires_backup_missing_to_webhook_and_email_and_watchdog_r
     dead man's receiver (and only there); with the backup service scaled to 0, BackupMissing for the local store
     reaches the webhook and, as a real e-mail, the SMTP server; scaled back, the service runs again."""
     success = until(lambda: prometheus_query(live, 'lhd_backup_last_success_timestamp_seconds{store="local"}'), 120,
-                    "Prometheus to have the backup service's last success (node-exporter's textfile)")
+                    "Prometheus to have the backup service's last success (node-exporter's textfile)", pause=3)
     assert time.time() - float(success[0]["value"][1]) < 600
     assert success[0]["metric"]["job"] == "node-exporter"
 
     heartbeats = until(lambda: "Watchdog" in alert_names(received(receivers, "deadman")) and received(receivers, "deadman"),
-                       120, "the Watchdog heartbeat to reach the dead man's receiver")
+                       180, "the Watchdog heartbeat to reach the dead man's receiver", pause=2)
     assert alert_names(heartbeats) == {"Watchdog"}
     assert "Watchdog" not in alert_names(received(receivers, "webhook"))
 
@@ -160,11 +160,11 @@ def test_backup_stopped_fires_backup_missing_to_webhook_and_email_and_watchdog_r
               pause=5)
         missing = time.monotonic() - stopped
         mails = until(lambda: [m for m in received(receivers, "mail") if "BackupMissing" in m["Subject"]], 120,
-                      "the BackupMissing e-mail to reach the SMTP server")
+                      "the BackupMissing e-mail to reach the SMTP server", pause=2)
     finally:
         docker("service", "scale", "--detach", f"{service}=1")
         until(lambda: docker("service", "ls", "--filter", f"name={service}", "--format", "{{.Replicas}}").stdout.split()
-              == ["1/1"], 180, f"{service} to run again")
+              == ["1/1"], 180, f"{service} to run again", pause=2)
     alert = next(a for body in received(receivers, "webhook") for a in body["alerts"]
                  if a["labels"]["alertname"] == "BackupMissing")
     assert alert["labels"]["store"] == "local" and alert["labels"]["severity"] == "critical"
