@@ -1,10 +1,12 @@
 """Conformance tier: the monitoring stack's app alerts fire when they should and only then (promtool unit
 tests on the rendered rules), the app-tasks job turns swarm's tasks into one labelled `up` each (the real
-Prometheus against a stand-in Docker API), both Alertmanager configs pass amtool, and the merged stack keeps
-the Slack receiver a setting and the monitoring UIs as closed as Traefik allows."""
+Prometheus against a stand-in Docker API), both Alertmanager configs and every combination of receivers pass
+amtool, and the merged stack keeps the Slack receiver a setting and the monitoring UIs as closed as Traefik allows."""
 
 import json
+import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -33,11 +35,11 @@ def renamed_project(tmp_path_factory):
     return bake(tmp_path_factory.mktemp("renamed"), swarm_name=RENAMED_SWARM)
 
 
-def promtool_unit_test(rules, swarm, directory):
+def promtool_unit_test(rules, swarm, directory, fixture=FIXTURE):
     """Problems from `promtool test rules` of the fixture, its <swarm> set to swarm, against the rule file."""
-    spec = yaml.safe_load(FIXTURE.read_text().replace("<swarm>", swarm))
+    spec = yaml.safe_load(fixture.read_text().replace("<swarm>", swarm))
     spec["rule_files"] = [str(rules)]
-    test_file = Path(directory) / FIXTURE.name
+    test_file = Path(directory) / fixture.name
     test_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     return checks.run_tool(["promtool", "test", "rules", test_file])
 
@@ -79,6 +81,91 @@ def test_unit_tests_bite(default_project, tmp_path, broken, old, new):
     rules = tmp_path / "task.rules.yml"
     rules.write_text(text.replace(old, new, 1))
     assert promtool_unit_test(rules, DEFAULT_SWARM, tmp_path), f"{broken}: the unit tests still pass"
+
+
+# --- the data path: backups, the database, the heartbeat (group `data`) ------------------------
+
+DATA_FIXTURE = FIXTURE.with_name("data_alerts.test.yml")
+DATA_ALERTS = {"BackupMissing", "BackupFailing", "PostgresDown", "Watchdog"}
+
+
+@pytest.mark.parametrize("which", sorted(SWARMS))
+def test_data_alerts_fire_as_specified(request, which, tmp_path):
+    """A stopped scheduler fires BackupMissing for its store, a failing store BackupFailing until its next
+    success, no success ever (or no metrics) BackupMissing after an hour, postgres without a running task
+    PostgresDown; Watchdog always fires; a healthy data path fires nothing else."""
+    project = request.getfixturevalue(which)
+    assert not promtool_unit_test(project / RULES, SWARMS[which], tmp_path, DATA_FIXTURE)
+
+
+def test_every_data_alert_has_a_unit_test(default_project):
+    """The group `data` is the file's last, holds exactly the data-path alerts, and the fixture evaluates each."""
+    groups = yaml.safe_load((default_project / RULES).read_text())["groups"]
+    assert groups[-1]["name"] == "data"
+    assert {r["alert"] for r in groups[-1]["rules"]} == DATA_ALERTS
+    tested = {t["alertname"] for case in yaml.safe_load(DATA_FIXTURE.read_text())["tests"] for t in case["alert_rule_test"]}
+    assert tested == DATA_ALERTS
+
+
+def backup_metrics(project, tmp_path, *args, **env):
+    """Run the backup service's Docker/backup/backup_metrics (sh) on directories in tmp_path; its samples
+    {(name, store): value} and the file's text."""
+    metrics, store = tmp_path / "metrics", tmp_path / "backups"
+    metrics.mkdir(exist_ok=True)
+    store.mkdir(exist_ok=True)
+    run(["sh", project / "Docker/backup/backup_metrics", *args], timeout=30, env=checks.env_with(
+        BACKUP_METRICS_DIR=str(metrics), BACKUP_ROOT=str(store), BACKUP_INTERVAL="3600", **env))
+    text = (metrics / "lhd_backup.prom").read_text()
+    samples = {}
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            series, value = line.split(" ")
+            name, labels = series.rstrip("}").split("{")
+            samples[(name, labels.removeprefix('store="').rstrip('"'))] = int(value)
+    return samples, text
+
+
+def test_backup_metrics_file_is_what_the_rules_read(default_project, tmp_path):
+    """backup_metrics writes the interval always, the local success from .last_scheduled_success's time, the
+    local failure when one is recorded, the offsite ones from .offsite-status (whole numbers only); promtool
+    accepts the file, and every metric it writes is one the `data` rules read."""
+    samples, _ = backup_metrics(default_project, tmp_path)
+    assert samples == {("lhd_backup_interval_seconds", "local"): 3600}
+    success = tmp_path / "backups/.last_scheduled_success"
+    success.write_text("2026-01-01T00:00:00Z x.dump\n")
+    os.utime(success, (1_700_000_000, 1_700_000_000))
+    (tmp_path / "backups/.offsite-status").write_text("last_success=1700000100\nlast_failure=17e9\nerror=boom\n")
+    before = int(time.time())
+    samples, text = backup_metrics(default_project, tmp_path, "failure")
+    assert samples.pop(("lhd_backup_last_failure_timestamp_seconds", "local")) >= before
+    assert samples == {("lhd_backup_interval_seconds", "local"): 3600, ("lhd_backup_interval_seconds", "offsite"): 3600,
+                       ("lhd_backup_last_success_timestamp_seconds", "local"): 1_700_000_000,
+                       ("lhd_backup_last_success_timestamp_seconds", "offsite"): 1_700_000_100}
+    checked = run(["promtool", "check", "metrics"], input=text, check=False, timeout=30)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = (default_project / RULES).read_text()
+    assert all(name in rules for name, _ in samples)
+
+
+BROKEN_DATA_RULES = [
+    ("one interval late is enough", "> 2 * lhd_backup_interval_seconds", "> 4 * lhd_backup_interval_seconds"),
+    ("a store that never succeeded is never failing", " or lhd_backup_last_failure_timestamp_seconds * 0", ""),
+    ("no metrics at all counts for nothing", '\n          or absent(lhd_backup_interval_seconds{store="local"})', ""),
+    ("postgres with no series counts for nothing",
+     f'            or label_replace(vector(0), "service", "{DEFAULT_SWARM}_postgres", "", "")\n', ""),
+    ("a starting postgres task counts as up", 'up{job="db-tasks", task_state="running"}', 'up{job="db-tasks"}'),
+    ("the heartbeat stops", "expr: vector(1)\n", "expr: vector(1) == 0\n"),
+]
+
+
+@pytest.mark.parametrize(("broken", "old", "new"), BROKEN_DATA_RULES, ids=[b[0] for b in BROKEN_DATA_RULES])
+def test_data_unit_tests_bite(default_project, tmp_path, broken, old, new):
+    """A data-path rule broken in a way that matters fails the promtool unit tests."""
+    text = (default_project / RULES).read_text()
+    assert old in text
+    rules = tmp_path / "task.rules.yml"
+    rules.write_text(text.replace(old, new, 1))
+    assert promtool_unit_test(rules, DEFAULT_SWARM, tmp_path, DATA_FIXTURE), f"{broken}: the unit tests still pass"
 
 
 # --- the app-tasks job, in the real Prometheus, against a stand-in Docker API ------------------
@@ -210,6 +297,82 @@ def test_slack_config_differs_only_by_its_receiver(default_project):
     found = [r.pop("slack_configs") for r in receivers if "slack_configs" in r]
     assert found == [[{"api_url_file": "/run/secrets/slack_webhook", "send_resolved": True}]]
     assert slack == base
+
+
+# --- receivers besides Slack: a webhook, e-mail, the dead man's switch -----------------------------
+
+RECEIVERS = ("slack", "webhook", "email", "deadman")
+COMBINATIONS = [tuple(k for i, k in enumerate(RECEIVERS) if bits >> i & 1) for bits in range(2 ** len(RECEIVERS))]
+
+
+def receiver_files(directory, on):
+    """The env settings switching on the receivers named in `on`, their files written in directory."""
+    contents = {
+        "SLACK_WEBHOOK_URL_FILE": ("slack", "https://hooks.slack.com/services/T000/B000/XXXX\n"),
+        "ALERT_WEBHOOK_URL_FILE": ("webhook", "https://hooks.example.com/alerts?token=a\"b\\c\n"),
+        "ALERT_EMAIL_FILE": ("email", "# the team's relay\nto=ops@example.com\nfrom=alerts@example.com\n"
+                                      "smarthost=smtp.example.com:587\nusername=alerts\npassword=p\"w:rd\n"),
+        "DEADMAN_WEBHOOK_URL_FILE": ("deadman", "https://hc-ping.com/0f0e0d0c\n"),
+    }
+    env = {}
+    for variable, (name, text) in contents.items():
+        env[variable] = ""
+        if name in on:
+            (directory / name).write_text(text)
+            env[variable] = str(directory / name)
+    return env
+
+
+def receivers_config(project, env_file, **env):
+    result = run([project / "script/monitoring", "receivers"], check=False, timeout=60,
+                 env=checks.env_with(LHD_ENV_FILE=str(env_file), **env))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("on", COMBINATIONS, ids=["+".join(c) or "none" for c in COMBINATIONS])
+def test_every_receiver_combination_passes_amtool(default_project, prod_env, tmp_path, on):
+    """Each combination of receiver files makes a configuration amtool accepts, whose `team` receiver has exactly
+    the switched-on kinds (with the files' values, quotes and all), whose `deadman` receiver has the dead man's
+    URL alone, and whose routes are alertmanager.yml's (Watchdog to deadman)."""
+    text = receivers_config(default_project, prod_env(default_project), **receiver_files(tmp_path, on))
+    written = tmp_path / "alertmanager.yml"
+    written.write_text(text)
+    assert not checks.amtool(written)
+    config = yaml.safe_load(text)
+    receivers = {r.pop("name"): r for r in config["receivers"]}
+    assert sorted(receivers) == ["deadman", "team"]
+    kinds = {"slack_configs": "slack", "webhook_configs": "webhook", "email_configs": "email"}
+    assert {kinds[k] for k in receivers["team"]} == set(on) - {"deadman"}
+    if "webhook" in on:
+        assert receivers["team"]["webhook_configs"] == [{"url": 'https://hooks.example.com/alerts?token=a"b\\c',
+                                                         "send_resolved": True}]
+    if "email" in on:
+        assert receivers["team"]["email_configs"] == [{
+            "to": "ops@example.com", "from": "alerts@example.com", "smarthost": "smtp.example.com:587",
+            "require_tls": True, "auth_username": "alerts", "auth_password": 'p"w:rd', "send_resolved": True}]
+    assert receivers["deadman"] == ({"webhook_configs": [{"url": "https://hc-ping.com/0f0e0d0c", "send_resolved": False}]}
+                                    if "deadman" in on else {})
+    base = yaml.safe_load((default_project / MONITORING / "alertmanager/alertmanager.yml").read_text())
+    assert config["route"] == base["route"] and config["inhibit_rules"] == base["inhibit_rules"]
+    assert base["route"]["routes"][0]["matchers"] == ['alertname="Watchdog"']
+    assert base["route"]["routes"][0]["receiver"] == "deadman"
+
+
+@pytest.mark.parametrize("on", [(), ("slack",), ("webhook",), ("email", "deadman")],
+                         ids=["none", "slack", "webhook", "email+deadman"])
+def test_receivers_reach_alertmanager_as_a_secret(default_project, prod_env, tmp_path, on):
+    """With a webhook, e-mail or dead man's file, the merged stack hands Alertmanager its whole configuration as
+    a Docker secret (named by a keyed hash) and points --config.file at it; otherwise the config as before."""
+    config = monitoring_config(default_project, prod_env(default_project), **receiver_files(tmp_path, on))
+    alertmanager = config["services"]["alertmanager"]
+    if set(on) - {"slack"}:
+        assert "--config.file=/run/secrets/alertmanager.yml" in alertmanager["command"]
+        assert {"source": "alertmanager_receivers", "target": "alertmanager.yml"} in alertmanager["secrets"]
+        assert config["secrets"]["alertmanager_receivers"]["name"].startswith(f"{DEFAULT_SWARM}_alertmanager_receivers_")
+    else:
+        assert "--config.file=/etc/alertmanager/alertmanager.yml" in alertmanager["command"]
+        assert "alertmanager_receivers" not in config.get("secrets", {})
 
 
 # --- the merged monitoring stack (docker stack config, no engine) -----------------------------------

@@ -98,3 +98,49 @@ def test_empty_setting_means_no_slack(default_project, server):
     result = monitoring_config(default_project, server, SLACK_WEBHOOK_URL_FILE="")
     assert result.returncode == 0, result.stdout + result.stderr
     assert str(default_project / OVERLAY) not in compose_files(result.stdout)
+
+
+# --- receivers besides Slack: a webhook, e-mail, the dead man's switch -------------------------------
+
+RECEIVERS_OVERLAY = "Docker/prometheus-swarm/docker-compose.receivers.yml"
+# (setting, file content or None for a missing file, what the one line must name)
+BAD_RECEIVERS = [
+    ("ALERT_WEBHOOK_URL_FILE", None, "missing or empty"),
+    ("ALERT_WEBHOOK_URL_FILE", "hooks.example.com/no-scheme\n", "one http:// or https:// URL"),
+    ("DEADMAN_WEBHOOK_URL_FILE", "https://hc-ping.com/a\nhttps://hc-ping.com/b\n", "one http:// or https:// URL"),
+    ("ALERT_EMAIL_FILE", "to=ops@example.com\nfrom=alerts@example.com\n", "sets no smarthost"),
+    ("ALERT_EMAIL_FILE", "to=a@b.c\nfrom=d@e.f\nsmarthost=smtp.example.com\n", "must be HOST:PORT"),
+    ("ALERT_EMAIL_FILE", "to=a@b.c\nfrom=d@e.f\nsmarthost=smtp:25\npasword=x\n", "line 4"),
+    ("ALERT_EMAIL_FILE", "to=a@b.c\nfrom=d@e.f\nsmarthost=smtp:25\npassword=x\n", "no username"),
+]
+
+
+@pytest.mark.parametrize(("setting", "content", "named"), BAD_RECEIVERS,
+                         ids=[f"{s}-{n.replace(' ', '-')}" for s, _, n in BAD_RECEIVERS])
+def test_bad_receiver_file_is_refused_in_one_line(default_project, server, tmp_path, setting, content, named):
+    """A receiver setting naming a missing file, a file without one URL, or e-mail settings that cannot work
+    stops script/monitoring with one line naming the setting and the file, before Docker is called; the URL or
+    password is never printed."""
+    path = tmp_path / "receiver"
+    if content is not None:
+        path.write_text(content)
+    result = monitoring_config(default_project, server, **{setting: str(path)})
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert setting in lines[0] and str(path) in lines[0] and named in lines[0], lines[0]
+    assert "hc-ping.com" not in lines[0] and "=x" not in lines[0]
+
+
+def test_receiver_settings_add_their_overlay_last_but_site_overrides(default_project, server, tmp_path):
+    """A webhook file adds the receivers overlay after the stack's own files (Slack's included) and before site
+    overrides, and names its secret by a version; without one, no overlay."""
+    (tmp_path / "hook").write_text("https://hooks.example.com/x\n")
+    site = tmp_path / "site.yml"
+    result = monitoring_config(default_project, server, ALERT_WEBHOOK_URL_FILE=str(tmp_path / "hook"),
+                               LHD_MONITORING_EXTRA_COMPOSE_FILES=str(site))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert compose_files(result.stdout)[-2:] == [str(default_project / RECEIVERS_OVERLAY), str(site)]
+    plain = monitoring_config(default_project, server)
+    assert str(default_project / RECEIVERS_OVERLAY) not in compose_files(plain.stdout)
