@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.certs import make_ca
 from harness.docker import fake_docker
 from harness.proc import run
 from kit.kit import PINS
@@ -17,10 +18,22 @@ from kit.kit import PINS
 MAJOR = PINS["_postgres_version"].split(".")[0]
 PREVIOUS = PINS["_postgres_previous_version"]
 PREVIOUS_MAJOR = PREVIOUS.split(".")[0]
+# Its `version` and `info` answer script/deploy's preflight (script/doctor --for-deploy) as a healthy manager.
 # FAKE_DATA: what volume_pg_data finds in lhd_app_db_data ("17 .", "18 18/docker"); unset: the volume is not on
 # this node. FAKE_POSTGRES: the image the stack's postgres service runs. FAKE_KEPT: the kept old volume exists.
 FAKE_SWARM = """
 echo "docker $*" >> "$FAKE_LOG"
+case "$1" in
+  version) echo "28.5.2 28.5.2"; exit 0 ;;
+  info)
+    case "$*" in
+      *LocalNodeState*) echo active ;;
+      *ControlAvailable*) echo true ;;
+      *NodeAddr*) echo 10.0.0.5 ;;
+      *Nodes*) echo 1 ;;
+    esac
+    exit 0 ;;
+esac
 case "$1 $2" in
   "node ls") echo node1 ;;
   "stack ls") echo lhd_app ;;
@@ -53,6 +66,9 @@ def swarm(default_project, tmp_path):
     project = Path(shutil.copytree(default_project, tmp_path / "project"))
     env_file = tmp_path / "prod.env"
     run([project / "script/bootstrap"], env={**os.environ, "LHD_ENV_FILE": str(env_file)})
+    _, cert, key = make_ca(tmp_path / "certs", "example.com")  # what script/deploy's preflight checks
+    shutil.copy(cert, project / "etc/certs/origin.crt")
+    shutil.copy(key, project / "etc/certs/origin.key")
     log = tmp_path / "docker.log"
     env = {**os.environ, **fake_docker(tmp_path, FAKE_SWARM), "LHD_ENV_FILE": str(env_file), "FAKE_LOG": str(log)}
 
