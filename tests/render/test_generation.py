@@ -307,3 +307,15 @@ def test_every_file_the_template_ships_is_tracked_by_git_add(default_project, tm
     kept_out = {".env"} | {p for p in shipped if p.startswith("etc/secrets/") and not p.endswith(".gitkeep")}
     assert shipped - kept_out - tracked == set()
     assert any(p.startswith("docs/") for p in tracked)
+
+
+def test_documentation_is_outside_the_image_build_context(default_project):
+    """Editing docs/, CHANGELOG.md or README.md changes no image: .dockerignore keeps them out of `COPY . .`, so a
+    docs commit reuses every cached layer of the release build."""
+    patterns = [line.strip().rstrip("/") for line in (default_project / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith(("#", "!"))]
+    docs = ["README.md", "CHANGELOG.md", *(str(p.relative_to(default_project)) for p in
+                                           (default_project / "docs").rglob("*.md"))]
+    assert len(docs) > 3
+    for path in docs:
+        assert any(path == pattern or path.startswith(pattern + "/") for pattern in patterns), path
