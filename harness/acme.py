@@ -23,7 +23,7 @@ from pathlib import Path
 import requests
 
 from harness import reaper
-from harness.docker import docker
+from harness.docker import docker, unique
 from harness.names import names
 from harness.stack import DOMAIN
 from harness.swarm import Deployment
@@ -49,11 +49,13 @@ ISSUED = "Issued certificate serial"  # Pebble's log line for each finalized ord
 class Pebble:
     """Pebble + challtestsrv on their own attachable overlay network; `close()` removes both and the network."""
 
-    def __init__(self, prefix, validity):
-        self.prefix, self.validity = prefix, validity
-        self.network = f"{prefix}_acme_ca"
-        self.pebble = f"{prefix}_pebble"
-        self.dns = f"{prefix}_challtestsrv"
+    def __init__(self, validity):
+        # Not named <swarm_name>_...: reaper.remove_stacks waits for every network named so to go.
+        prefix = unique("lhdacme")
+        self.validity = validity
+        self.network = f"{prefix}-ca"
+        self.pebble = f"{prefix}-pebble"
+        self.dns = f"{prefix}-challtestsrv"
         self.workdir = Path(tempfile.mkdtemp(prefix="lhd-pebble-"))
         self.root_file = self.workdir / "pebble-root.pem"
         self.listener_root = self.workdir / "pebble.minica.pem"
@@ -184,6 +186,7 @@ class TraefikFollower:
     def __init__(self, deployment, limit=3600):
         self.deployment, self.limit = deployment, limit
         self.address = None
+        self.error = None  # the last reason the records could not be set (the stack starting or updating)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -205,7 +208,7 @@ class TraefikFollower:
                         self.deployment.pebble.set_a(f"{host}.{DOMAIN}", address)
                     self.address = address
             except Exception as error:  # noqa: BLE001 - the stack is starting or updating; look again
-                print(f"harness: challtestsrv not updated yet: {error}")
+                self.error = error
             self._stop.wait(0.5)
 
 

@@ -15,7 +15,7 @@ def acme(image_mode, tmp_path_factory, request):
     `script/deploy --first`; everything removed afterwards."""
     with Swarm() as swarm:
         base = tmp_path_factory.mktemp("acme")
-        pebble = Pebble(AcmeDeployment.names.swarm, VALIDITY)
+        pebble = Pebble(VALIDITY)
         deployment = None
         try:
             pebble.start()
