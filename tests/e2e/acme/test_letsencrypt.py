@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from harness.acme import RENEWAL_DUE, ROUTED, VALIDITY, issuer_cn, served_certificate
+from harness.acme import RENEWAL_DUE, ROUTED, VALIDITY, issuer_cn, served_certificate, unverified_certificate
 from harness.docker import docker
+from harness.proc import run
 from harness.stream import RequestStream
 from harness.swarm import SHA1
 from harness.wait import until
@@ -96,6 +97,38 @@ def test_renewal_before_expiry_loses_no_request(acme):
             assert ssl.cert_time_to_seconds(renewed[host]["notAfter"]) > ssl.cert_time_to_seconds(before[host]["notAfter"])
     assert len(acme.pebble.issued()) > orders
     assert figures["failures"] == 0, figures
+
+
+def cert_metrics(acme):
+    """Traefik's traefik_tls_certs_not_after lines, read from its metrics entry point inside its container."""
+    text = acme.container_exec("traefik", "wget", "-q", "-O", "-", "http://127.0.0.1:8080/metrics")
+    return [line for line in text.splitlines() if line.startswith("traefik_tls_certs_not_after")]
+
+
+def test_ca_unreachable_deploy_converges_on_the_default_certificate(acme):
+    """Pebble stopped and the certificates gone (a new edge volume): `script/deploy --first` still converges, the
+    app answers over HTTPS with Traefik's self-signed default certificate, and Traefik reports no certificate
+    (what CertificateIssuanceFailing fires on); before this, its metrics listed one per routed host."""
+    assert {line.split('cn="')[1].split('"')[0] for line in cert_metrics(acme)} >= {f"{h}.example.com" for h in ROUTED}
+    acme.pebble.stop()
+    try:
+        docker("stack", "rm", acme.swarm_name)
+        until(lambda: not acme.stack_containers() and not docker(
+            "network", "ls", "-q", "--filter", f"name={acme.swarm_name}_").stdout.split(),
+            120, "the stack's containers and networks to be gone", pause=2)
+        docker("volume", "rm", acme.service("letsencrypt"))
+        acme.script("deploy", "--first", SHA1)
+        for host in ROUTED:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                served_certificate(host, acme.pebble.root_file)
+            default = ssl.DER_cert_to_PEM_cert(unverified_certificate(host))
+            assert "TRAEFIK DEFAULT CERT" in run(["openssl", "x509", "-noout", "-subject"], input=default).stdout
+        answer = acme.get("api", "/version", verify=False)
+        assert answer.status_code == 200 and answer.json()["version"] == SHA1
+        assert cert_metrics(acme) == []
+        assert "unable to generate a certificate" in acme.service_logs(200, ("traefik",)).lower()
+    finally:
+        acme.pebble.resume()
 
 
 @pytest.mark.parametrize("https", ["off"])
