@@ -126,7 +126,8 @@ def test_ca_unreachable_deploy_converges_on_the_default_certificate(acme):
         answer = acme.get("api", "/version", verify=False)
         assert answer.status_code == 200 and answer.json()["version"] == SHA1
         assert cert_metrics(acme) == []
-        assert "unable to generate a certificate" in acme.service_logs(200, ("traefik",)).lower()
+        until(lambda: "unable to obtain acme certificate" in acme.service_logs(300, ("traefik",)).lower(), 60,
+              "Traefik to log that it could not obtain a certificate")
     finally:
         acme.pebble.resume()
 
