@@ -290,8 +290,9 @@ def test_certificate_alerts_are_the_last_group_and_all_tested(default_project):
 
 
 BROKEN_CERT_RULES = [
-    ("a renewed certificate's old series fires", "max by (cn) (traefik_tls_certs_not_after)",
+    ("a renewed certificate's old series fires", "max by (sans) (traefik_tls_certs_not_after)",
      "traefik_tls_certs_not_after"),
+    ("certificates without a common name count as one", "max by (sans)", "max by (cn)"),
     ("a day left is too late", "< 7 * 86400", "< 1 * 86400"),
     ("no certificate never fires", 'up{job="traefik"} == 1 unless on (instance) traefik_tls_certs_not_after',
      'up{job="traefik"} == 0'),
