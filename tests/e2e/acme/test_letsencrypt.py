@@ -26,6 +26,8 @@ def served(acme, timeout=120):
 
 def test_every_routed_host_gets_a_certificate_from_pebble(acme):
     """Each routed host's handshake verifies against Pebble's root (from its management API), issued by Pebble."""
+    env = docker("inspect", "--format", "{{json .Config.Env}}", acme.pebble.pebble).stdout
+    assert "PEBBLE_VA_ALWAYS_VALID" not in env and "PEBBLE_VA_NOSLEEP=1" in env
     certs = served(acme)
     for host, cert in certs.items():
         assert issuer_cn(cert).startswith("Pebble Intermediate"), (host, cert["issuer"])
