@@ -13,6 +13,7 @@ stack is untouched) and Traefik attached to Pebble's network by a harness-side c
 """
 
 import json
+import shutil
 import socket
 import ssl
 import tempfile
@@ -132,6 +133,7 @@ class Pebble:
         until(lambda: docker("network", "rm", self.network, check=False).returncode == 0
               or self.network not in docker("network", "ls", "--format", "{{.Name}}").stdout.split(),
               60, f"network {self.network} to be removable")
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class AcmeDeployment(Deployment):
