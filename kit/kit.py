@@ -58,6 +58,9 @@ MIRROR = os.environ.get("LHD_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 WHEELS = ["psycopg==3.3.9", "psycopg-binary==3.3.9", "graphql-core==3.3.2", "typing_extensions==4.16.0"]
 REGISTRY_HOSTS = ["registry-1.docker.io", "ghcr.io"]
 COMPAT = HERE / "alpine-compat"
+# Images only the harness runs (the generated project does not name them): their pins live here, not in
+# cookiecutter.json. Pebble is Let's Encrypt's ACME test server (tests/e2e/acme); Debian sid's `pebble` is 2.10.0.
+HARNESS_PINS = {"pebble": "2.10.0"}
 
 # Services of the generated project that local mode cannot provide at all.
 UNAVAILABLE = {
@@ -110,6 +113,7 @@ def images():
               unhashed=("shards-mirror",)),
         Image(f"lhd-kit/alpine:{p['_alpine_version']}", "alpine", f"alpine:{p['_alpine_version']}", parent=BASE_SID,
               extra=[(COMPAT, "alpine-compat")]),
+        *pebble_images(),
     ]
 
 
@@ -134,6 +138,13 @@ def postgres_image(version, name=None):
         raise ValueError(f"the kit builds PostgreSQL {', '.join(POSTGRES_BASES)} only, not {version} (kit.POSTGRES_BASES)")
     return Image(name or f"lhd-kit/postgres:{version}", "postgres", f"postgres:{version}",
                  parent=POSTGRES_BASES[major], args=postgres_args(major))
+
+
+def pebble_images():
+    """Pebble and its challenge test server (DNS, challenge responses) from Debian sid's `pebble` (kit/pebble)."""
+    v = HARNESS_PINS["pebble"]
+    return [Image(f"lhd-kit/{name}:{v}", "pebble", f"ghcr.io/letsencrypt/{name}:{v}", parent=BASE_SID,
+                  args={"PROGRAM": name}) for name in ("pebble", "pebble-challtestsrv")]
 
 
 def docker_cli():
@@ -464,6 +475,7 @@ def report(mode, real=()):
         f"  real: Lucky {PINS['_lucky_version']} and lucky_cli {PINS['_lucky_cli_version']} built from their sources; "
         + shards_mirror.describe(shards_mirror.source()),
         "  real: PostgreSQL, Traefik, HAProxy socket proxy, Prometheus, Alertmanager, node-exporter (Debian/PyPI builds)",
+        f"  real: Pebble {HARNESS_PINS['pebble']} and pebble-challtestsrv (Debian sid), as ghcr.io/letsencrypt/pebble*",
         "  stand-in: alpine and the -alpine Crystal image are Debian with apk/adduser/ash shims (kit/alpine-compat)",
     ]
     lines += [f"  real image used as found: {name}" for name in real]

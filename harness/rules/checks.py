@@ -504,6 +504,18 @@ def make_cert(directory, domain):
 EXPECTED_MIDDLEWARES = ("dashboard-auth@file", "secure-headers@file", "retry@file")
 
 
+# The variables tls=letsencrypt's static config reads as a swarm config template (template_driver: golang), with
+# the defaults script/deploy gives them.
+SWARM_TEMPLATE_ENV = {"ACME_CA_SERVER": "https://acme-v02.api.letsencrypt.org/directory",
+                      "ACME_CERTIFICATES_DURATION": "2160"}
+
+
+def swarm_template(text, env):
+    """text as swarm renders a config with template_driver golang, for the one function the template uses:
+    `{{ env "NAME" }}` becomes env[NAME]."""
+    return re.sub(r'{{ env "(\w+)" }}', lambda m: env[m.group(1)], text)
+
+
 def traefik_problems(static_file, dynamic_files, workdir, domain, extra_dynamic=None, timeout=30):
     """Start the real Traefik with the generated static + dynamic config (file
     provider only, on loopback) and read back what it loaded."""
@@ -522,7 +534,7 @@ def traefik_problems(static_file, dynamic_files, workdir, domain, extra_dynamic=
             text = text.replace(old, new)
         (dyn / Path(path).name).write_text(text)
 
-    static = yaml.safe_load(Path(static_file).read_text())
+    static = yaml.safe_load(swarm_template(Path(static_file).read_text(), SWARM_TEMPLATE_ENV))
     ports = {name: free_port() for name in static["entryPoints"]}
     for name, entry in static["entryPoints"].items():
         entry["address"] = f"127.0.0.1:{ports[name]}"

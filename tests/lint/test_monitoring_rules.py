@@ -419,3 +419,55 @@ def test_only_routed_uis_join_the_dashboards_network_and_prometheus_has_no_lifec
                                                                                           "grafana"}
     assert config["networks"]["dashboards"]["name"] == f"{DEFAULT_SWARM}_dashboards"
     assert not [flag for flag in config["services"]["prometheus"]["command"] if "lifecycle" in flag or "admin-api" in flag]
+
+
+# --- the certificates group (Traefik's certificate metrics) ----------------------------------------
+
+CERT_FIXTURE = Path(__file__).parent / "fixtures" / "monitoring" / "certificate_alerts.test.yml"
+CERT_ALERTS = {"CertificateExpiresSoon", "CertificateIssuanceFailing"}
+
+
+def promtool_certificate_test(rules, directory):
+    """Problems from `promtool test rules` of the certificate fixture against the rule file."""
+    spec = yaml.safe_load(CERT_FIXTURE.read_text())
+    spec["rule_files"] = [str(rules)]
+    test_file = Path(directory) / CERT_FIXTURE.name
+    test_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return checks.run_tool(["promtool", "test", "rules", test_file])
+
+
+def test_certificate_alerts_fire_as_specified(default_project, tmp_path):
+    """A certificate left unrenewed fires CertificateExpiresSoon (and a renewed one's old series does not); Traefik
+    up with no certificate for 15 minutes fires CertificateIssuanceFailing."""
+    assert not promtool_certificate_test(default_project / RULES, tmp_path)
+
+
+def test_certificate_alerts_are_the_last_group_and_all_tested(default_project):
+    """The certificates group ends the file and each of its alerts is evaluated by the fixture."""
+    groups = yaml.safe_load((default_project / RULES).read_text())["groups"]
+    assert groups[-1]["name"] == "certificates"
+    assert {r["alert"] for r in groups[-1]["rules"]} == CERT_ALERTS
+    tested = {t["alertname"] for case in yaml.safe_load(CERT_FIXTURE.read_text())["tests"]
+              for t in case["alert_rule_test"]}
+    assert tested == CERT_ALERTS
+
+
+BROKEN_CERT_RULES = [
+    ("a renewed certificate's old series fires", "max by (sans) (traefik_tls_certs_not_after)",
+     "traefik_tls_certs_not_after"),
+    ("certificates without a common name count as one", "max by (sans)", "max by (cn)"),
+    ("a day left is too late", "< 7 * 86400", "< 1 * 86400"),
+    ("no certificate never fires", 'up{job="traefik"} == 1 unless on (instance) traefik_tls_certs_not_after',
+     'up{job="traefik"} == 0'),
+    ("issuance failing alerts late", "        for: 15m\n", "        for: 30m\n"),
+]
+
+
+@pytest.mark.parametrize(("broken", "old", "new"), BROKEN_CERT_RULES, ids=[b[0] for b in BROKEN_CERT_RULES])
+def test_certificate_unit_tests_bite(default_project, tmp_path, broken, old, new):
+    """A certificates group broken in a way that matters fails the promtool unit tests."""
+    text = (default_project / RULES).read_text()
+    assert old in text
+    rules = tmp_path / "task.rules.yml"
+    rules.write_text(text.replace(old, new, 1))
+    assert promtool_certificate_test(rules, tmp_path), f"{broken}: the unit tests still pass"

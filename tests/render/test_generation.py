@@ -173,6 +173,8 @@ def test_crystal_and_go_templates_exactly_where_expected(project, combo):
         }
     if combo["ci"] == "github":
         expected.add(".github/workflows/ci.yml")                    # ${{ ... }}
+    if combo["tls"] != "origin-certs":
+        expected.add("Docker/traefik/traefik.https.yml")            # swarm config template: {{ env "ACME_CA_SERVER" }}
     assert template_syntax_files(project) == expected
     version = (project / "src/version.cr").read_text()
     assert "{{ `date -u +%Y-%m-%dT%H:%M:%SZ`.stringify.chomp }}" in version

@@ -1,0 +1,238 @@
+"""Let's Encrypt for real, against Pebble: an ACME CA next to a `tls=letsencrypt` deployment on this host's swarm.
+
+`Pebble` runs Let's Encrypt's ACME test server and its challenge test server (ghcr.io/letsencrypt/pebble and
+pebble-challtestsrv; in local mode the kit's builds of Debian's `pebble`, kit/pebble) as two containers on an
+attachable overlay network the harness creates (labelled for the reaper). Pebble validates for real: no
+PEBBLE_VA_ALWAYS_VALID; PEBBLE_VA_NOSLEEP=1 only drops its random 0-15 s wait before each validation, and
+PEBBLE_WFE_NONCEREJECT=0 its 5 % of refused nonces (which lego retries anyway), for a run of steady length.
+Its validation authority resolves names through challtestsrv, whose A records the harness keeps on Traefik's
+task address on that network (`follow_traefik`), and connects to port 443 there (TLS-ALPN-01).
+
+`AcmeDeployment` is harness/swarm.py's Deployment with its own names (project `lhd_acme`, so the swarm tier's
+stack is untouched) and Traefik attached to Pebble's network by a harness-side compose file.
+"""
+
+import json
+import shutil
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from harness import reaper
+from harness.docker import docker, unique
+from harness.names import names
+from harness.stack import DOMAIN
+from harness.swarm import Deployment
+from harness.wait import until
+from kit.kit import HARNESS_PINS
+
+PROJECT = "lhd_acme"
+ANSWERS = {"project_name": PROJECT, "tls": "letsencrypt", "monitoring": "no", "ci": "none"}
+ROUTED = ("api", "traefik")  # every host the app stack routes (monitoring off in this module)
+VERSION = HARNESS_PINS["pebble"]
+PEBBLE_IMAGE = f"ghcr.io/letsencrypt/pebble:{VERSION}"
+CHALLTESTSRV_IMAGE = f"ghcr.io/letsencrypt/pebble-challtestsrv:{VERSION}"
+# Pebble's certificate lifetime, and ACME_CERTIFICATES_DURATION in hours: below 24 h Traefik renews a certificate
+# 20 min before it expires and checks every minute (traefik/traefik pkg/provider/acme/provider.go,
+# getCertificateRenewDurations and the ticker in Provider.Init's goroutine, v3.7.9), so a certificate is due
+# RENEWAL_DUE s after it was issued; the restart and redeploy tests run before that.
+VALIDITY = 28 * 60
+DURATION = 1
+RENEWAL_DUE = VALIDITY - 20 * 60
+ISSUED = "Issued certificate serial"  # Pebble's log line for each finalized order (wfe.go)
+
+
+class Pebble:
+    """Pebble + challtestsrv on their own attachable overlay network; `close()` removes both and the network."""
+
+    def __init__(self, validity):
+        # Not named <swarm_name>_...: reaper.remove_stacks waits for every network named so to go.
+        prefix = unique("lhdacme")
+        self.validity = validity
+        self.network = f"{prefix}-ca"
+        self.pebble = f"{prefix}-pebble"
+        self.dns = f"{prefix}-challtestsrv"
+        self.workdir = Path(tempfile.mkdtemp(prefix="lhd-pebble-"))
+        self.root_file = self.workdir / "pebble-root.pem"
+        self.listener_root = self.workdir / "pebble.minica.pem"
+
+    def config(self):
+        """Pebble's config: the validation ports where Traefik answers (80, 443), and `validity` seconds for every
+        certificate (Pebble 2.10's profiles; Traefik asks for no profile, so `default` applies)."""
+        return {"pebble": {
+            "listenAddress": "0.0.0.0:14000", "managementListenAddress": "0.0.0.0:15000",
+            "certificate": "/test/certs/localhost/cert.pem", "privateKey": "/test/certs/localhost/key.pem",
+            "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "", "externalAccountBindingRequired": False,
+            "retryAfter": {"authz": 3, "order": 5},
+            "profiles": {"default": {"description": "lhd harness", "validityPeriod": self.validity}}}}
+
+    def start(self):
+        docker("network", "create", "--driver", "overlay", "--attachable", *reaper.label_args(), self.network)
+        docker("run", "-d", "--name", self.dns, *reaper.label_args(), "--network", self.network,
+               "--network-alias", "challtestsrv", "-p", "127.0.0.1::8055", CHALLTESTSRV_IMAGE,
+               "-defaultIPv4", "", "-defaultIPv6", "", "-dnsserver", ":8053", "-management", ":8055",
+               "-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "")
+        docker("create", "--name", self.pebble, *reaper.label_args(), "--network", self.network,
+               "--network-alias", "pebble", "-p", "127.0.0.1::15000",
+               "-e", "PEBBLE_VA_NOSLEEP=1", "-e", "PEBBLE_WFE_NONCEREJECT=0", PEBBLE_IMAGE,
+               "-config", "/test/config/lhd-pebble.json", "-dnsserver", "challtestsrv:8053")
+        config = self.workdir / "lhd-pebble.json"
+        config.write_text(json.dumps(self.config()))
+        docker("cp", config, f"{self.pebble}:/test/config/lhd-pebble.json")
+        docker("cp", f"{self.pebble}:/test/certs/pebble.minica.pem", self.listener_root)
+        docker("start", self.pebble)
+        until(self.fetch_root, 60, "Pebble's management API to hand out its root")
+        return self
+
+    def port(self, container, port):
+        return int(docker("port", container, str(port)).stdout.split(":")[-1])
+
+    @property
+    def directory(self):
+        """The ACME directory as Traefik reaches it (the `pebble` alias is in the listener certificate)."""
+        return "https://pebble:14000/dir"
+
+    def fetch_root(self):
+        """Pebble's issuing root (management API /roots/0), written to root_file; returns its PEM."""
+        answer = requests.get(f"https://127.0.0.1:{self.port(self.pebble, 15000)}/roots/0",
+                              verify=str(self.listener_root), timeout=5)
+        answer.raise_for_status()
+        self.root_file.write_text(answer.text)
+        return answer.text
+
+    def set_a(self, host, address):
+        """challtestsrv answers A queries for host with address."""
+        requests.post(f"http://127.0.0.1:{self.port(self.dns, 8055)}/add-a",
+                      json={"host": host, "addresses": [address]}, timeout=5).raise_for_status()
+
+    def clear_a(self, host):
+        requests.post(f"http://127.0.0.1:{self.port(self.dns, 8055)}/clear-a", json={"host": host},
+                      timeout=5).raise_for_status()
+
+    def log(self):
+        result = docker("logs", self.pebble, check=False)
+        return result.stdout + result.stderr
+
+    def issued(self):
+        """Serials of the certificates Pebble issued, one per finalized order, from its log."""
+        return [line.split(ISSUED, 1)[1].split()[0] for line in self.log().splitlines() if ISSUED in line]
+
+    def stop(self):
+        docker("stop", "-t", "2", self.pebble, check=False)
+
+    def resume(self):
+        docker("start", self.pebble, check=False)
+
+    def close(self):
+        docker("rm", "-f", self.pebble, self.dns, check=False)
+        until(lambda: docker("network", "rm", self.network, check=False).returncode == 0
+              or self.network not in docker("network", "ls", "--format", "{{.Name}}").stdout.split(),
+              60, f"network {self.network} to be removable")
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class AcmeDeployment(Deployment):
+    """Deployment of a `tls=letsencrypt` project named lhd_acme, its Traefik also on Pebble's network."""
+
+    names = names(**ANSWERS)
+
+    def __init__(self, project, workdir, mode, pebble):
+        self.pebble = pebble
+        self.acme_override = Path(workdir) / "acme-ca-network.yml"
+        self.acme_override.parent.mkdir(parents=True, exist_ok=True)
+        self.acme_override.write_text(
+            "# Harness-side: Traefik joins the network Pebble and challtestsrv run on.\n"
+            "services:\n  traefik:\n    networks:\n      - acme_ca\n"
+            f"networks:\n  acme_ca:\n    external: true\n    name: {pebble.network}\n")
+        super().__init__(project, workdir, mode)
+
+    def script_env(self):
+        env = super().script_env()
+        env["LHD_EXTRA_COMPOSE_FILES"] = ":".join(filter(None, [env.get("LHD_EXTRA_COMPOSE_FILES"),
+                                                               str(self.acme_override)]))
+        return env
+
+    def use_pebble(self, certificates_duration):
+        """The server's env file names Pebble as the CA (its listener root to trust) and the lifetime in hours."""
+        self.set_env("ACME_CA_SERVER", self.pebble.directory)
+        self.set_env("ACME_CA_ROOT", str(self.pebble.listener_root))
+        self.set_env("ACME_CERTIFICATES_DURATION", str(certificates_duration))
+        self.ca = self.pebble.root_file  # requests through Traefik verify against Pebble's root
+
+    def traefik_address(self):
+        """Traefik's running task's address on Pebble's network, or None."""
+        for task in self.tasks("traefik"):
+            for attachment in task.get("NetworksAttachments") or []:
+                if attachment["Network"]["Spec"]["Name"] == self.pebble.network and attachment.get("Addresses"):
+                    return attachment["Addresses"][0].split("/")[0]
+        return None
+
+    def acme_json(self):
+        """(volume mounted at /letsencrypt, mode of acme.json, its parsed content), read in Traefik's container."""
+        cid = self.container("traefik")
+        mounts = json.loads(docker("inspect", "--format", "{{json .Mounts}}", cid).stdout)
+        volume = next(m["Name"] for m in mounts if m["Destination"] == "/letsencrypt")
+        mode = self.container_exec("traefik", "stat", "-c", "%a", "/letsencrypt/acme.json")
+        return volume, mode, json.loads(self.container_exec("traefik", "cat", "/letsencrypt/acme.json"))
+
+
+class TraefikFollower:
+    """A thread keeping challtestsrv's A records for every routed host on Traefik's current task address (a new
+    task, after an update or a redeploy, gets a new one); bounded by `limit` seconds."""
+
+    def __init__(self, deployment, limit=3600):
+        self.deployment, self.limit = deployment, limit
+        self.address = None
+        self.error = None  # the last reason the records could not be set (the stack starting or updating)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self):
+        started = time.monotonic()
+        while not self._stop.is_set() and time.monotonic() - started < self.limit:
+            try:
+                address = self.deployment.traefik_address()
+                if address and address != self.address:
+                    for host in ROUTED:
+                        self.deployment.pebble.set_a(f"{host}.{DOMAIN}", address)
+                    self.address = address
+            except Exception as error:  # noqa: BLE001 - the stack is starting or updating; look again
+                self.error = error
+            self._stop.wait(0.5)
+
+
+def served_certificate(host, cafile, port=443, timeout=5):
+    """The certificate Traefik serves for host.DOMAIN through 127.0.0.1:port, after a handshake verified (chain and
+    name) against cafile with SNI host.DOMAIN: Python ssl's parsed dict (serialNumber, issuer, notAfter...)."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        with context.wrap_socket(raw, server_hostname=f"{host}.{DOMAIN}") as tls:
+            return tls.getpeercert()
+
+
+def unverified_certificate(host, port=443, timeout=5):
+    """The DER certificate served for host.DOMAIN (SNI) without verifying it, e.g. Traefik's default one."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        with context.wrap_socket(raw, server_hostname=f"{host}.{DOMAIN}") as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+def issuer_cn(cert):
+    """The issuer's common name of an ssl.getpeercert() dict."""
+    return next(value for rdn in cert["issuer"] for key, value in rdn if key == "commonName")
