@@ -1,6 +1,6 @@
 """Sessions that prove the template: `nox` runs render, lint, upgrade, compile, e2e.
 
-`cluster` and `pipeline` run only when asked (`nox -s cluster`, `nox -s pipeline`);
+`cluster`, `pipeline` and `acme` run only when asked (`nox -s cluster`, `nox -s pipeline`, `nox -s acme`);
 `cookie` and `bench` are tools, not proofs.
 
 Options come from cookiecutter.json (the one source of answers); harness
@@ -32,6 +32,7 @@ TIERS = {
     "e2e": ["tests/contracts", "tests/e2e"],
     "cluster": ["tests/cluster"],
     "pipeline": ["tests/pipeline"],
+    "acme": ["tests/acme"],
 }
 
 
@@ -135,6 +136,12 @@ def pipeline(session):
     session.run("bash", "tools/bootstrap", "pipeline", external=True)
     docker_tier(session, "pipeline")
     session.run("python", "-m", "kit.job_images", "leftovers")
+
+
+@nox.session(default=False)
+def acme(session):
+    """Let's Encrypt against Pebble: a tls=letsencrypt project issued, restarted, redeployed and renewed (17 min)."""
+    docker_tier(session, "acme")
 
 
 @nox.session(default=False)

@@ -59,7 +59,7 @@ WHEELS = ["psycopg==3.3.9", "psycopg-binary==3.3.9", "graphql-core==3.3.2", "typ
 REGISTRY_HOSTS = ["registry-1.docker.io", "ghcr.io"]
 COMPAT = HERE / "alpine-compat"
 # Images only the harness runs (the generated project does not name them): their pins live here, not in
-# cookiecutter.json. Pebble is Let's Encrypt's ACME test server (tests/e2e/acme); Debian sid's `pebble` is 2.10.0.
+# cookiecutter.json. Pebble is Let's Encrypt's ACME test server (tests/acme); Debian sid's `pebble` is 2.10.0.
 HARNESS_PINS = {"pebble": "2.10.0"}
 
 # Services of the generated project that local mode cannot provide at all.

@@ -12,7 +12,7 @@ from harness.combinations import SUPPORTED, combo_id
 TESTS = Path(__file__).resolve().parent
 FOLDER_MARKERS = {"render": "render", "lint": "lint", "upgrade": "upgrade", "compile": "compile",
                   "contracts": "docker", "e2e": "docker", "cluster": "cluster",
-                  "pipeline": "pipeline"}
+                  "pipeline": "pipeline", "acme": "acme"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -80,7 +80,7 @@ def reaped(request):
     from harness import reaper
     from harness.docker import engine_available
 
-    docker_tiers = {"docker", "cluster", "pipeline"}
+    docker_tiers = {"docker", "cluster", "pipeline", "acme"}
     if not any(docker_tiers & {m.name for m in item.iter_markers()} for item in request.session.items) \
             or not engine_available():
         yield None
