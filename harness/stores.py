@@ -18,7 +18,7 @@ from harness.wait import until
 RCLONE_IMAGE = "lhd-kit/rclone:1.75.2"
 SFTP_IMAGE = "lhd-kit/sftp:sid"
 S3_PORT = 8080
-SFTP_USER = "backup"
+SFTP_USER = "offsite"  # not "backup": a Debian system account (nologin)
 SFTP_UID = 1000
 
 
