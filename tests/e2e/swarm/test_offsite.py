@@ -12,9 +12,10 @@ import pytest
 from harness import reaper
 from harness.docker import docker
 from harness.report import add_to_report
-from harness.stores import S3Store, SftpStore, StoreNetwork
+from harness.stores import RCLONE_IMAGE, SFTP_IMAGE, S3Store, SftpStore, StoreNetwork
 from harness.swarm import SHA1, V1
 from harness.wait import until
+from kit import kit
 
 SENT = re.compile(r"Sent (\S+\.dump) offsite to \S+: snapshot ([0-9a-f]{8})")
 SETTINGS = ("OFFSITE_REPOSITORY", "OFFSITE_NETWORK", "OFFSITE_S3_KEY_ID_FILE", "OFFSITE_S3_SECRET_FILE",
@@ -31,7 +32,17 @@ def network(deployment):
 
 
 @pytest.fixture(scope="module")
-def stores(network, tmp_path_factory):
+def store_images():
+    """The stores' kit images, built when missing: these two only (a whole kit build would prune others')."""
+    kit.fetch_rclone()
+    hashes = {base: kit.build_base(base) for base in kit.BASES}
+    for image in kit.images():
+        if image.name in (RCLONE_IMAGE, SFTP_IMAGE):
+            kit.build_image(image, hashes[image.parent])
+
+
+@pytest.fixture(scope="module")
+def stores(network, store_images, tmp_path_factory):
     """The two real stores, started once for the module; removed afterwards."""
     base = tmp_path_factory.mktemp("stores")
     made = {}
@@ -108,6 +119,7 @@ def test_backup_goes_offsite_and_comes_back(live, rows, stores, network, restore
     remove_local(live, dump)
     live.sql("DELETE FROM notes")
     assert titles(live) == []
+    since = int(time.time())
     started = time.perf_counter()
     restore = live.script("restore", "--yes", "--offsite", snapshot)
     took = time.perf_counter() - started
@@ -118,8 +130,7 @@ def test_backup_goes_offsite_and_comes_back(live, rows, stores, network, restore
     add_to_report(request.config, [f"offsite {kind}: dump {size} bytes, backup+upload {upload:.1f}s, "
                                    f"fetch+restore {took:.1f}s"])
 
-    # The scheduled side: the service's uploads land in the status file too.
-    since = int(time.time())
+    # The scheduled side: the service sends the restore's safety dump, and says so in the status file.
     until(lambda: int(status(live).get("last_success_epoch", "0")) >= since, 60,
           "the offsite service to record an upload")
     secret_values = [live.secret_file("OFFSITE_PASSWORD").read_text().strip()] + \
@@ -174,7 +185,7 @@ def test_unreachable_store_is_one_line_and_keeps_the_dump(live, stores, network,
 
 def test_full_store_is_one_line_and_keeps_the_dump(live, stores, network, restore_settings, tmp_path):
     """A store on a 1 MB filesystem and a dump of about 2 MB: one line, the local dump kept, recorded."""
-    full = S3Store(network, tmp_path / "full", size_mb=1)
+    full = S3Store(network, tmp_path / "full", size_mb=1)  # store_images: via `stores`
     live.sql("INSERT INTO notes (title, body, published) SELECT 'bulk', string_agg(md5(random()::text), '') , true "
              "FROM generate_series(1, 120000)")
     try:
