@@ -104,6 +104,8 @@ RULES = {
     "_prometheus_version": (VSEMVER, "an image tag such as v3.16.0"),
     "_alertmanager_version": (VSEMVER, "an image tag such as v0.28.1"),
     "_node_exporter_version": (VSEMVER, "an image tag such as v1.9.1"),
+    # restic/restic:X.Y.Z without a v, the pin's own shape.
+    "_restic_version": (SEMVER, "an image tag such as 0.19.1"),
     # grafana/grafana:X.Y.Z without a v, the pin's own shape.
     "_grafana_version": (SEMVER, "an image tag such as 12.1.0"),
     # ghcr.io/google/cadvisor is tagged X.Y.Z and vX.Y.Z (google/cadvisor

