@@ -84,25 +84,27 @@ def test_a_private_key_is_refused(default_project, env, tmp_path):
     assert not log.exists()
 
 
-def docker_fake(bin_dir, ps="", state="inactive", client="28.5.2"):
-    """A docker whose engine answers, listing ps (NAME STACK lines) and the swarm state given."""
+def docker_fake(bin_dir, ps=(), ours=(), state="inactive", client="28.5.2"):
+    """A docker whose engine answers as `docker info`/`version`/`ps` print (text, no --format): containers ps
+    (names; those in ours are the stack's tasks) and the swarm state given."""
+    table = "".join(f"id-{name} image cmd 1 minute ago Created {name}\\n" for name in ps)
+    ids = " ".join(f"id-{name}" for name in ours)
     fake(bin_dir, "docker", f"""case "$*" in
-  info) exit 0 ;;
-  "ps -a --format"*) printf '%b' '{ps}' ;;
-  "info --format {{{{.Swarm.LocalNodeState}}}}") echo {state} ;;
-  "info --format"*) echo "node x, managers 10.0.0.9:2377" ;;
-  "version --format {{{{.Client.Version}}}}") echo {client} ;;
+  info) printf ' Swarm: {state}\\n NodeID: x\\n' ;;
+  version) printf 'Client:\\n Version:           {client}\\n' ;;
+  "ps -aq --no-trunc --filter label=com.docker.stack.namespace=lhd_app") printf '%s\\n' {ids} ;;
+  "ps -a --no-trunc") printf 'CONTAINER ID IMAGE COMMAND CREATED STATUS NAMES\\n{table}' ;;
   *) echo "MUTATED docker $*" >>"$(dirname "$0")/../calls.log"; exit 97 ;;
 esac
 """)
 
 
 @pytest.mark.parametrize(("docker", "message"), [
-    ({"ps": "web-1 \\nlhd_app_db.1.x lhd_app\\n"},
+    ({"ps": ["web-1", "lhd_app_db.1.x"], "ours": ["lhd_app_db.1.x"]},
      "✖ refused: this server already has containers that are not lhd_app's (web-1): provision a server that runs "
      "nothing else; nothing was changed"),
     ({"state": "active"}, "✖ refused: this server is already in a swarm script/provision did not make "
-                          "(node x, managers 10.0.0.9:2377): leave it (docker swarm leave) or use another server; "
+                          "(node x): leave it (docker swarm leave) or use another server; "
                           "nothing was changed"),
     ({"client": "20.10.24+dfsg1"}, "✖ refused: this server's Docker CLI is 20.10.24+dfsg1, too old to read the "
                                    "stack's compose files (23 or later): remove docker.io and run script/provision "
@@ -123,7 +125,7 @@ def test_the_ssh_command_and_the_program_it_sends(default_project, env, tmp_path
     """BatchMode, the host key trusted on first use, `sudo -n bash -s` for a non-root user, and every setting
     as one %q-quoted assignment ahead of the program."""
     environment, log, bin_dir = env
-    docker_fake(bin_dir, ps="other \\n")
+    docker_fake(bin_dir, ps=["other"])
     key = tmp_path / "ci"
     run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci runner", "-f", key])
     provision(default_project, environment, "--key", f"{key}.pub", "--user", "ship", "admin@203.0.113.7")
