@@ -74,8 +74,8 @@ def test_a_fresh_server_is_provisioned(project, servers, ci_key):
     assert "docker" in servers.on(node, "id", "-nG", "deploy").stdout.split()
     keys = servers.on(node, "cat", "/home/deploy/.ssh/authorized_keys").stdout
     assert keys.startswith(f'restrict,command="/srv/{PROJECT}/script/ci_deploy_remote" ssh-ed25519 ')
-    effective = servers.on(node, "sshd", "-T").stdout
-    assert "passwordauthentication no" in effective and "permitrootlogin without-password" in effective
+    effective = servers.on(node, "sshd", "-T").stdout.lower().replace("without-password", "prohibit-password")
+    assert "passwordauthentication no" in effective and "permitrootlogin prohibit-password" in effective
     assert servers.on(node, "git", "-C", f"/srv/{PROJECT}", "config", "remote.origin.tagOpt").stdout.strip() == "--no-tags"
     assert servers.on(node, "docker", "info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() == "active"
     assert servers.on(node, "test", "-s", f"/srv/{PROJECT}/.env.production").returncode == 0
