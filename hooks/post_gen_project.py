@@ -49,7 +49,7 @@ def remove_unselected(root, answers):
     if answers["ci"] != "github":
         remove(root, ".github")
     if answers["monitoring"] != "yes":
-        remove(root, "Docker/prometheus-swarm", "script/monitoring")
+        remove(root, "Docker/prometheus-swarm", "script/monitoring", "docs/monitoring.md")
     if answers["tls"] != "origin-certs":
         remove(root, "Docker/traefik/dynamic/tls.yml")
 

@@ -133,9 +133,9 @@ def test_production_stack_rules(variant, prod_env, https):
     assert entrypoints == {"websecure" if https == "on" else "web"}
 
 
-@pytest.mark.files(*COMPOSE_GLOBS, "README.md", "Docker/prometheus-swarm/prometheus/rules/*.yml")
+@pytest.mark.files(*COMPOSE_GLOBS, "docs/configuration.md", "Docker/prometheus-swarm/prometheus/rules/*.yml")
 def test_production_memory_logs_and_placement(variant, prod_env):
-    """Every production service has memory limits and reservations (as the README's table says) and rotated
+    """Every production service has memory limits and reservations (as docs/configuration.md's table says) and rotated
     logs; postgres stops gracefully; every stateful service is placed by its node label; every memory alert can
     fire under those limits."""
     combo, project = variant
@@ -145,7 +145,7 @@ def test_production_memory_logs_and_placement(variant, prod_env):
         configs.append(("monitoring", loaded(monitoring_config(project, env_file, "on"))))
     swarm_name = COOKIECUTTER_JSON["project_name"]  # swarm_name follows project_name in every combination
     found = [p for stack, config in configs for p in checks.resource_problems(config, swarm_name, stack)]
-    found += checks.memory_table_problems(project / "README.md", *(c for _, c in configs))
+    found += checks.memory_table_problems(project / "docs/configuration.md", *(c for _, c in configs))
     for rules in sorted((project / "Docker/prometheus-swarm/prometheus/rules").glob("*.yml")):
         found += checks.alert_limit_problems(yaml.safe_load(rules.read_text()), *(c for _, c in configs))
     assert not found, "\n".join(found)

@@ -117,7 +117,7 @@ CASES = {
                "✖ swarm: this node is a worker: run script/deploy (and this check) on a manager"),
     "loopback-with-nodes": (lambda s, t: {"FAKE_ADDR": "127.0.0.1", "FAKE_NODES": "3"},
                             "✖ swarm: advertised on 127.0.0.1, which the other 3 nodes cannot reach: the swarm must be "
-                            "made again with SWARM_ADVERTISE_ADDR=<private address> (README, \"Adding nodes\")"),
+                            "made again with SWARM_ADVERTISE_ADDR=<private address> (docs/configuration.md, \"Adding nodes\")"),
     "no-db-label": (lambda s, t: {"FAKE_UNLABELLED": "lhd_app.db"},
                     "✖ labels: no node carries lhd_app.db: run script/bootstrap --swarm on the node that keeps the "
                     "data, or docker node update --label-add lhd_app.db=true NODE"),
@@ -177,7 +177,7 @@ def test_a_single_node_on_loopback_is_noted_not_failed(server):
     result = doctor(server, FAKE_ADDR="127.0.0.1")
     assert result.returncode == 0, result.stdout
     assert "! swarm: a single node advertised on 127.0.0.1: no other node can join it; before adding nodes see " \
-           "README, \"Adding nodes\" (SWARM_ADVERTISE_ADDR)" in result.stdout.splitlines()
+           "docs/configuration.md, \"Adding nodes\" (SWARM_ADVERTISE_ADDR)" in result.stdout.splitlines()
 
 
 def test_server_option_runs_it_over_ssh(server, tmp_path):

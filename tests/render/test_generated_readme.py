@@ -20,15 +20,17 @@ def shell_lines(text):
 
 def test_no_system_wide_pip_install(default_project):
     """A bare `pip install` fails where Python is externally managed (PEP 668, Debian 12 and Ubuntu 23.04 on):
-    tools are installed with pipx or into a venv, in the generated README and in the template's."""
-    for readme in (default_project / "README.md", ROOT / "README.md"):
+    tools are installed with pipx or into a venv, in the generated README, its docs/ and the template's README."""
+    for readme in (default_project / "README.md", *sorted((default_project / "docs").glob("*.md")), ROOT / "README.md"):
         bare = [line for line in shell_lines(readme.read_text()) if re.match(r"\s*pip3? install", line)]
         assert bare == [], f"{readme}: {bare}"
 
 
 def test_cruft_is_pinned_where_the_readme_installs_it(default_project):
-    """The generated README installs the cruft its CI job runs (cookiecutter.json's _cruft_version)."""
-    lines = shell_lines((default_project / "README.md").read_text())
+    """The generated project's upgrade page (docs/upgrading.md, which the README links) installs the cruft its
+    CI job runs (cookiecutter.json's _cruft_version), and so does any README line that installs it."""
+    assert "(docs/upgrading.md)" in (default_project / "README.md").read_text()
+    lines = shell_lines((default_project / "README.md").read_text() + (default_project / "docs/upgrading.md").read_text())
     installs = [line for line in lines if "install cruft" in line]
     assert installs and all("cruft==" in line for line in installs), installs
 
@@ -47,3 +49,77 @@ def test_first_commit_lands_on_the_branch_ci_deploys(bakes, tmp_path, capsys):
     branch = run(["git", "branch", "--show-current"], cwd=project, env=env).stdout.strip()
     pushed = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())[True]["push"]["branches"]
     assert branch == "main" and branch in pushed
+
+
+# The production path's runnable blocks: `<!-- runbook: step=N where=workstation|server as=you|deploy|root -->`
+# on the line right before a ```sh fence (tests/pipeline runs them; this holds their shape in every combination).
+MARKER = re.compile(r"^<!-- runbook: (.*) -->$")
+MARKER_FORM = re.compile(r"step=([1-9][0-9]*) where=(workstation|server) as=(you|deploy|root)")
+# docs/ pages other branches add; a link to one is allowed to dangle until they are merged.
+PAGES_FROM_OTHER_BRANCHES = {"docs/letsencrypt.md", "docs/offsite-backups.md", "docs/alerts.md", "docs/operations.md"}
+
+
+def runbook(text):
+    """[(step, where, as, block text)] of the marked blocks, in order; asserts each marker's form and fence."""
+    lines, found = text.splitlines(), []
+    for i, line in enumerate(lines):
+        marker = MARKER.match(line)
+        if not marker:
+            assert "runbook:" not in line, f"line {i + 1}: not a runbook marker: {line!r}"
+            continue
+        form = MARKER_FORM.fullmatch(marker.group(1))
+        assert form, f"line {i + 1}: marker {line!r} is not `step=N where=workstation|server as=you|deploy|root`"
+        assert lines[i + 1] == "```sh", f"line {i + 1}: marker not right before a ```sh fence: {lines[i + 1]!r}"
+        end = lines.index("```", i + 2)
+        found.append((int(form.group(1)), form.group(2), form.group(3), "\n".join(lines[i + 2:end])))
+    return found
+
+
+def test_production_path_is_one_marked_runbook(combo, bakes):
+    """The README's production path is numbered steps in order, each runnable block marked (where, as whom);
+    placeholders are shell variables set in an earlier marked block, never <angle brackets>; the images are
+    pushed and `script/deploy --first` runs before CI is set up, and the last deploy step checks /version."""
+    text = (bakes.get(combo) / "README.md").read_text()
+    blocks = runbook(text)
+    steps = [step for step, *_ in blocks]
+    assert steps == sorted(steps) and steps[0] == 1, steps
+    headings = [int(n) for n in re.findall(r"^### ([0-9]+)\. ", text, re.M)]
+    assert headings == list(range(1, len(headings) + 1)) and set(steps) <= set(headings), (headings, steps)
+    assigned = set()
+    for step, where, who, block in blocks:
+        assert not re.search(r"<[A-Za-z][^>]*>", block), f"step {step}: angle-bracket placeholder in\n{block}"
+        assigned |= set(re.findall(r"^([A-Z][A-Z0-9_]*)=", block, re.M))
+        used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", block)) - {"HOME"}
+        assert used <= assigned, f"step {step} ({where}, {who}) uses {sorted(used - assigned)} set nowhere before"
+
+    def first(pattern):
+        step = next((step for step, _, _, block in blocks if re.search(pattern, block, re.M)), None)
+        assert step is not None, f"no marked block runs {pattern}"
+        return step
+    ci_step = int(re.search(r"^### ([0-9]+)\. CI/CD", text, re.M).group(1))
+    assert first(r"^git push -u origin main") < first(r"^script/build --push") <= first(r"^script/deploy --first")
+    assert first(r"^script/deploy --first") == first(r"/version") < ci_step
+    server_scripts = [who for _, where, who, block in blocks if where == "server" and re.search(r"^script/", block, re.M)]
+    assert server_scripts and set(server_scripts) == {"deploy"}, server_scripts  # never as root
+
+
+def test_readme_is_short_and_its_links_resolve(combo, bakes):
+    """The README stays a runbook (reference lives in docs/); every relative link of the README and of docs/
+    names a file of the project (or one of the pages other branches add)."""
+    project = bakes.get(combo)
+    readme = (project / "README.md").read_text()
+    assert len(readme.splitlines()) <= 240, len(readme.splitlines())
+    for page in [project / "README.md", *sorted((project / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            path = (page.parent / target).resolve().relative_to(project.resolve())
+            assert (project / path).exists() or str(path) in PAGES_FROM_OTHER_BRANCHES, f"{page.name} links {target}"
+
+
+def test_docs_reach_the_repository(default_project, tmp_path):
+    """The README's pages are committed with the project: its .gitignore ignores none of docs/ or CHANGELOG.md
+    (it once ignored /docs/, `crystal docs`' output, so `git add -A` left every page behind)."""
+    project = Path(shutil.copytree(default_project, tmp_path / default_project.name, symlinks=True))
+    run(["git", "init", "-q"], cwd=project)
+    pages = [str(p.relative_to(project)) for p in sorted((project / "docs").glob("*.md"))] + ["CHANGELOG.md"]
+    ignored = run(["git", "check-ignore", "--no-index", *pages], cwd=project, check=False).stdout.split()
+    assert len(pages) > 5 and ignored == [], ignored

@@ -55,11 +55,11 @@ def test_renders_complete_project(project, combo):
 
 
 def test_docker_sync_is_gone(project):
-    """No docker-sync file or script step is left; only the README's note for former users names it."""
+    """No docker-sync file or script step is left; only the upgrade notes for former users name it."""
     names = {str(p.relative_to(project)) for p in text_files(project)
              if re.search(r"docker[-_]sync|dev_sync", p.read_text(errors="replace"), re.IGNORECASE)}
-    assert names == {"README.md"}
-    note = (project / "README.md").read_text().split("**Coming from docker-sync?**")[1].split("\n\n")[0]
+    assert names == {"docs/upgrading.md"}
+    note = (project / "docs/upgrading.md").read_text().split("**Coming from docker-sync?**")[1].split("\n\n")[0]
     assert "script/up" in note and "script/watch" in note and "docker compose watch" in note
 
 

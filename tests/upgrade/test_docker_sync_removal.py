@@ -138,8 +138,9 @@ def test_recorded_answers_have_no_dev_sync_and_render(upgraded):
 
 
 def test_readme_tells_docker_sync_users_what_replaces_it(upgraded):
-    """The README's note names docker-sync and the develop.watch commands that replace it."""
-    readme = (upgraded["project"] / "README.md").read_text()
+    """The upgrade notes (docs/upgrading.md, linked from the README) name docker-sync and the develop.watch
+    commands that replace it."""
+    readme = (upgraded["project"] / "docs/upgrading.md").read_text()
     note = readme.split(NOTE, 1)[1].split("\n\n", 1)[0]
     assert "docker-sync clean" in note
     assert "script/up" in note and "script/watch" in note and "docker compose watch" in note

@@ -167,5 +167,5 @@ def test_update_works_after_repair(repaired):
 
 
 def test_both_readmes_give_the_same_repair(repaired):
-    """The generated project's README carries the very block README.md gives."""
-    assert repair_block(repaired["project"] / "README.md") == repaired["block"]
+    """The generated project's docs/upgrading.md carries the very block README.md gives."""
+    assert repair_block(repaired["project"] / "docs/upgrading.md") == repaired["block"]
