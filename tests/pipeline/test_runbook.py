@@ -26,6 +26,13 @@ CANNOT_RUN = {
                             "the e2e tier starts the monitoring stack with its harness override",
 }
 
+# Workstation blocks run in the project's folder (the README) except these, by a text only they hold -> (folder,
+# why). Step 4's scp names the certificate files relative to the current folder; kept in the project's folder
+# they are untracked files there, and step 5's `script/build --push` refuses the working tree (seen: "the
+# working tree has changes"), so the reader's certificates are in a folder of their own.
+CERTS = "/root/certs"
+ELSEWHERE = {"scp origin.crt origin.key": (CERTS, "certificate files outside the project (see above)")}
+
 
 def reason_to_skip(block, project):
     for text, reason in CANNOT_RUN.items():
@@ -61,11 +68,16 @@ def test_readme_production_path_runs_as_written(server, runner, runbook_server, 
     ws.trust_ssh_host(target.known_hosts_line())
     target.as_root("sh", "-c", 'umask 077 && mkdir -p /root/.ssh && printf "%s\\n" "$0" >>/root/.ssh/authorized_keys',
                    ws.public_key())
+    # Step 4's DNS records, as the test's resolver: every routed host of DOMAIN names the server, for the server
+    # itself (script/doctor checks them there) as for the workstation (its --add-host entries).
+    routed = " ".join(f"{name}.{DOMAIN}" for name in ("api", "traefik", "grafana", "prometheus", "alertmanager"))
+    target.as_root("sh", "-c", 'printf "%s %s\\n" "$0" "$1" >>/etc/hosts', target.ip(target.manager), routed)
     site_ca, cert, key = make_ca(tmp_path / "site-certs", DOMAIN)
     ws.trust_ca(site_ca)
     here = f"{WORKDIR}/{project.name}"
-    ws.put(cert, f"{here}/origin.crt")
-    ws.put(key, f"{here}/origin.key")
+    ws.sh(f"mkdir -p {CERTS}")
+    ws.put(cert, f"{CERTS}/origin.crt")
+    ws.put(key, f"{CERTS}/origin.key")
     ws.sh(f"docker login {REGISTRY_HOST} -u {server.registry_user} --password-stdin", input=server.registry_password)
 
     values = {"SERVER": target.host, "REGISTRY_USER": server.registry_user,
@@ -87,6 +99,7 @@ def test_readme_production_path_runs_as_written(server, runner, runbook_server, 
             started = time.perf_counter()
             if block.where == "workstation":
                 cwd = WORKDIR if body.startswith(f"cd {project.name}\n") else here
+                cwd = next((folder for text, (folder, _) in ELSEWHERE.items() if text in body), cwd)
                 result = ws.sh(script, cwd=cwd, check=False)
             else:
                 cwd = PROJECT_DIR if block.user == DEPLOY_USER else "/root"
