@@ -217,11 +217,32 @@ def github_pinned_actions(text, workflow):
     return problems
 
 
+# A push, or a manual run (workflow_dispatch) of named branches: what a person with write access could push.
+PUSH_OR_DISPATCH = re.compile(r"github\.event_name == 'push' \|\| \(github\.event_name == 'workflow_dispatch' && "
+                              r"\((?P<refs>[^()]*)\)\)")
+DISPATCH_REF = re.compile(r"github\.ref == 'refs/heads/(?P<branch>[\w./-]+)'")
+
+
+def push_branches(workflow):
+    """The branches on.push names (empty when any)."""
+    on = workflow.get("on", workflow.get(True))
+    push = on.get("push") if isinstance(on, dict) else None
+    return [str(b) for b in ((push or {}).get("branches") or [])] if isinstance(push, dict) else []
+
+
 def push_guarded(workflow, job):
-    """True when the job runs only for push events (job `if:` or a push-only workflow)."""
+    """True when the job runs only for push events (job `if:` or a push-only workflow), or also for a manual
+    run (workflow_dispatch) whose `github.ref` is one of the branches on.push names, so it runs only code that
+    could have been pushed there: `github.event_name == 'push' || (github.event_name == 'workflow_dispatch' &&
+    (github.ref == 'refs/heads/main' || ...))`."""
     if triggers(workflow) == {"push"}:
         return True
     condition = normalized(job.get("if", ""))
+    dispatch = PUSH_OR_DISPATCH.fullmatch(condition)
+    if dispatch:
+        refs = [DISPATCH_REF.fullmatch(ref.strip()) for ref in dispatch.group("refs").split("||")]
+        named = [str(b) for b in push_branches(workflow) if not set(str(b)) & set("*?[!")]
+        return all(refs) and {ref.group("branch") for ref in refs} <= set(named)
     if not condition or "||" in condition:
         return False
     terms = {term.strip(" ()") for term in condition.split("&&")}
@@ -304,6 +325,57 @@ def github_push_branches(workflow):
     if not branches or any(set(str(b)) & set("*?[!") for b in branches) or (push or {}).get("tags"):
         return ["images are pushed on push events of any branch or tag; list the branches (on.push.branches)"]
     return []
+
+
+def github_subtractive_dispatch(workflow):
+    """A subtractive deploy has a path: a manual run (workflow_dispatch) with a boolean input that makes the
+    deploy step call script/ci_deploy with -s; that deploy takes the digests from a job of the same run that
+    pushed them (needs.<build>.outputs), never from the registry (review M3)."""
+    on = workflow.get("on", workflow.get(True))
+    dispatch = on.get("workflow_dispatch") if isinstance(on, dict) else None
+    if "workflow_dispatch" not in triggers(workflow):
+        return ["no workflow_dispatch: a subtractive deploy (script/ci_deploy -s) has no path from CI"]
+    inputs = {name for name, spec in ((dispatch or {}).get("inputs") or {}).items()
+              if isinstance(spec, dict) and spec.get("type") == "boolean"}
+    if not inputs:
+        return ["workflow_dispatch has no boolean input to ask for a subtractive deploy"]
+    problems, found = [], False
+    for name, job in deploy_jobs(workflow).items():
+        if "workflow_dispatch" not in normalized(job.get("if", "")):
+            problems.append(f"{name}: does not run for workflow_dispatch")
+            continue
+        builders = [n for n in ([job["needs"]] if isinstance(job.get("needs"), str) else job.get("needs") or [])
+                    if pushes(workflow["jobs"].get(n, {}))]
+        for step in steps(job):
+            run = str(step.get("run", ""))
+            if not CI_DEPLOY_CALL.search(run):
+                continue
+            values = [str(v) for v in (step.get("env") or {}).values()]
+            tails = [call.group("args").split()[4 if "--digests" in call.group("args") else 2:]
+                     for call in CI_DEPLOY_CALL.finditer(run)]
+            passes = any("-s" in tail or '"$@"' in tail for tail in tails) and re.search(r"(?:^|\s)-s\b", run)
+            if passes and any(re.search(rf"\binputs\.{i}\b", v) for v in values for i in inputs):
+                found = True
+            if not any(re.search(rf"\bneeds\.{b}\.outputs\.", v) for v in values for b in builders):
+                problems.append(f"{name}: the deploy's digests do not come from a job of this run that pushed them "
+                                f"(needs.<build>.outputs)")
+    if not found:
+        problems.append("no deploy step passes -s to script/ci_deploy when the dispatch input asks for it")
+    return problems
+
+
+def github_environment_urls(workflow):
+    """Each deploy job's environment links an address that depends on the environment (not one constant URL
+    for staging and production)."""
+    problems = []
+    for name, job in deploy_jobs(workflow).items():
+        environment = job.get("environment")
+        url = environment.get("url") if isinstance(environment, dict) else None
+        if not url:
+            problems.append(f"{name}: its environment has no url")
+        elif not EXPRESSION.search(str(url)) or EXPRESSION.search(str(environment.get("name", ""))) is None:
+            problems.append(f"{name}: environment url {url!r} is the same for every environment")
+    return problems
 
 
 def env_values(workflow, job, step):
@@ -438,6 +510,61 @@ def gitlab_protected_deploys(config):
         if not rules or not all(protected_only(rule) for rule in rules):
             problems.append(f"{name}: may run on an unprotected ref, where protected variables are absent "
                             "(rules need $CI_COMMIT_REF_PROTECTED == \"true\")")
+    return problems
+
+
+def is_manual(job):
+    return any(rule.get("when") == "manual" for rule in job.get("rules") or []) or job.get("when") == "manual"
+
+
+def gitlab_subtractive_deploys(config):
+    """Each environment deployed automatically has a manual job in the same pipelines that runs
+    `script/ci_deploy --digests FILE ENV SHA -s` (the digests of this pipeline's build job), allowed to wait
+    without blocking the pipeline; a pipeline run with DEPLOY=subtractive holds no automatic deploy (it would
+    migrate before the code update)."""
+    jobs = gitlab_deploy_jobs(config)
+    automatic = {n: j for n, j in jobs.items() if not is_manual(j)}
+    manual = {n: j for n, j in jobs.items() if is_manual(j)}
+    if not automatic:
+        return ["no automatic deploy job"]
+    problems = []
+    for name, job in automatic.items():
+        rules = job.get("rules") or []
+        first = rules[0] if rules else {}
+        if not (normalized(first.get("if", "")) == "$DEPLOY == 'subtractive'" and first.get("when") == "never"):
+            problems.append(f"{name}: its first rule does not skip it when DEPLOY == \"subtractive\"")
+        runs_for = [normalized(r.get("if", "")) for r in rules if r.get("when") != "never"]
+        environment = environment_name(job)
+        twins = [n for n, m in manual.items() if environment_name(m) == environment
+                 and re.search(r"\bscript/ci_deploy\s+--digests\s+\S+\s+\S+\s+\S+\s+-s\b", job_script(config, m))]
+        if not twins:
+            problems.append(f"{name}: no manual job runs script/ci_deploy --digests FILE {environment} SHA -s")
+        for twin in twins:
+            rules = manual[twin].get("rules") or []
+            if [normalized(r.get("if", "")) for r in rules if r.get("when") == "manual"] != runs_for:
+                problems.append(f"{twin}: runs in other pipelines than {name} (its rules differ), where this "
+                                "pipeline's build digests may be missing")
+            if not all(r.get("allow_failure") is True for r in rules if r.get("when") == "manual"):
+                problems.append(f"{twin}: a manual job without allow_failure: true blocks every pipeline")
+    return problems
+
+
+def gitlab_environment_urls(config):
+    """Each environment links its own address: the urls of the deploy jobs, with the file's and the job's
+    variables put in, differ between environments."""
+    urls, problems = {}, []
+    for name, job in gitlab_deploy_jobs(config).items():
+        environment = job.get("environment")
+        url = environment.get("url") if isinstance(environment, dict) else None
+        if not url:
+            problems.append(f"{name}: its environment has no url")
+            continue
+        variables = {**(config.get("variables") or {}), **(job.get("variables") or {})}
+        value = re.sub(r"\$\{?(\w+)\}?", lambda m, known=variables: str(known.get(m.group(1), m.group(0))), str(url))
+        urls.setdefault(value, set()).add(environment_name(job))
+    for url, environments in urls.items():
+        if len(environments) > 1:
+            problems.append(f"environments {', '.join(sorted(environments))} all link {url}")
     return problems
 
 

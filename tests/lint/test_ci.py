@@ -78,6 +78,19 @@ def test_gitlab_job_images_are_pinned(variant):
     assert not ci_checks.gitlab_pinned_images(gitlab_config(variant[1]))
 
 
+@pytest.mark.files(GITLAB, when={"ci": "gitlab"})
+def test_gitlab_subtractive_deploys_are_manual_jobs(variant):
+    """Each environment has a manual `script/ci_deploy ... -s` job in the pipelines of its automatic deploy
+    (so it gets this pipeline's build digests); DEPLOY=subtractive holds the automatic one back."""
+    assert not ci_checks.gitlab_subtractive_deploys(gitlab_config(variant[1]))
+
+
+@pytest.mark.files(GITLAB, when={"ci": "gitlab"})
+def test_gitlab_environments_link_their_own_address(variant):
+    """Staging's environment url is not production's (review: both were https://api.<domain>)."""
+    assert not ci_checks.gitlab_environment_urls(gitlab_config(variant[1]))
+
+
 # --- GitHub ---------------------------------------------------------------------------
 
 @pytest.mark.files(WORKFLOWS, when={"ci": "github"})
@@ -126,6 +139,19 @@ def test_github_pull_requests_build_without_login(variant):
 def test_github_pushes_only_for_named_branches(variant):
     """Images are pushed only on pushes to the branches the workflow names."""
     assert not on_workflows(variant[1], lambda _, w: ci_checks.github_push_branches(w))
+
+
+@pytest.mark.files(WORKFLOWS, when={"ci": "github"})
+def test_github_subtractive_deploys_are_dispatched(variant):
+    """A manual run (workflow_dispatch, main or staging) with `subtractive` deploys with -s the digests its
+    own build job pushed."""
+    assert not on_workflows(variant[1], lambda _, w: ci_checks.github_subtractive_dispatch(w))
+
+
+@pytest.mark.files(WORKFLOWS, when={"ci": "github"})
+def test_github_environments_link_their_own_address(variant):
+    """The deploy job's environment url follows the environment (staging is not production's address)."""
+    assert not on_workflows(variant[1], lambda _, w: ci_checks.github_environment_urls(w))
 
 
 @pytest.mark.files(*BUILD, "script/ci_deploy")
@@ -231,3 +257,80 @@ def test_cruft_pin_is_the_tested_cruft():
     pins = json.loads((root / "cookiecutter.json").read_text())
     constraints = (root / "requirements/constraints.txt").read_text().splitlines()
     assert f"cruft=={pins['_cruft_version']}" in constraints
+
+
+# --- subtractive deploys and environment urls: each check bites on a broken copy of the rendered files ----
+
+def rendered_ci(bakes, ci):
+    from harness.combinations import SUPPORTED
+    project = bakes.get(next(c for c in SUPPORTED if c["ci"] == ci))
+    path = project / (GITLAB if ci == "gitlab" else ".github/workflows/ci.yml")
+    return yaml.safe_load(path.read_text())
+
+
+def without_manual_jobs(config):
+    return {k: v for k, v in config.items() if not k.endswith("-subtractive")}
+
+
+def with_job(config, name, **changes):
+    return {**config, name: {**config[name], **changes}}
+
+
+GITLAB_SUBTRACTIVE_BITES = {
+    "no-manual-job": (without_manual_jobs,
+                      "deploy-production: no manual job runs script/ci_deploy --digests FILE production SHA -s"),
+    "automatic-in-subtractive-pipelines": (
+        lambda c: with_job(c, "deploy-production", rules=c["deploy-production"]["rules"][1:]),
+        "deploy-production: its first rule does not skip it when DEPLOY == \"subtractive\""),
+    "blocks-pipelines": (
+        lambda c: with_job(c, "deploy-staging-subtractive", rules=[{k: v for k, v in r.items() if k != "allow_failure"}
+                                                                    for r in c["deploy-staging-subtractive"]["rules"]]),
+        "deploy-staging-subtractive: a manual job without allow_failure: true blocks every pipeline"),
+    "other-pipelines": (
+        lambda c: with_job(c, "deploy-production-subtractive",
+                           rules=[{"if": '$CI_COMMIT_REF_PROTECTED == "true"', "when": "manual", "allow_failure": True}]),
+        "deploy-production-subtractive: runs in other pipelines than deploy-production"),
+}
+
+
+@pytest.mark.parametrize("name", GITLAB_SUBTRACTIVE_BITES)
+def test_gitlab_subtractive_check_bites(bakes, name):
+    """The GitLab subtractive check reports each way the rendered pipeline could lose its manual path."""
+    breaks, expected = GITLAB_SUBTRACTIVE_BITES[name]
+    found = "\n".join(ci_checks.gitlab_subtractive_deploys(breaks(rendered_ci(bakes, "gitlab"))))
+    assert expected in found, found
+
+
+def test_gitlab_url_check_bites(bakes):
+    """Staging's url equal to production's (as before the fix) is reported."""
+    config = rendered_ci(bakes, "gitlab")
+    broken = with_job(config, "deploy-staging", variables={"APP_DOMAIN": config["deploy-production"]["variables"]["APP_DOMAIN"]})
+    found = "\n".join(ci_checks.gitlab_environment_urls(broken))
+    assert "environments production, staging all link https://api." in found, found
+
+
+def test_github_subtractive_and_url_checks_bite(bakes):
+    """No dispatch, a deploy that ignores the input, digests not from this run's build, a constant url and a
+    dispatch of a branch the workflow does not push from are each reported."""
+    workflow = rendered_ci(bakes, "github")
+    on = workflow[True]
+    assert ci_checks.github_subtractive_dispatch({**workflow, True: {k: v for k, v in on.items() if k != "workflow_dispatch"}}) \
+        == ["no workflow_dispatch: a subtractive deploy (script/ci_deploy -s) has no path from CI"]
+    deploy = workflow["jobs"]["deploy"]
+    plain = [{**s, "run": s["run"].replace(' "$@"', "")} if "script/ci_deploy" in str(s.get("run")) else s
+             for s in deploy["steps"]]
+    jobs = workflow["jobs"]
+    found = ci_checks.github_subtractive_dispatch({**workflow, "jobs": {**jobs, "deploy": {**deploy, "steps": plain}}})
+    assert "no deploy step passes -s to script/ci_deploy when the dispatch input asks for it" in found, found
+    elsewhere = [{**s, "env": {**s["env"], "DIGESTS": "${{ inputs.digests }}"}} if "DIGESTS" in (s.get("env") or {}) else s
+                 for s in deploy["steps"]]
+    found = "\n".join(ci_checks.github_subtractive_dispatch({**workflow, "jobs": {**jobs, "deploy": {**deploy,
+                                                                                                 "steps": elsewhere}}}))
+    assert "deploy: the deploy's digests do not come from a job of this run that pushed them" in found, found
+    constant = {**deploy, "environment": {**deploy["environment"], "url": "https://api.example.com"}}
+    found = "\n".join(ci_checks.github_environment_urls({**workflow, "jobs": {**workflow["jobs"], "deploy": constant}}))
+    assert "is the same for every environment" in found, found
+    build = workflow["jobs"]["build"]
+    feature = {**build, "if": build["if"].replace("refs/heads/staging", "refs/heads/feature")}
+    found = "\n".join(ci_checks.github_push_guard({**workflow, "jobs": {**workflow["jobs"], "build": feature}}))
+    assert "build: pushes images but is not limited to push events" in found, found

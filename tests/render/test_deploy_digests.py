@@ -12,18 +12,28 @@ from pathlib import Path
 
 import pytest
 
+from harness.certs import make_ca
 from harness.docker import fake_docker
 from harness.proc import run
 
 NEW, OLD = "bbbb2222", "aaaa1111"
 LUCKY, HASURA, LOCAL = "1" * 64, "2" * 64, "3" * 64
 
-# A one-node swarm as script/deploy and script/rollback see it. FAKE_STATE holds the image the services are
+# A one-node swarm as script/deploy (its preflight, script/doctor --for-deploy, too) and script/rollback see it.
+# FAKE_STATE holds the image the services are
 # specified to run ({{.Spec.TaskTemplate.ContainerSpec.Image}}); `stack deploy` sets it from the variables the
 # compose files read; `image inspect` answers with FAKE_REPO_DIGESTS (JSON strings), or "no such image".
 FAKE_SWARM = """
 echo "docker $*" >> "$FAKE_LOG"
 case "$1" in
+  version) echo "28.5.2 28.5.2" ;;
+  info)
+    case "$*" in
+      *LocalNodeState*) echo active ;;
+      *ControlAvailable*) echo true ;;
+      *NodeAddr*) echo 10.0.0.5 ;;
+      *Nodes*) echo 1 ;;
+    esac ;;
   node) echo node1 ;;
   stack)
     case "$2" in
@@ -59,6 +69,9 @@ def swarm(default_project, tmp_path):
     project = Path(shutil.copytree(default_project, tmp_path / "project"))
     env_file = tmp_path / "prod.env"
     run([project / "script/bootstrap"], env={**os.environ, "LHD_ENV_FILE": str(env_file)})
+    _, cert, key = make_ca(tmp_path / "certs", "example.com")  # what script/deploy's preflight checks
+    shutil.copy(cert, project / "etc/certs/origin.crt")
+    shutil.copy(key, project / "etc/certs/origin.key")
     registry = re.search(r'^REGISTRY_IMAGE="(.*)"$', (project / "script/functions/common").read_text(), re.M)[1]
 
     class Swarm:

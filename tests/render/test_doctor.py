@@ -192,3 +192,56 @@ def test_server_option_runs_it_over_ssh(server, tmp_path):
         "-o", "BatchMode=yes", "--", "admin@203.0.113.7", "cd /srv/lhd_app && script/doctor"]
     refused = run([project / "script/doctor", "--server", "admin@host;reboot"], check=False, env=env, timeout=60)
     assert refused.returncode == 1 and refused.stderr.strip() == "✖ 'admin@host;reboot' is not [USER@]HOST"
+
+
+# script/deploy's preflight (script/doctor --for-deploy): the checks a deploy cannot succeed without.
+FOR_DEPLOY = ["no-engine", "no-swarm", "worker", "loopback-with-nodes", "no-env-file", "empty-secret",
+              "cert-of-another-domain", "key-of-another-cert", "no-certificate"]
+# Not asked before a deploy: DNS may come later (or HTTPS_SWITCH=off), images built on the node need no login,
+# and script/deploy names a missing label itself (require_labels, its own one line).
+NOT_FOR_DEPLOY = ["no-login", "old-cli", "no-dns", "port-taken", "disk-full", "no-db-label"]
+
+
+def test_preflight_is_silent_on_a_ready_server(server):
+    project, env = server
+    result = run([project / "script/doctor", "--for-deploy"], env=env, check=False, stdin=subprocess.DEVNULL,
+                 timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+@pytest.mark.parametrize("case", FOR_DEPLOY)
+def test_deploy_refuses_in_one_line_naming_the_check(server, tmp_path, case):
+    """script/deploy runs the preflight after its lock and before any change: one planted fault, and it stops
+    with that check's one ✖ line (the doctor's own) and its fix, exit 1, without deploying or another docker call."""
+    project, env = server
+    make, expected = CASES[case]
+    user = run(["id", "-un"]).stdout.strip()
+    wanted = expected.format(user=user, tmp=tmp_path, project=project, free="", root=env["FAKE_ROOT"])
+    changes = make(server, tmp_path)
+    preflight = run([project / "script/doctor", "--for-deploy"], env={**env, **changes}, check=False,
+                    stdin=subprocess.DEVNULL, timeout=60)
+    assert (preflight.returncode, preflight.stdout, preflight.stderr) == (1, "", wanted + "\n")
+    deploy = run([project / "script/deploy", "--yes", "abcd1234"], env={**env, **changes, "DEPLOY_LOCK_DIR": str(tmp_path)},
+                 check=False, stdin=subprocess.DEVNULL, timeout=60)
+    assert deploy.returncode == 1 and deploy.stdout == "", deploy.stdout + deploy.stderr
+    # The env file is script/deploy's own first step: it names the same fault, without the check's name.
+    own = wanted.replace("✖ env: ", "✖ ") if case in ("no-env-file", "empty-secret") else wanted
+    assert deploy.stderr.splitlines() == [own], deploy.stderr
+    assert "unexpected docker" not in deploy.stderr and "Deploying" not in deploy.stdout + deploy.stderr
+
+
+@pytest.mark.parametrize("case", NOT_FOR_DEPLOY)
+def test_preflight_leaves_the_rest_to_script_doctor(server, tmp_path, case):
+    """What a deploy can do without (or names itself) is not a reason to refuse it."""
+    project, env = server
+    changes = CASES[case][0](server, tmp_path)
+    result = run([project / "script/doctor", "--for-deploy"], env={**env, **changes}, check=False,
+                 stdin=subprocess.DEVNULL, timeout=60)
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+
+
+def test_preflight_and_server_do_not_mix(server):
+    project, env = server
+    result = run([project / "script/doctor", "--for-deploy", "--server", "admin@host"], env=env, check=False,
+                 timeout=60)
+    assert result.returncode != 0 and result.stderr.strip().splitlines()[-1].startswith("usage: script/doctor")

@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from harness.combinations import ROOT, SUPPORTED
@@ -123,3 +124,24 @@ def test_docs_reach_the_repository(default_project, tmp_path):
     pages = [str(p.relative_to(project)) for p in sorted((project / "docs").glob("*.md"))] + ["CHANGELOG.md"]
     ignored = run(["git", "check-ignore", "--no-index", *pages], cwd=project, check=False).stdout.split()
     assert len(pages) > 5 and ignored == [], ignored
+
+
+def test_staging_has_its_own_domain_in_readme_and_ci(combo, bakes):
+    """The README bootstraps the staging server with `--domain D`, and the CI file links the staging environment
+    to https://api.D, production to https://api.<app_domain> (both CI files once gave staging production's URL)."""
+    if combo["ci"] == "none":
+        pytest.skip("no CI file")
+    project = bakes.get(combo)
+    domain = re.search(r"script/bootstrap --swarm\s+--domain (\S+?)`", (project / "README.md").read_text()).group(1)
+    assert domain == f"staging.{combo.get('app_domain', 'example.com')}", domain
+    if combo["ci"] == "gitlab":
+        config = yaml.safe_load((project / ".gitlab-ci.yml").read_text())
+        urls = {config[job]["environment"]["name"]: config[job]["environment"]["url"].replace(
+            "$APP_DOMAIN", config[job]["variables"]["APP_DOMAIN"]) for job in ("deploy-staging", "deploy-production")}
+    else:
+        workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+        url = workflow["jobs"]["deploy"]["environment"]["url"]
+        assert url == "${{ format('https://api.{0}', github.ref_name == 'main' && env.PRODUCTION_DOMAIN || env.STAGING_DOMAIN) }}"
+        urls = {"staging": f"https://api.{workflow['env']['STAGING_DOMAIN']}",
+                "production": f"https://api.{workflow['env']['PRODUCTION_DOMAIN']}"}
+    assert urls == {"staging": f"https://api.{domain}", "production": f"https://api.{domain.removeprefix('staging.')}"}
