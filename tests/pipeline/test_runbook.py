@@ -19,9 +19,9 @@ GIT_PATH = "my-group/lhd-app.git"  # the default answers' repository, git@gitlab
 
 # Blocks that cannot run here, by a text only they hold -> why (each is also listed in the run's report).
 CANNOT_RUN = {
-    "ufw enable": "the server is a container: a host firewall (ufw enable) cannot be set from inside one, so the "
-                  "root block is not run; the test makes the deploy user and the project folder as it says "
-                  "(useradd ... --groups docker deploy, install -d -o deploy) instead",
+    "ufw allow": "the server is a container: a host firewall (ufw) cannot be set from inside one, so the root "
+                 "block is not run; the test makes the deploy user and the project folder as it says (useradd ... "
+                 "--groups docker deploy, install -d -o deploy) instead",
     "script/monitoring up": "monitoring's Grafana and cAdvisor images cannot be had here (shared/ENVIRONMENT.md); "
                             "the e2e tier starts the monitoring stack with its harness override",
 }
@@ -88,7 +88,7 @@ def test_readme_production_path_runs_as_written(server, runner, runbook_server, 
         reason = reason_to_skip(block, project)
         if reason:
             skipped[block.name] = reason
-            if "ufw enable" in block.body:
+            if "ufw allow" in block.body:
                 target.add_deploy_user()
                 target.as_root("install", "-d", "-o", DEPLOY_USER, "-g", DEPLOY_USER, PROJECT_DIR)
         else:
@@ -123,7 +123,9 @@ def test_readme_production_path_runs_as_written(server, runner, runbook_server, 
 def after(block, result, server, target, ws, mode):
     """What the README leaves to the reader between blocks, done as a reader would."""
     if block.where == "server" and block.user == "root":
-        # How the reader logs in as deploy is theirs to choose: here, with their workstation key.
+        # The README has the reader become deploy with `sudo -iu deploy` on the server, yet step 4's scp logs in
+        # as deploy@SERVER: the reader's own key must be in ~deploy/.ssh/authorized_keys, which no step puts
+        # there. Here the workstation key is, and every deploy block runs over SSH as deploy.
         target.authorize(ws.public_key(), forced=False)
     if result is not None and "ssh-keygen" in block.body and block.where == "server":
         # "add it to the repository as a read-only deploy key": the git host authorizes the printed key.
