@@ -15,7 +15,8 @@ from harness.swarm import ADDED_MIGRATIONS, V1, V2
 from harness.wait import until
 
 # Jobs that push images or deploy: a merge request pipeline and an unprotected branch must run none of them.
-PUSHING = {"build", "tag-branch", "deploy-staging", "deploy-production"}
+PUSHING = {"build", "tag-branch", "deploy-staging", "deploy-production", "deploy-staging-subtractive",
+           "deploy-production-subtractive"}
 
 
 def running(plan):
@@ -75,6 +76,15 @@ def test_protected_default_branch_runs_build_tag_and_production_deploy(gitlab):
     plan = gitlab.plan(gitlab.push_variables())
     assert {"build", "tag-branch", "deploy-production"} <= running(plan), plan
     assert not running(plan) & {"build-check", "deploy-staging"}, plan
+
+
+def test_subtractive_pipeline_holds_only_the_manual_subtractive_deploy(gitlab):
+    """DEPLOY=subtractive (git push -o ci.variable=...): the pipeline builds and tags, deploys nothing by
+    itself, and offers deploy-production-subtractive as a manual job."""
+    plan = gitlab.plan(gitlab.push_variables(DEPLOY="subtractive"))
+    assert {"build", "tag-branch"} <= running(plan) and "deploy-production" not in running(plan), plan
+    assert plan.get("deploy-production-subtractive") == "manual", plan
+    assert gitlab.plan(gitlab.push_variables()).get("deploy-production-subtractive") == "manual"
 
 
 def test_template_update_check_reports_up_to_date_then_out_of_date(gitlab, template):
