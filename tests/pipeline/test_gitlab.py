@@ -126,14 +126,6 @@ def test_tag_branch_tags_the_commits_images_with_the_branch(gitlab, prepared):
         assert registry_digest(prepared, name, "main") == registry_digest(prepared, name, sha8), name
 
 
-def test_test_job_runs_the_specs_in_the_dev_stack(gitlab):
-    """The test job as written: script/test starts the dev stack's PostgreSQL through the service's engine and
-    runs `crystal spec` in a one-off lucky container built from the job's checkout; script/down after."""
-    job = gitlab.run("test", gitlab.push_variables(), timeout=2400)
-    assert job.passed, job.output
-    assert any(" 0 failures, 0 errors" in line for line in job.script_lines()), job.output
-
-
 def test_first_deploy_by_hand_then_deploy_production_over_ssh(gitlab, prepared, ci_key, stack):
     sha = gitlab.repo.sha
     started = time.perf_counter()
@@ -266,6 +258,14 @@ def test_deploy_staging_deploys_the_staging_branch_to_the_staging_server(gitlab,
     stack = ServerStack(staging, staging.site_ca, image_mode)
     assert stack.migrations() == [V1, V2]
     assert version(prepared) == production
+
+
+def test_test_job_runs_the_specs_in_the_dev_stack(gitlab):
+    """The test job as written: script/test starts the dev stack's PostgreSQL through the service's engine and
+    runs `crystal spec` in a one-off lucky container built from the job's checkout; script/down after."""
+    job = gitlab.run("test", gitlab.push_variables(), timeout=2400)
+    assert job.passed, job.output
+    assert any(" 0 failures, 0 errors" in line for line in job.script_lines()), job.output
 
 
 def test_third_commit_with_a_failing_spec_deploys_nothing(gitlab, prepared, ci_key):
