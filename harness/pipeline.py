@@ -63,6 +63,12 @@ class Repository:
             patch(self.path)
         self.bare = Path(remote_dir) / "lhd-app.git"
         git(self.path, "init", "--quiet", "-b", BRANCH)
+        # gitlab-ci-local keeps its state and artifacts in .gitlab-ci-local/ of the repository and copies only
+        # what git tracks into a job: committed, its files would be missing from the job's checkout, which
+        # script/build then refuses as changed (seen). Its README has users ignore the folder; here the
+        # repository's own exclude file does, so the project's .gitignore stays as rendered.
+        with open(self.path / ".git/info/exclude", "a") as exclude:
+            exclude.write("/.gitlab-ci-local/\n")
         git(self.path, "config", "user.name", "LHD pipeline test")
         git(self.path, "config", "user.email", "pipeline@lhd.test")
         self.commits = []  # every commit's SHA, oldest first
@@ -165,6 +171,13 @@ class Runner:
     def load_build_bases(self):
         """The images the project's Dockerfiles build FROM (the kit's, under their upstream names in local mode)."""
         names = [image.upstream for image in kit.images() if image.context in ("crystal", "alpine", "hasura")]
+        missing = [n for n in names if self.docker("image", "inspect", n, check=False).returncode != 0]
+        if missing:
+            self.cluster.load(missing, [self.name])
+
+    def load_images(self, names):
+        """Images of the host engine (the kit's, under their upstream names in local mode) the jobs' compose
+        files run and no registry here serves: PostgreSQL for the test job's dev stack."""
         missing = [n for n in names if self.docker("image", "inspect", n, check=False).returncode != 0]
         if missing:
             self.cluster.load(missing, [self.name])

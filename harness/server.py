@@ -201,6 +201,7 @@ class SecondServer(Server):
         """hosts: name -> container of the first's network whose address the node resolves name to (the
         runbook's git host as gitlab.com)."""
         super().__init__(workdir, first.remote)
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.first = first
         self.hosts = hosts or {}
         self.name, self.network, self.registry, self.labels = first.name, first.network, first.registry, first.labels

@@ -6,7 +6,16 @@ import pytest
 from harness.docker import engine_available
 from harness.pipeline import GitlabCiLocal, Repository, Runner, TemplateRepository, ToolMissing, gitlab_ci_local
 from harness.report import add_to_report
-from harness.server import REMOTE_DIR, SERVER_IMAGE, SecondServer, Server, ServerStack, build_images, keypair
+from harness.server import (
+    REMOTE_DIR,
+    SERVER_IMAGE,
+    SecondServer,
+    Server,
+    ServerStack,
+    build_images,
+    keypair,
+    upstream_image,
+)
 from harness.stack import STAGING_DOMAIN
 from kit import job_images
 
@@ -58,10 +67,13 @@ def repository(server, template, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def runner(server):
-    """The jobs' engine, with the images the project's Dockerfiles build from."""
+def runner(server, image_mode):
+    """The jobs' engine, with the images the project's Dockerfiles build from and (local mode) the dev stack's
+    PostgreSQL, which the test job's script/test starts."""
     r = Runner(server, SERVER_IMAGE).start()
     r.load_build_bases()
+    if image_mode == "local":
+        r.load_images([upstream_image("postgres")])
     return r
 
 
