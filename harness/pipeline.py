@@ -63,8 +63,15 @@ class Repository:
             patch(self.path)
         self.bare = Path(remote_dir) / "lhd-app.git"
         git(self.path, "init", "--quiet", "-b", BRANCH)
+        # gitlab-ci-local keeps its state and artifacts in .gitlab-ci-local/ of the repository and copies only
+        # what git tracks into a job: committed, its files would be missing from the job's checkout, which
+        # script/build then refuses as changed (seen). Its README has users ignore the folder; here the
+        # repository's own exclude file does, so the project's .gitignore stays as rendered.
+        with open(self.path / ".git/info/exclude", "a") as exclude:
+            exclude.write("/.gitlab-ci-local/\n")
         git(self.path, "config", "user.name", "LHD pipeline test")
         git(self.path, "config", "user.email", "pipeline@lhd.test")
+        self.commits = []  # every commit's SHA, oldest first
         self.commit("Start from LHD")
         run(["git", "init", "--quiet", "--bare", "-b", BRANCH, self.bare])
         git(self.path, "remote", "add", "origin", self.bare)
@@ -76,10 +83,21 @@ class Repository:
     def commit(self, message):
         git(self.path, "add", "-A")
         git(self.path, "commit", "--quiet", "--allow-empty", "-m", message)
+        self.commits.append(self.sha)
         return self.sha
 
+    def add_migration(self, version, name, body_up, body_down):
+        """A Lucky migration in db/migrations (not committed): a user's next commit's change."""
+        klass = "".join(part.capitalize() for part in name.split("_"))
+        path = self.path / f"db/migrations/{version}_{name}.cr"
+        path.write_text(f"class {klass}::V{version} < Avram::Migrator::Migration::V1\n  def migrate\n{body_up}\n  end\n\n"
+                        f"  def rollback\n{body_down}\n  end\nend\n")
+        return path
+
     def push(self, *refs):
-        git(self.path, "push", "--quiet", "origin", *refs)
+        """git push origin refs. The bare repository belongs to the server's deploy user (owned_by), so the
+        receiving git, a process of its own, is told it is safe too."""
+        git(self.path, "push", "--quiet", "--receive-pack", "git -c safe.directory=* receive-pack", "origin", *refs)
 
     @property
     def sha(self):
@@ -157,6 +175,13 @@ class Runner:
         if missing:
             self.cluster.load(missing, [self.name])
 
+    def load_images(self, names):
+        """Images of the host engine (the kit's, under their upstream names in local mode) the jobs' compose
+        files run and no registry here serves: PostgreSQL for the test job's dev stack."""
+        missing = [n for n in names if self.docker("image", "inspect", n, check=False).returncode != 0]
+        if missing:
+            self.cluster.load(missing, [self.name])
+
     def image_ids(self):
         return set(self.docker("image", "ls", "-q", "--no-trunc").stdout.split())
 
@@ -172,9 +197,10 @@ class JobRun:
     def passed(self):
         return self.returncode == 0
 
-    def script_lines(self):
-        """What the job's commands printed (gitlab-ci-local's "JOB > " lines), without its own reporting."""
-        prefix = f"{self.job} > "
+    def script_lines(self, job=None):
+        """What the job's commands printed (gitlab-ci-local's "JOB > " lines), without its own reporting; job:
+        another job's, in a whole pipeline's output."""
+        prefix = f"{job or self.job} > "
         return [line[len(prefix):] for line in self.output.splitlines() if line.startswith(prefix)]
 
 
@@ -191,6 +217,7 @@ class GitlabCiLocal:
         self.volumes = [f"{path}:{path}:ro" for path in volumes]
         self.binary = gitlab_ci_local()
         self.runs = []  # (job, seconds, passed) of every run, in order
+        self.leaked = []  # what gitlab-ci-local's --cleanup left and the harness removed
 
     def push_variables(self, branch=BRANCH, protected=True, source="push", **extra):
         """What GitLab sets on a pipeline of `branch` (a push to a protected branch by default) and the
@@ -231,12 +258,34 @@ class GitlabCiLocal:
 
     def run(self, job, variables, timeout=3600):
         """Run one job (gitlab-ci-local JOB: its image, services and rules, the repository's tracked files, the
-        artifacts of earlier jobs); JobRun with its exit status, output and wall time."""
+        artifacts of earlier jobs); JobRun with its exit status, output and wall time. job None: the whole
+        pipeline, stage by stage, as gitlab-ci-local runs it (a failed job stops the later stages)."""
         started = time.perf_counter()
-        result = run([*self.argv(variables), job], cwd=self.repo.path, check=False, timeout=timeout, stdin=subprocess.DEVNULL)
+        before = self.resources()
+        result = run([*self.argv(variables), *([job] if job else [])], cwd=self.repo.path, check=False,
+                     timeout=timeout, stdin=subprocess.DEVNULL)
         seconds = time.perf_counter() - started
-        self.runs.append((job, seconds, result.returncode == 0))
-        return JobRun(job, result.returncode, result.stdout + result.stderr, seconds)
+        self.remove_leaked(before, job)
+        self.runs.append((job or "the whole pipeline", seconds, result.returncode == 0))
+        return JobRun(job or "", result.returncode, result.stdout + result.stderr, seconds)
+
+    def resources(self):
+        """gitlab-ci-local's networks and volumes on the host now."""
+        return {"networks": set(docker("network", "ls", "--filter", "name=gitlab-ci-local", "--format",
+                                       "{{.Name}}").stdout.split()),
+                "volumes": set(docker("volume", "ls", "-q", "--filter", "name=gcl-").stdout.split())}
+
+    def remove_leaked(self, before, job):
+        """Remove the networks and volumes a run made and its --cleanup left (seen under load: a service network
+        still in use when gitlab-ci-local removed it); each is noted in `leaked` for the report."""
+        time.sleep(1)
+        for kind, names in self.resources().items():
+            for name in sorted(names - before[kind]):
+                self.leaked.append(f"{job or 'pipeline'}: {kind[:-1]} {name}")
+                if kind == "networks":
+                    docker("network", "rm", name, check=False)
+                else:
+                    docker("volume", "rm", "-f", name, check=False)
 
     def leftovers(self):
         """Containers (of the job images: gitlab-ci-local names none), networks and volumes gitlab-ci-local made

@@ -32,7 +32,7 @@ from harness.cluster_nodes import (  # noqa: F401 - build_images: the pipeline t
 )
 from harness.docker import docker
 from harness.proc import run
-from harness.stack import DOMAIN, STAGING_DOMAIN, SWARM_NAME, harness_overrides, write_override
+from harness.stack import DOMAIN, STAGING_DOMAIN, SWARM_NAME, StackDriver, harness_overrides, write_override
 from harness.wait import until
 
 SERVER_IMAGE = NODE_IMAGE  # kit/dind: the cluster's node image, whose sshd LHD_SSHD=on starts
@@ -115,10 +115,11 @@ class Server(Cluster):
         return f"{name or self.host} {kind} {key}"
 
     # -- the README's "1. Server" --------------------------------------------------------
-    def prepare(self, clone_url, mode):
+    def prepare(self, clone_url, mode, domain=None):
         """Make the deploy user, clone and bootstrap the project as the README says (plus this machine's tuning
         in .env.production, where the README sends per-server settings); load the stack's Docker Hub images in
-        local mode. Returns the CA the site's certificate is signed by (for requests from the host)."""
+        local mode. domain: `script/bootstrap --domain DOMAIN` (a staging server). Returns the CA the site's
+        certificate is signed by (for requests from the host)."""
         self.add_deploy_user()
         self.as_root("install", "-d", "-o", DEPLOY_USER, "-g", DEPLOY_USER, self.project)
         home = f"/home/{DEPLOY_USER}"
@@ -130,7 +131,7 @@ class Server(Cluster):
         for source, name in ((cert, "origin.crt"), (key, "origin.key")):
             docker("cp", source, f"{self.manager}:{self.project}/etc/certs/{name}")
         self.as_root("chown", "-R", f"{DEPLOY_USER}:{DEPLOY_USER}", f"{self.project}/etc/certs")
-        self.bootstrap_output = self.script("bootstrap", "--swarm").stdout
+        self.bootstrap_output = self.script("bootstrap", "--swarm", *(["--domain", domain] if domain else [])).stdout
         self.tune(mode)
         if mode == "local":
             self.load([upstream_image(name) for name in THIRD_PARTY], [self.manager])
@@ -156,13 +157,27 @@ class Server(Cluster):
             self.as_root("usermod", "-p", "*", DEPLOY_USER)  # not locked, so sshd lets its keys in
         return int(self.as_root("id", "-u", DEPLOY_USER).stdout)
 
-    def authorize(self, public_key):
-        """The CI key's line in ~deploy/.ssh/authorized_keys, as the README's "The deploy key" gives it."""
-        line = f'restrict,command="{self.project}/script/ci_deploy_remote" {public_key}'
+    def authorize(self, public_key, forced=True):
+        """The key's line appended to ~deploy/.ssh/authorized_keys: the CI key restricted to
+        script/ci_deploy_remote as the README's "The deploy key" gives it, or (forced=False) an operator's own
+        login key, as the README's "1. Server" has the operator log in as deploy."""
+        line = f'restrict,command="{self.project}/script/ci_deploy_remote" {public_key}' if forced else public_key
         ssh = f"/home/{DEPLOY_USER}/.ssh"
-        self.as_deploy("sh", "-c", 'umask 077 && mkdir -p "$0" && printf "%s\\n" "$1" >"$0/authorized_keys"', ssh, line,
+        self.as_deploy("sh", "-c", 'umask 077 && mkdir -p "$0" && printf "%s\\n" "$1" >>"$0/authorized_keys"', ssh, line,
                        cwd=f"/home/{DEPLOY_USER}")
         return line
+
+    def ssh(self, key_file, command, check=True, timeout=900):
+        """`ssh deploy@SERVER COMMAND` from the host, as an operator at a workstation: real OpenSSH through the
+        server's published port 22, with key_file (an operator's key, `authorize(..., forced=False)`) and the
+        host key pinned (StrictHostKeyChecking=yes against known_hosts_line), no terminal."""
+        known = Path(key_file).with_name("known_hosts")
+        port = self.ports[22]
+        known.write_text(self.known_hosts_line(f"[127.0.0.1]:{port}") + "\n")
+        return run(["ssh", "-p", str(port), "-i", key_file, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                    "-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes",
+                    "-o", "ConnectTimeout=10", f"{DEPLOY_USER}@127.0.0.1", command],
+                   check=check, timeout=timeout, stdin=subprocess.DEVNULL)
 
     def dashboard_password(self):
         match = re.search(r"login: admin / (\S+)", self.bootstrap_output)
@@ -176,3 +191,74 @@ class Server(Cluster):
         """var/releases.log, as lines."""
         out = self.as_deploy("cat", f"{self.project}/var/releases.log", check=False).stdout
         return out.splitlines()
+
+
+class SecondServer(Server):
+    """Another server (staging) on the first one's network, pulling from its registry: one more kit/dind node
+    with sshd and its own published 80, 443 and 22, named <first>-staging so the first's close() removes it."""
+
+    def __init__(self, first, workdir, role="staging", hosts=None):
+        """hosts: name -> container of the first's network whose address the node resolves name to (the
+        runbook's git host as gitlab.com)."""
+        super().__init__(workdir, first.remote)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.first = first
+        self.hosts = hosts or {}
+        self.name, self.network, self.registry, self.labels = first.name, first.network, first.registry, first.labels
+        self.registry_user, self.registry_password = first.registry_user, first.registry_password
+        self.manager = f"{first.name}-{role}"
+        self.nodes, self.workers = [self.manager], []
+
+    def start(self):
+        self.ca, self.registry_ip = self.first.ca, self.first.registry_ip
+        self.start_node(self.manager)
+        until(lambda: self.docker_on(self.manager, "info", "--format", "{{.ServerVersion}}").stdout.strip(), 90,
+              f"the engine of {self.manager} to answer")
+        return self
+
+    def node_options(self, node):
+        return [*super().node_options(node),
+                *[arg for host, container in self.hosts.items() for arg in ("--add-host", f"{host}:{self.first.ip(container)}")]]
+
+    def close(self):
+        """Nothing of its own: the first server's close() removes this node and its volume."""
+
+    def leftovers(self):
+        return {kind: [n for n in names if n.startswith(self.manager)]
+                for kind, names in self.first.leftovers().items()}
+
+
+class ServerStack(StackDriver):
+    """The server's production stack seen from the host as the other tiers see theirs (StackDriver): Traefik
+    through the server's published 443 (as api.DOMAIN, verified against the site's CA), `docker` on the
+    server's engine, the stack's secrets read from the files its env file names. For streams of requests
+    (harness/stream.py), the database's migrations and GraphQL with a user JWT; it deploys nothing itself."""
+
+    def __init__(self, server, site_ca, mode):
+        self.server = server
+        self.project = Path(server.project)
+        self.mode = mode
+        self.swarm_name = self.names.swarm
+        self.registry = self.names.registry
+        self.https = "on"
+        self.first = None
+        self.notes = []
+        self.ca = Path(site_ca)
+
+    def docker(self, *args, **kw):
+        return self.server.docker_on(self.server.manager, *args, **kw)
+
+    def base_url(self, scheme):
+        return f"{scheme}://127.0.0.1:{self.server.ports[443 if scheme == 'https' else 80]}"
+
+    def run_script(self, name, args, env, check, timeout):
+        return self.server.script(name, *args, check=check, timeout=timeout, env=env)
+
+    def settings(self):
+        """The server's env file as a dict."""
+        text = self.server.as_deploy("cat", f"{self.server.project}/.env.production").stdout
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+    def secret(self, name):
+        """The secret NAME's value, read on the server from the file its env file names."""
+        return self.server.as_deploy("cat", self.settings()[f"{name}_FILE"]).stdout.strip()

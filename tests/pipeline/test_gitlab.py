@@ -8,12 +8,15 @@ server once by hand"), deploy-production; then the failures a user would see in 
 
 import time
 
-from harness.server import keypair
-from harness.stack import DOMAIN, REGISTRY, host_header_session
+from harness.server import ServerStack, keypair
+from harness.stack import DOMAIN, REGISTRY, STAGING_DOMAIN, host_header_session
+from harness.stream import RequestStream
+from harness.swarm import ADDED_MIGRATIONS, V1, V2
 from harness.wait import until
 
 # Jobs that push images or deploy: a merge request pipeline and an unprotected branch must run none of them.
-PUSHING = {"build", "tag-branch", "deploy-staging", "deploy-production"}
+PUSHING = {"build", "tag-branch", "deploy-staging", "deploy-production", "deploy-staging-subtractive",
+           "deploy-production-subtractive"}
 
 
 def running(plan):
@@ -26,10 +29,10 @@ def deploy_variables(gitlab, server, key, known_hosts=None):
                                  SSH_KNOWN_HOSTS=known_hosts or server.known_hosts_line())
 
 
-def version(server):
-    """/version through the server's published 443, as api.DOMAIN, verified against the site's CA."""
+def version(server, domain=DOMAIN):
+    """/version through the server's published 443, as api.<domain>, verified against the site's CA."""
     answer = host_header_session().get(f"https://127.0.0.1:{server.ports[443]}/version", timeout=5,
-                                       headers={"Host": f"api.{DOMAIN}"}, verify=str(server.site_ca))
+                                       headers={"Host": f"api.{domain}"}, verify=str(server.site_ca))
     answer.raise_for_status()
     return answer.json()["version"]
 
@@ -42,6 +45,13 @@ def registry_digest(server, image, tag):
                          f"https://registry.gitlab.com/v2/{REGISTRY.split('/', 1)[1]}/{image}/manifests/{tag}").stdout
     return next(line.split(":", 1)[1].strip() for line in out.splitlines()
                 if line.lower().startswith("docker-content-digest:"))
+
+
+def user_graphql(stack):
+    """Hasura's answer through Traefik to a query with a JWT of the `user` role signed with the server's key."""
+    data = stack.routed_graphql(user=True, timeout=60)
+    assert isinstance(data, dict) and isinstance(data.get("notes"), list), data
+    return data
 
 
 def built_digest(gitlab, name):
@@ -66,6 +76,15 @@ def test_protected_default_branch_runs_build_tag_and_production_deploy(gitlab):
     plan = gitlab.plan(gitlab.push_variables())
     assert {"build", "tag-branch", "deploy-production"} <= running(plan), plan
     assert not running(plan) & {"build-check", "deploy-staging"}, plan
+
+
+def test_subtractive_pipeline_holds_only_the_manual_subtractive_deploy(gitlab):
+    """DEPLOY=subtractive (git push -o ci.variable=...): the pipeline builds and tags, deploys nothing by
+    itself, and offers deploy-production-subtractive as a manual job."""
+    plan = gitlab.plan(gitlab.push_variables(DEPLOY="subtractive"))
+    assert {"build", "tag-branch"} <= running(plan) and "deploy-production" not in running(plan), plan
+    assert plan.get("deploy-production-subtractive") == "manual", plan
+    assert gitlab.plan(gitlab.push_variables()).get("deploy-production-subtractive") == "manual"
 
 
 def test_template_update_check_reports_up_to_date_then_out_of_date(gitlab, template):
@@ -107,7 +126,7 @@ def test_tag_branch_tags_the_commits_images_with_the_branch(gitlab, prepared):
         assert registry_digest(prepared, name, "main") == registry_digest(prepared, name, sha8), name
 
 
-def test_first_deploy_by_hand_then_deploy_production_over_ssh(gitlab, prepared, ci_key):
+def test_first_deploy_by_hand_then_deploy_production_over_ssh(gitlab, prepared, ci_key, stack):
     sha = gitlab.repo.sha
     started = time.perf_counter()
     prepared.script("deploy", "--first", sha[:8], timeout=900)
@@ -121,6 +140,8 @@ def test_first_deploy_by_hand_then_deploy_production_over_ssh(gitlab, prepared, 
     after = prepared.releases()
     assert len(after) == len(before) + 1 and sha[:8] in after[-1] and "lucky@sha256:" in after[-1], after
     assert version(prepared) == sha[:8]
+    assert stack.migrations() == [V1]
+    user_graphql(stack)
 
 
 def test_deploy_with_a_wrong_ssh_key_fails_in_the_job(gitlab, prepared, tmp_path):
@@ -162,3 +183,106 @@ def test_tag_pushed_over_by_someone_else_is_refused_before_the_checkout(gitlab, 
         job.output
     assert prepared.releases() == before
     assert version(prepared) == sha8
+
+
+def test_second_commit_with_an_additive_migration_deploys_without_a_failed_request(gitlab, prepared, ci_key, stack):
+    """A commit adding a column goes through build, tag-branch and deploy-production while a bounded stream of
+    requests to /version through the server's published 443 runs: none fails, the server serves the new commit
+    with the database at its migrations, and GraphQL answers a user JWT."""
+    repo = gitlab.repo
+    repo.add_migration(*ADDED_MIGRATIONS[0])
+    sha = repo.commit("Notes get a priority")
+    repo.push("main")
+    for job in ("build", "tag-branch"):
+        result = gitlab.run(job, gitlab.push_variables())
+        assert result.passed, result.output
+    with RequestStream(stack, rate=10, limit=600) as stream:
+        stream.mark("deploy-production starts")
+        job = gitlab.run("deploy-production", deploy_variables(gitlab, prepared, ci_key[0]))
+        stream.mark("deploy-production ended")
+        until(lambda: version(prepared) == sha[:8], 120, f"the server to serve {sha[:8]}")
+        figures = stream.stop()
+    gitlab.runs.append((f"request stream during the second deploy: {figures['requests']} requests, "
+                        f"{figures['failures']} failed, p99 {figures['p99_ms']} ms", figures["seconds"], True))
+    assert job.passed, job.output
+    assert figures["failures"] == 0, figures
+    assert figures["requests"] >= 10 * job.seconds * 0.5, figures  # the stream ran through the deploy
+    assert prepared.checkout() == sha
+    assert stack.migrations() == [V1, V2]
+    user_graphql(stack)
+
+
+def test_rollback_over_ssh_brings_the_first_commit_and_its_migrations_back(gitlab, prepared, stack, operator_key):
+    """The README's rollback: `script/rollback SHA` on the server, as deploy, over SSH from a workstation (--yes:
+    no terminal to answer on). The first commit is served again and the second's migration is undone."""
+    first, second = gitlab.repo.commits[0], gitlab.repo.commits[-1]
+    assert version(prepared) == second[:8]
+    before = prepared.releases()
+    started = time.perf_counter()
+    out = prepared.ssh(operator_key, f"cd {prepared.project} && script/rollback --yes {first[:8]}")
+    gitlab.runs.append(("script/rollback over SSH, by hand", time.perf_counter() - started, True))
+    assert str(V2) in out.stdout + out.stderr, out.stdout + out.stderr  # it names the migration it undoes
+    until(lambda: version(prepared) == first[:8], 120, f"the server to serve {first[:8]} again")
+    assert stack.migrations() == [V1]
+    after = prepared.releases()
+    assert len(after) == len(before) + 1 and first[:8] in after[-1], after
+    user_graphql(stack)
+
+
+def test_deploy_staging_deploys_the_staging_branch_to_the_staging_server(gitlab, prepared, staging, ci_key, image_mode):
+    """The staging branch's pipeline (build, tag-branch, deploy-staging; no deploy-production) moves the staging
+    server (bootstrapped with --domain staging.DOMAIN, first deployed by hand at the first commit) to the
+    staging branch's commit over SSH; production is not touched."""
+    repo = gitlab.repo
+    first, sha = repo.commits[0], repo.sha
+    repo.push(f"{first}:refs/heads/staging")
+    staging.as_deploy("git", "checkout", "--quiet", first)
+    started = time.perf_counter()
+    staging.script("deploy", "--first", first[:8], timeout=900)
+    gitlab.runs.append(("script/deploy --first, by hand on the staging server", time.perf_counter() - started, True))
+    until(lambda: version(staging, STAGING_DOMAIN) == first[:8], 120, f"staging to serve {first[:8]}")
+    production = version(prepared)
+    repo.push("main:staging")
+    variables = gitlab.push_variables(branch="staging")
+    plan = gitlab.plan(variables)
+    assert {"build", "tag-branch", "deploy-staging"} <= running(plan) and "deploy-production" not in running(plan), plan
+    for job in ("build", "tag-branch"):
+        result = gitlab.run(job, variables)
+        assert result.passed, result.output
+    job = gitlab.run("deploy-staging", {**variables, "SSH_KEY": ci_key[0], "SERVER_IP": staging.host,
+                                        "SSH_KNOWN_HOSTS": staging.known_hosts_line()})
+    assert job.passed, job.output
+    assert f"Checked out {sha} (on origin/staging)" in job.output, job.output
+    assert staging.checkout() == sha
+    until(lambda: version(staging, STAGING_DOMAIN) == sha[:8], 120, f"staging to serve {sha[:8]}")
+    stack = ServerStack(staging, staging.site_ca, image_mode)
+    assert stack.migrations() == [V1, V2]
+    assert version(prepared) == production
+
+
+def test_test_job_runs_the_specs_in_the_dev_stack(gitlab):
+    """The test job as written: script/test starts the dev stack's PostgreSQL through the service's engine and
+    runs `crystal spec` in a one-off lucky container built from the job's checkout; script/down after."""
+    job = gitlab.run("test", gitlab.push_variables(), timeout=2400)
+    assert job.passed, job.output
+    assert any(" 0 failures, 0 errors" in line for line in job.script_lines()), job.output
+
+
+def test_third_commit_with_a_failing_spec_deploys_nothing(gitlab, prepared, ci_key):
+    """A commit whose spec fails: its whole pipeline, run by gitlab-ci-local as GitLab would (build, test, push,
+    deploy stages; the deploy key and server set, so a deploy would reach the server), fails at the test job and
+    never runs tag-branch or deploy-production: the server's checkout, releases and /version stay."""
+    repo = gitlab.repo
+    (repo.path / "spec/planted_failure_spec.cr").write_text(
+        'require "./spec_helper"\n\ndescribe "a planted failure" do\n  it "fails" do\n'
+        '    (1 + 1).should eq(3)\n  end\nend\n')
+    sha = repo.commit("A spec that fails")
+    repo.push("main")
+    before = (prepared.checkout(), prepared.releases(), version(prepared))
+    pipeline = gitlab.run(None, deploy_variables(gitlab, prepared, ci_key[0]), timeout=3600)
+    assert not pipeline.passed, pipeline.output
+    assert any("1 failures" in line or "1 failure" in line for line in pipeline.script_lines("test")), pipeline.output
+    assert pipeline.script_lines("build"), pipeline.output  # the build ran (stage 1)
+    assert not pipeline.script_lines("tag-branch") and not pipeline.script_lines("deploy-production"), pipeline.output
+    assert (prepared.checkout(), prepared.releases(), version(prepared)) == before
+    assert version(prepared) != sha[:8]

@@ -25,7 +25,8 @@ REAL = ["bash", "sh", "env", "id", "find", "head", "grep", "cut", "dirname", "mk
         "tail", "sed", "cat", "chmod"]
 # command a fake package provides, per package name (tools/bootstrap's tables)
 PROVIDES = {"git": "git", "prometheus": "promtool", "prometheus-alertmanager": "amtool", "crystal": "crystal",
-            "openssl": "openssl", "nodejs": "node", "npm": "npm", "debootstrap": "debootstrap", "unzip": "unzip",
+            "openssl": "openssl", "openssh-server": "sshd", "nodejs": "node", "npm": "npm", "debootstrap": "debootstrap",
+            "unzip": "unzip",
             "docker.io": "dockerd"}
 
 FAKE_SUDO = """#!/bin/sh
