@@ -104,7 +104,7 @@ def test_deploy_production_without_ssh_key_stops_in_one_line(gitlab, prepared):
     job = gitlab.run("deploy-production", gitlab.push_variables(SERVER_IP=prepared.host,
                                                                 SSH_KNOWN_HOSTS=prepared.known_hosts_line()))
     assert not job.passed, job.output
-    assert job.script_lines() == ["SSH_KEY is not set for production, see README (CI/CD)"], job.output
+    assert job.script_lines() == ["SSH_KEY is not set for production, see docs/ci.md"], job.output
 
 
 def test_build_pushes_the_images_and_their_digests(gitlab, prepared):

@@ -13,7 +13,7 @@ from harness.docker import fake_docker
 from harness.proc import run
 
 SCRIPTS = ["backup", "bootstrap", "build", "ci_deploy", "ci_deploy_remote", "deploy", "doctor", "down", "logs", "monitoring",
-           "pg_upgrade", "restore", "rollback", "test", "up", "watch"]
+           "pg_upgrade", "provision", "restore", "rollback", "test", "up", "watch"]
 OPTION = re.compile(r"^\s+((?:-[a-z]|--[a-z][a-z-]*)(?: \| (?:-[a-z]|--[a-z][a-z-]*))*)\)", re.M)
 # The monitoring combination has every script; the defaults include it.
 DEFAULTS = SUPPORTED[0]
