@@ -99,10 +99,9 @@ def test_data_alerts_fire_as_specified(request, which, tmp_path):
 
 
 def test_every_data_alert_has_a_unit_test(default_project):
-    """The group `data` is the file's last, holds exactly the data-path alerts, and the fixture evaluates each."""
-    groups = yaml.safe_load((default_project / RULES).read_text())["groups"]
-    assert groups[-1]["name"] == "data"
-    assert {r["alert"] for r in groups[-1]["rules"]} == DATA_ALERTS
+    """The group `data` holds exactly the data-path alerts, and the fixture evaluates each."""
+    groups = {g["name"]: g for g in yaml.safe_load((default_project / RULES).read_text())["groups"]}
+    assert {r["alert"] for r in groups["data"]["rules"]} == DATA_ALERTS
     tested = {t["alertname"] for case in yaml.safe_load(DATA_FIXTURE.read_text())["tests"] for t in case["alert_rule_test"]}
     assert tested == DATA_ALERTS
 
