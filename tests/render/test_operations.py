@@ -239,3 +239,37 @@ esac
                     DEPLOY_LOCK_DIR=str(tmp_path / "lock"))
     one_line_refusal(result, "the images of aaaa0001 are not on this node", "docker pull", "script/build aaaa0001")
     assert not [c for c in docker_calls(tmp_path) if "update" in c or "stack deploy" in c]
+
+
+@pytest.mark.parametrize("status", [0, 3])
+def test_maintenance_during_an_operation_is_turned_off_after_it_even_on_failure(own_project, tmp_path, status):
+    """--maintenance (maintenance_during WHAT true): on before the operation, off when the script exits with any
+    status (which is kept), and a trap set before it (script/restore's) still runs; already on: left on."""
+    env_file = tmp_path / "prod.env"
+
+    def operation(state):
+        env_file.write_text(env_file.read_text().replace("MAINTENANCE=false", f"MAINTENANCE={state}")
+                            .replace("MAINTENANCE=true", f"MAINTENANCE={state}"))
+        program = f"""set -euo pipefail
+source {own_project}/script/functions/common
+source {own_project}/script/functions/maintenance
+load_env_file {env_file}
+trap 'echo earlier trap ran' EXIT
+maintenance_during "the test" true
+echo "during: $(grep '^MAINTENANCE=' {env_file})"
+exit {status}"""
+        (tmp_path / "fake").mkdir(exist_ok=True)
+        env = {**os.environ, **fake_docker(tmp_path / "fake", SWARM_DOCKER), "DOCKER_LOG": str(tmp_path / "docker.log"),
+               "LHD_ENV_FILE": str(env_file), "MAINTENANCE_SETTLE": "0", "SWARM_NAME": "lhd_app"}
+        return run(["bash", "-c", program], env=env, check=False, stdin=subprocess.DEVNULL, timeout=60)
+
+    result = operation("false")
+    assert result.returncode == status, result.stderr
+    assert "during: MAINTENANCE=true" in result.stdout and "earlier trap ran" in result.stdout
+    assert "MAINTENANCE=false" in env_file.read_text().splitlines()
+    flips = [c.split()[5] for c in docker_calls(tmp_path) if c.startswith("docker service update")]
+    assert flips == ["traefik.enable=true", "traefik.enable=false"]
+    (tmp_path / "docker.log").unlink()
+    result = operation("true")
+    assert result.returncode == status and "already on; it stays on" in result.stdout
+    assert "MAINTENANCE=true" in env_file.read_text().splitlines() and docker_calls(tmp_path) == []
