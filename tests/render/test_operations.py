@@ -201,7 +201,7 @@ def test_cleanup_keeps_the_last_releases_and_running_images(own_project, tmp_pat
     log.write_text("".join(f"2026-12-0{i}T00:00:00Z {sha} lucky@{digest[sha]} hasura@{digest[sha]}\n"
                            for i, sha in enumerate(shas, 1)))
     repo = "registry.gitlab.com/my-group/lhd-app/lucky"
-    rows = [f"sha256:run {shas[0]} <none>", f"sha256:b {shas[1]} <none>",
+    rows = [f"sha256:run {shas[0]} <none>", "sha256:d eeee0001 <none>", f"sha256:b {shas[1]} <none>",
             f"sha256:c {shas[2]} <none>", f"sha256:d {shas[3]} <none>", "sha256:e eeee0005 <none>",
             f"sha256:bd <none> {digest[shas[1]]}", f"sha256:cd <none> {digest[shas[2]]}"]
     program = f"""set -euo pipefail
@@ -215,6 +215,12 @@ stale_images"""
     result = run(["bash", "-c", program], env=env, check=False, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"sha256:b {repo}:{shas[1]}", f"sha256:bd {repo}@{digest[shas[1]]}"]
+    # An old release's tag on a kept image (the same layers) is taken off it, even while that image runs.
+    log.write_text(log.read_text() + "2026-12-05T00:00:00Z eeee0001\n")
+    rows[:] = [f"sha256:run {shas[0]} <none>", f"sha256:run {shas[3]} <none>"]
+    (tmp_path / "fake/bin/docker").write_text("#!/bin/sh\n" + cleanup_docker(repo, rows))
+    result = run(["bash", "-c", program], env=env, check=False, timeout=60)
+    assert result.stdout.splitlines() == [f"sha256:run {repo}:{shas[0]}"], result.stderr
 
 
 def test_keep_releases_must_be_a_number(own_project, tmp_path):

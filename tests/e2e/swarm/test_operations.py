@@ -143,6 +143,7 @@ def test_cleanup_keeps_the_last_five_releases(live, record_property):
             live.release_cheaply(sha)
             builds.append(time.perf_counter() - t)
         record_property("cheap build seconds", [round(b, 1) for b in builds])
+        print(f"cheap build seconds: {[round(b, 1) for b in builds]}")
         before = images_bytes()
         deploys = []
         for sha in shas:
@@ -151,6 +152,8 @@ def test_cleanup_keeps_the_last_five_releases(live, record_property):
             deploys.append(time.perf_counter() - t)
             assert "Image cleanup" in out.stdout, out.stdout
         record_property("deploy seconds", [round(d, 1) for d in deploys])
+        print(f"deploy seconds: {[round(d, 1) for d in deploys]}")
+        print("cleanup said:", [line for line in out.stdout.splitlines() if "Image cleanup" in line])
         kept = project_images(live)
         newest = shas[1:]  # the 5 newest; shas[-1] runs
         for name in ("lucky", "hasura", "lucky-base"):
@@ -159,6 +162,7 @@ def test_cleanup_keeps_the_last_five_releases(live, record_property):
         for other in others:
             assert docker("image", "inspect", other, check=False).returncode == 0, f"{other} was removed"
         record_property("images bytes before/after the six deploys", (before, images_bytes()))
+        print(f"images bytes before/after the six deploys: {before:.0f} / {images_bytes():.0f}")
 
         # RESOLVE_IMAGE=never (the harness's), and the registry's host does not resolve here: offline.
         rolled = live.rollback(shas[1])
