@@ -33,7 +33,7 @@ DOMAIN = "example.com"
 STAGING_DOMAIN = f"staging.{DOMAIN}"  # a second server's domain, for the same rendered project
 SWARM_NAME = DEFAULT.swarm
 REGISTRY = DEFAULT.registry
-APP_STACK_SERVICES = ("postgres", "backup", "hasura", "lucky", "traefik", "socket-proxy")
+APP_STACK_SERVICES = ("postgres", "backup", "hasura", "lucky", "traefik", "socket-proxy", "maintenance")
 MONITORING_SERVICES = ("prometheus", "alertmanager", "discovery-proxy", "cadvisor-proxy", "node-exporter", "cadvisor",
                        "grafana")
 # The app stack's services that would get a VIP (postgres is dnsrr in the stack file itself).

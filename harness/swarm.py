@@ -27,6 +27,8 @@ from harness.stack import (  # noqa: F401 - the tier's names, imported from here
     STATE_ROLES,
     SWARM_NAME,
     StackDriver,
+    _tags,
+    cached_name,
     harness_overrides,
     park_images,
     unpark_images,
@@ -134,6 +136,21 @@ class Deployment(StackDriver):
             for migration in ADDED_MIGRATIONS:
                 self.add_migration(*migration)
         self.build(sha)
+
+    def release_cheaply(self, sha):
+        """Images tagged sha from the project as it is, by script/build: every layer is cached except the few after
+        Dockerfile.prod's APP_VERSION argument (so /version answers sha); seconds, not a Lucky build."""
+        if sha not in self.built:
+            self.build(sha)
+
+    def hold_releases(self):
+        """Give the releases' images (RELEASES) their harness cache names now, as `park_images` does at the end,
+        but keep their names: something that removes their names (the image cleanup) removes no image, and
+        `unpark_images` names them again."""
+        held = [image for image in _tags(self.registry) if image.rsplit(":", 1)[1] in RELEASES]
+        for image in held:
+            docker("tag", image, cached_name(image, self.registry))
+        return held
 
     def add_migration(self, version, name, body_up, body_down):
         """Add a Lucky migration to the project (the next build carries it)."""

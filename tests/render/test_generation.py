@@ -159,6 +159,9 @@ def test_crystal_and_go_templates_exactly_where_expected(project, combo):
         "src/version.cr",                 # Crystal macros
         "script/functions/swarm",         # docker --format Go templates
         "script/functions/dev",
+        "script/functions/cleanup",
+        "script/functions/maintenance",
+        "script/logs",
         "script/bootstrap",
         "script/doctor",
     }
