@@ -22,9 +22,9 @@ from harness.proc import run
 
 USAGE = [
     (["backup", "extra"], "usage: script/backup [--list]"),
-    (["restore"], "usage: script/restore [--yes] DUMP"),
-    (["restore", "--bogus", "x.dump"], "usage: script/restore [--yes] DUMP"),
-    (["restore", "a.dump", "b.dump"], "usage: script/restore [--yes] DUMP"),
+    (["restore"], "usage: script/restore [--yes] [--maintenance] DUMP | [--yes] [--maintenance] --offsite SNAPSHOT"),
+    (["restore", "--bogus", "x.dump"], "usage: script/restore [--yes] [--maintenance] DUMP | [--yes] [--maintenance] --offsite SNAPSHOT"),
+    (["restore", "a.dump", "b.dump"], "usage: script/restore [--yes] [--maintenance] DUMP | [--yes] [--maintenance] --offsite SNAPSHOT"),
 ]
 
 

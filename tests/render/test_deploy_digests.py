@@ -152,9 +152,10 @@ def test_rollback_uses_the_recorded_digests(swarm):
 
 
 def test_rollback_to_an_unrecorded_sha_warns_and_uses_the_tag(swarm):
-    """A SHA the release log recorded no digests for: one warning line, then its tags."""
+    """A SHA the release log recorded no digests for, whose images are on the node: one warning line, then its
+    tags."""
     swarm.state.write_text(f"{swarm.registry}/lucky:{NEW}\n")
-    result = swarm("rollback", "--yes", OLD)
+    result = swarm("rollback", "--yes", OLD, FAKE_REPO_DIGESTS=f'"{swarm.registry}/lucky@sha256:{LOCAL}"')
     assert result.returncode == 0, result.stdout + result.stderr
     assert [line for line in result.stderr.splitlines() if "digest" in line] == [
         f"! {swarm.releases} records no image digests for {OLD}: rolling back to the images tagged {OLD}, as they are now"]
