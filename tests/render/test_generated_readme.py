@@ -56,8 +56,6 @@ def test_first_commit_lands_on_the_branch_ci_deploys(bakes, tmp_path, capsys):
 # on the line right before a ```sh fence (tests/pipeline runs them; this holds their shape in every combination).
 MARKER = re.compile(r"^<!-- runbook: (.*) -->$")
 MARKER_FORM = re.compile(r"step=([1-9][0-9]*) where=(workstation|server) as=(you|deploy|root)")
-# docs/ pages other branches add; a link to one is allowed to dangle until they are merged.
-PAGES_FROM_OTHER_BRANCHES = {"docs/letsencrypt.md", "docs/offsite-backups.md", "docs/alerts.md", "docs/operations.md"}
 
 
 def runbook(text):
@@ -113,7 +111,7 @@ def test_readme_is_short_and_its_links_resolve(combo, bakes):
     for page in [project / "README.md", *sorted((project / "docs").glob("*.md"))]:
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
             path = (page.parent / target).resolve().relative_to(project.resolve())
-            assert (project / path).exists() or str(path) in PAGES_FROM_OTHER_BRANCHES, f"{page.name} links {target}"
+            assert (project / path).exists(), f"{page.name} links {target}"
 
 
 def test_docs_reach_the_repository(default_project, tmp_path):
