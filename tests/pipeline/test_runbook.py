@@ -26,12 +26,11 @@ CANNOT_RUN = {
                             "the e2e tier starts the monitoring stack with its harness override",
 }
 
-# Workstation blocks run in the project's folder (the README) except these, by a text only they hold -> (folder,
-# why). Step 4's scp names the certificate files relative to the current folder; kept in the project's folder
-# they are untracked files there, and step 5's `script/build --push` refuses the working tree (seen: "the
-# working tree has changes"), so the reader's certificates are in a folder of their own.
-CERTS = "/root/certs"
-ELSEWHERE = {"scp origin.crt origin.key": (CERTS, "certificate files outside the project (see above)")}
+# Workstation blocks run in the project's folder (the README), step 4's scp too: the README keeps the reader's
+# certificates in the checkout's git-ignored etc/certs/ (anywhere else in the checkout they are untracked files,
+# and step 5's `script/build --push` refuses the working tree: seen, "the working tree has changes").
+CERTS = "etc/certs"
+ELSEWHERE = {}
 
 
 def reason_to_skip(block, project):
@@ -75,9 +74,8 @@ def test_readme_production_path_runs_as_written(server, runner, runbook_server, 
     site_ca, cert, key = make_ca(tmp_path / "site-certs", DOMAIN)
     ws.trust_ca(site_ca)
     here = f"{WORKDIR}/{project.name}"
-    ws.sh(f"mkdir -p {CERTS}")
-    ws.put(cert, f"{CERTS}/origin.crt")
-    ws.put(key, f"{CERTS}/origin.key")
+    ws.put(cert, f"{here}/{CERTS}/origin.crt")
+    ws.put(key, f"{here}/{CERTS}/origin.key")
     ws.sh(f"docker login {REGISTRY_HOST} -u {server.registry_user} --password-stdin", input=server.registry_password)
 
     values = {"SERVER": target.host, "REGISTRY_USER": server.registry_user,
@@ -123,9 +121,9 @@ def test_readme_production_path_runs_as_written(server, runner, runbook_server, 
 def after(block, result, server, target, ws, mode):
     """What the README leaves to the reader between blocks, done as a reader would."""
     if block.where == "server" and block.user == "root":
-        # The README has the reader become deploy with `sudo -iu deploy` on the server, yet step 4's scp logs in
-        # as deploy@SERVER: the reader's own key must be in ~deploy/.ssh/authorized_keys, which no step puts
-        # there. Here the workstation key is, and every deploy block runs over SSH as deploy.
+        # Step 3's root block copies root's authorized keys to deploy (step 4's scp and doctor --server log in
+        # as deploy@SERVER); the workstation key is authorized here as well, since this harness logs root in
+        # by its own key, and every deploy block runs over SSH as deploy.
         target.authorize(ws.public_key(), forced=False)
     if result is not None and "ssh-keygen" in block.body and block.where == "server":
         # "add it to the repository as a read-only deploy key": the git host authorizes the printed key.
