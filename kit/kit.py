@@ -321,10 +321,14 @@ def build(only=None):
 
 
 def prune():
-    """Remove kit images (lhd-kit/...) that no current pin names any more; return their names."""
+    """Remove kit images (lhd-kit/...) of the repositories this checkout builds whose tag no current pin names any
+    more; return their names. Repositories this checkout does not know are left alone: another checkout (a branch
+    with a new kit image, a worktree) may be building and using them on the same engine."""
     current = set(BASES) | {image.name for image in images()}
+    known = {name.rsplit(":", 1)[0] for name in current}
     listed = docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"label={LABEL}").stdout.split()
-    stale = [name for name in listed if name.startswith("lhd-kit/") and name not in current]
+    stale = [name for name in listed
+             if name.startswith("lhd-kit/") and name not in current and name.rsplit(":", 1)[0] in known]
     for name in stale:
         docker("image", "rm", name, check=False)
     docker("image", "prune", "--force", "--filter", f"label={LABEL}", check=False)  # superseded rebuilds

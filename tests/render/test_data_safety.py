@@ -20,11 +20,12 @@ import pytest
 from harness.docker import fake_docker
 from harness.proc import run
 
+RESTORE_USAGE = "usage: script/restore [--yes] [--maintenance] DUMP | [--yes] [--maintenance] --offsite SNAPSHOT"
 USAGE = [
     (["backup", "extra"], "usage: script/backup [--list]"),
-    (["restore"], "usage: script/restore [--yes] [--maintenance] DUMP | [--yes] [--maintenance] --offsite SNAPSHOT"),
-    (["restore", "--bogus", "x.dump"], "usage: script/restore [--yes] [--maintenance] DUMP | [--yes] [--maintenance] --offsite SNAPSHOT"),
-    (["restore", "a.dump", "b.dump"], "usage: script/restore [--yes] [--maintenance] DUMP | [--yes] [--maintenance] --offsite SNAPSHOT"),
+    (["restore"], RESTORE_USAGE),
+    (["restore", "--bogus", "x.dump"], RESTORE_USAGE),
+    (["restore", "a.dump", "b.dump"], RESTORE_USAGE),
 ]
 
 
