@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness.proc import run
 
-MARKERS = ("render", "lint", "upgrade", "compile", "docker", "cluster", "pipeline")
+MARKERS = ("render", "lint", "upgrade", "compile", "docker", "cluster", "pipeline", "acme")
 
 
 def registered(checkout):
