@@ -124,8 +124,10 @@ class Deployment(StackDriver):
 
     def release(self, sha):
         """Make sha's images once: SHA1 from the project as rendered, SHA2/SHA3 with the added migrations, BROKEN from SHA1."""
-        if sha in self.built:
+        if sha in self.built and self.docker("image", "inspect", f"{self.registry}/lucky:{sha}",
+                                             check=False).returncode == 0:
             return
+        self.built.discard(sha)  # built once, but removed since (script/deploy's image cleanup keeps 5 releases)
         if sha == BROKEN:
             self.release(SHA1)
             self.broken_image(SHA1, BROKEN)

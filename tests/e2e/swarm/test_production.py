@@ -248,7 +248,7 @@ def test_prometheus_scrapes(monitoring, live, job):
 def test_prometheus_has_the_rule_groups(monitoring, live):
     """Prometheus loaded the generated alerting rules."""
     groups = until(lambda: {g["name"] for g in prometheus_api(live, "rules")["groups"]}, 60, "prometheus to list its rule groups")
-    assert groups == {"nodes", "tasks", "data"}
+    assert groups == {"nodes", "tasks", "data", "certificates"}
 
 
 def test_prometheus_reaches_alertmanager(monitoring, live):
