@@ -62,6 +62,15 @@ def test_every_app_alert_has_a_unit_test(default_project):
     assert "TaskHighMemory" in tested
 
 
+def broken_rules(project, tmp_path, old, new):
+    """A copy of the project's rules file with its first `old` replaced by `new` (old must be there)."""
+    text = (project / RULES).read_text()
+    assert old in text
+    rules = tmp_path / "task.rules.yml"
+    rules.write_text(text.replace(old, new, 1))
+    return rules
+
+
 # (what breaks, text of the rendered rules, what replaces it): each must fail the unit tests.
 BROKEN_RULES = [
     ("scaled to 0 alerts late", "          ) == 0\n        for: 1m\n", "          ) == 0\n        for: 5m\n"),
@@ -76,10 +85,7 @@ BROKEN_RULES = [
 @pytest.mark.parametrize(("broken", "old", "new"), BROKEN_RULES, ids=[b[0] for b in BROKEN_RULES])
 def test_unit_tests_bite(default_project, tmp_path, broken, old, new):
     """A rule file broken in a way that matters fails the promtool unit tests."""
-    text = (default_project / RULES).read_text()
-    assert old in text
-    rules = tmp_path / "task.rules.yml"
-    rules.write_text(text.replace(old, new, 1))
+    rules = broken_rules(default_project, tmp_path, old, new)
     assert promtool_unit_test(rules, DEFAULT_SWARM, tmp_path), f"{broken}: the unit tests still pass"
 
 
@@ -160,10 +166,7 @@ BROKEN_DATA_RULES = [
 @pytest.mark.parametrize(("broken", "old", "new"), BROKEN_DATA_RULES, ids=[b[0] for b in BROKEN_DATA_RULES])
 def test_data_unit_tests_bite(default_project, tmp_path, broken, old, new):
     """A data-path rule broken in a way that matters fails the promtool unit tests."""
-    text = (default_project / RULES).read_text()
-    assert old in text
-    rules = tmp_path / "task.rules.yml"
-    rules.write_text(text.replace(old, new, 1))
+    rules = broken_rules(default_project, tmp_path, old, new)
     assert promtool_unit_test(rules, DEFAULT_SWARM, tmp_path, DATA_FIXTURE), f"{broken}: the unit tests still pass"
 
 
@@ -465,8 +468,5 @@ BROKEN_CERT_RULES = [
 @pytest.mark.parametrize(("broken", "old", "new"), BROKEN_CERT_RULES, ids=[b[0] for b in BROKEN_CERT_RULES])
 def test_certificate_unit_tests_bite(default_project, tmp_path, broken, old, new):
     """A certificates group broken in a way that matters fails the promtool unit tests."""
-    text = (default_project / RULES).read_text()
-    assert old in text
-    rules = tmp_path / "task.rules.yml"
-    rules.write_text(text.replace(old, new, 1))
+    rules = broken_rules(default_project, tmp_path, old, new)
     assert promtool_certificate_test(rules, tmp_path), f"{broken}: the unit tests still pass"
