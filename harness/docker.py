@@ -31,6 +31,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The first lines of a fake `docker` script that answer `version` and `info` as a healthy one-node swarm
+# manager would, for script/deploy's preflight (script/doctor --for-deploy); the rest of the script follows.
+HEALTHY_MANAGER = """case "$1" in
+  version) echo "28.5.2 28.5.2"; exit 0 ;;
+  info)
+    case "$*" in
+      *LocalNodeState*) echo active ;;
+      *ControlAvailable*) echo true ;;
+      *NodeAddr*) echo 10.0.0.5 ;;
+      *Nodes*) echo 1 ;;
+    esac
+    exit 0 ;;
+esac
+"""
+
+
 def fake_docker(directory, script):
     """A bin directory in directory holding a fake `docker` (the sh script given); returns {"PATH": ...} with it
     first, for the environment of a script under test."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.certs import make_ca
-from harness.docker import fake_docker
+from harness.docker import HEALTHY_MANAGER, fake_docker
 from harness.proc import run
 
 NEW, OLD = "bbbb2222", "aaaa1111"
@@ -25,15 +25,7 @@ LUCKY, HASURA, LOCAL = "1" * 64, "2" * 64, "3" * 64
 # compose files read; `image inspect` answers with FAKE_REPO_DIGESTS (JSON strings), or "no such image".
 FAKE_SWARM = """
 echo "docker $*" >> "$FAKE_LOG"
-case "$1" in
-  version) echo "28.5.2 28.5.2" ;;
-  info)
-    case "$*" in
-      *LocalNodeState*) echo active ;;
-      *ControlAvailable*) echo true ;;
-      *NodeAddr*) echo 10.0.0.5 ;;
-      *Nodes*) echo 1 ;;
-    esac ;;
+""" + HEALTHY_MANAGER + """case "$1" in
   node) echo node1 ;;
   stack)
     case "$2" in

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.certs import make_ca
-from harness.docker import fake_docker
+from harness.docker import HEALTHY_MANAGER, fake_docker
 from harness.proc import run
 from kit.kit import PINS
 
@@ -23,18 +23,7 @@ PREVIOUS_MAJOR = PREVIOUS.split(".")[0]
 # this node. FAKE_POSTGRES: the image the stack's postgres service runs. FAKE_KEPT: the kept old volume exists.
 FAKE_SWARM = """
 echo "docker $*" >> "$FAKE_LOG"
-case "$1" in
-  version) echo "28.5.2 28.5.2"; exit 0 ;;
-  info)
-    case "$*" in
-      *LocalNodeState*) echo active ;;
-      *ControlAvailable*) echo true ;;
-      *NodeAddr*) echo 10.0.0.5 ;;
-      *Nodes*) echo 1 ;;
-    esac
-    exit 0 ;;
-esac
-case "$1 $2" in
+""" + HEALTHY_MANAGER + """case "$1 $2" in
   "node ls") echo node1 ;;
   "stack ls") echo lhd_app ;;
   "volume inspect")
