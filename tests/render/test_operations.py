@@ -5,6 +5,7 @@ its arguments and answers like the real one)."""
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -167,6 +168,31 @@ def test_production_logs_mask_every_secret_value(own_project, tmp_path):
     calls = docker_calls(tmp_path)
     assert "docker service logs --since 5m --timestamps lhd_app_lucky" in calls
     assert not [c for c in calls if "inspect" in c]
+
+
+HANGING_LOGS_DOCKER = LOGS_DOCKER.replace(
+    '"service logs") for last',
+    '"service logs") case "$*" in *lhd_app_hasura) echo "lhd_app_hasura | before the hang"; exec sleep 600 ;; esac; for last')
+
+
+def test_production_logs_return_when_docker_hangs(own_project, tmp_path):
+    """docker service logs can print and then never return (moby/moby#38640): with LOGS_TIMEOUT=2 the script
+    returns in seconds, with every line printed, and says in one line which service's logs were cut short."""
+    started = time.monotonic()
+    result = script(own_project, tmp_path, "logs", "--production", "--since", "5m", docker=HANGING_LOGS_DOCKER,
+                    PLANTED=str(tmp_path / "secrets/hasura_jwt_key"), LOGS_TIMEOUT="2")
+    assert time.monotonic() - started < 30
+    assert result.returncode == 0, result.stderr
+    assert "lhd_app_hasura | before the hang" in result.stdout
+    assert "lhd_app_lucky | GET /probe?token=[secret] 404" in result.stdout
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("! ")]
+    assert len(warnings) == 1 and "lhd_app_hasura had not returned after 2s" in warnings[0], result.stderr
+
+
+def test_production_logs_timeout_must_be_seconds(own_project, tmp_path):
+    one_line_refusal(script(own_project, tmp_path, "logs", "--production", docker=LOGS_DOCKER,
+                            PLANTED=str(tmp_path / "secrets/hasura_jwt_key"), LOGS_TIMEOUT="1m"),
+                     "LOGS_TIMEOUT must be a number of seconds")
 
 
 def test_production_logs_of_an_unknown_service_are_refused(own_project, tmp_path):

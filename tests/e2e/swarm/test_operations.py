@@ -125,11 +125,16 @@ def images_bytes():
     return float(number) * {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
 
 
-def test_cleanup_keeps_the_last_five_releases(live, record_property):
-    """Six cheap releases deployed after SHA1: each deploy's cleanup leaves the 5 newest releases' images (and the
-    running one) and removes older ones of this project only (a similarly named image of another project stays);
-    script/rollback to the 5th-newest works with no registry, to the 6th it refuses in one line."""
-    shas = [f"0e5a{n:04d}" for n in range(1, 7)]
+KEEP = 2  # a harness override of KEEP_RELEASES (production default 5, tests/render/test_operations.py): 3 deploys, not 6
+
+
+def test_cleanup_keeps_the_last_releases(live, record_property):
+    """KEEP_RELEASES=2, three cheap releases deployed after SHA1: each deploy's cleanup leaves the 2 newest
+    releases' images (and the running one) and removes older ones of this project only (a similarly named image
+    of another project stays); script/rollback to the 2nd-newest works with no registry, to the 3rd it refuses in
+    one line, having changed nothing."""
+    shas = [f"0e5a{n:04d}" for n in range(1, KEEP + 2)]
+    keep = {"KEEP_RELEASES": str(KEEP)}
     others = [f"{live.registry}-legacy/lucky:{shas[0]}", f"{live.registry}/lucky-legacy:{shas[0]}"]
     live.hold_releases()  # the session's release images keep their cache names while the cleanup untags them
     source = docker("image", "ls", "-q", "lhd-kit/debian:bookworm").stdout.split()[0]
@@ -148,31 +153,35 @@ def test_cleanup_keeps_the_last_five_releases(live, record_property):
         deploys = []
         for sha in shas:
             t = time.perf_counter()
-            out = live.deploy(sha)
+            out = live.script("deploy", sha, env=keep)
             deploys.append(time.perf_counter() - t)
             assert "Image cleanup" in out.stdout, out.stdout
         record_property("deploy seconds", [round(d, 1) for d in deploys])
         print(f"deploy seconds: {[round(d, 1) for d in deploys]}")
         print("cleanup said:", [line for line in out.stdout.splitlines() if "Image cleanup" in line])
         kept = project_images(live)
-        newest = shas[1:]  # the 5 newest; shas[-1] runs
+        newest = shas[1:]  # the KEEP newest; shas[-1] runs
         for name in ("lucky", "hasura", "lucky-base"):
             assert {f"{name}:{sha}" for sha in newest} <= kept, kept
             assert f"{name}:{shas[0]}" not in kept and f"{name}:{SHA1}" not in kept, kept
         for other in others:
             assert docker("image", "inspect", other, check=False).returncode == 0, f"{other} was removed"
-        record_property("images bytes before/after the six deploys", (before, images_bytes()))
-        print(f"images bytes before/after the six deploys: {before:.0f} / {images_bytes():.0f}")
+        record_property("images bytes before/after the deploys", (before, images_bytes()))
+        print(f"images bytes before/after the deploys: {before:.0f} / {images_bytes():.0f}")
 
         # RESOLVE_IMAGE=never (the harness's), and the registry's host does not resolve here: offline.
-        rolled = live.rollback(shas[1])
+        # script/rollback itself, not live.rollback: the harness would build a release whose images are gone.
+        rolled = live.script("rollback", "--yes", shas[1], env=keep)
         assert "✔ All done." in rolled.stdout
         assert until(live.version, 60, "/version after the rollback") == shas[1]
-        refused = live.rollback(shas[0], check=False)
+        log_before = (live.project / "var/releases.log").read_text()
+        refused = live.script("rollback", "--yes", shas[0], env=keep, check=False)
         assert refused.returncode == 1
         assert refused.stderr.count("\n") == 1, refused.stderr
         assert f"script/build {shas[0]}" in refused.stderr and "docker pull" in refused.stderr, refused.stderr
+        assert f"keeps the last {KEEP} releases" in refused.stderr, refused.stderr
         assert live.version() == shas[1]
+        assert (live.project / "var/releases.log").read_text() == log_before
         record_property("module part seconds", round(time.perf_counter() - started, 1))
     finally:
         unpark_images(RELEASES, live.registry)
