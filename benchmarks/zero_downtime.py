@@ -40,7 +40,7 @@ def main():
     rate = float(sys.argv[1]) if len(sys.argv) > 1 else 25.0
     with kit.images_for_run() as (mode, report), Swarm(), tempfile.TemporaryDirectory() as tmp:
         print("\n".join(report))
-        deployment = prepare(Path(tmp), mode, releases=(SHA1, SHA3))
+        deployment = prepare(Path(tmp), mode, releases=(SHA1, SHA3), fast=False)  # production intervals
         try:
             first = deployment.first_deploy(SHA1)
             print("\n".join(deployment.notes))

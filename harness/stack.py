@@ -116,9 +116,34 @@ def harness_overrides(mode, app=None):
     return app, monitoring, notes
 
 
-def write_override(path, services, title):
-    """A compose file at path giving each service its `deploy:` override; returns path."""
-    path.write_text(f"# {title}\n" + yaml.safe_dump({"services": {s: {"deploy": d} for s, d in services.items()}}))
+# Intervals whose production value only matters in production, shortened for the e2e swarm tier (one Deployment
+# deploys some 35 times): a new Lucky or Hasura task is healthy after its first healthcheck (10 s in the images)
+# and an update completes after its `monitor` period (30 s in the stack file). Neither changes what is proved:
+# a broken release still fails its checks and is rolled back, and traffic still moves by Traefik's 5 s refresh
+# against the tasks' 10 s shutdown delay. The cluster tier (harness/cluster.py) keeps production values.
+FAST_INTERVALS = {name: {"healthcheck": {"interval": "2s"},
+                         "deploy": {"update_config": {"parallelism": 1, "order": "start-first",
+                                                      "failure_action": "rollback", "monitor": "5s"}}}
+                  for name in ("lucky", "hasura")}
+FAST_INTERVALS_NOTE = ("harness override: lucky and hasura healthcheck interval 2s (10s in the images), update "
+                       "monitor 5s (30s in the stack file); production values in the cluster tier")
+
+
+def fast_intervals(app):
+    """app ({service: deploy}) as whole service overrides, with FAST_INTERVALS merged in."""
+    services = {name: {"deploy": dict(deploy)} for name, deploy in app.items()}
+    for name, fast in FAST_INTERVALS.items():
+        service = services.setdefault(name, {"deploy": {}})
+        service["healthcheck"] = dict(fast["healthcheck"])
+        service["deploy"].update(fast["deploy"])
+    return services
+
+
+def write_override(path, services, title, whole=False):
+    """A compose file at path giving each service its `deploy:` override (or, whole, its override as given);
+    returns path."""
+    body = services if whole else {s: {"deploy": d} for s, d in services.items()}
+    path.write_text(f"# {title}\n" + yaml.safe_dump({"services": body}))
     return path
 
 

@@ -21,6 +21,7 @@ from harness.proc import DEVNULL, CommandFailed, run
 from harness.stack import (  # noqa: F401 - the tier's names, imported from here by its tests
     APP_STACK_SERVICES,
     DOMAIN,
+    FAST_INTERVALS_NOTE,
     NOTES,
     REGISTRY,
     STAGING_DOMAIN,
@@ -29,6 +30,7 @@ from harness.stack import (  # noqa: F401 - the tier's names, imported from here
     StackDriver,
     _tags,
     cached_name,
+    fast_intervals,
     harness_overrides,
     park_images,
     unpark_images,
@@ -74,14 +76,15 @@ class StateUnreachable(RuntimeError):
 class Deployment(StackDriver):
     """One rendered project on this host's swarm, driven by its own scripts; `close()` removes everything."""
 
-    def __init__(self, project, workdir, mode):
+    def __init__(self, project, workdir, mode, fast=True):
         super().__init__(project, workdir, mode)
         self.env_file = self.workdir / "production.env"
         self.built = set()
         app, monitoring, notes = harness_overrides(mode)
-        self.notes += notes
-        self.override = write_override(self.workdir / "app-override.yml", app,
-                                       "Harness-side override of the app stack.") if app else None
+        self.notes += [*notes, FAST_INTERVALS_NOTE] if fast else notes  # fast: harness/stack.py FAST_INTERVALS
+        self.override = write_override(self.workdir / "app-override.yml",
+                                       fast_intervals(app) if fast else {s: {"deploy": d} for s, d in app.items()},
+                                       "Harness-side override of the app stack.", whole=True)
         self.monitoring_override = write_override(self.workdir / "monitoring-override.yml", monitoring,
                                                   "Harness-side override of the monitoring stack.") if monitoring else None
         # The deploy lock's private directory (script/functions/swarm take_deploy_lock); lock_file is the file
@@ -124,8 +127,8 @@ class Deployment(StackDriver):
 
     def release(self, sha):
         """Make sha's images once: SHA1 from the project as rendered, SHA2/SHA3 with the added migrations, BROKEN from SHA1."""
-        if sha in self.built and self.docker("image", "inspect", f"{self.registry}/lucky:{sha}",
-                                             check=False).returncode == 0:
+        if sha in self.built and (sha not in RELEASES or self.docker(
+                "image", "inspect", f"{self.registry}/lucky:{sha}", check=False).returncode == 0):
             return
         self.built.discard(sha)  # built once, but removed since (script/deploy's image cleanup keeps 5 releases)
         if sha == BROKEN:
@@ -332,9 +335,10 @@ class Deployment(StackDriver):
         return {**reaper.stack_resources(self.swarm_name), "node labels": sorted(self.labels())}
 
 
-def prepare(base, mode, releases=RELEASES):
-    """Render, bootstrap and build the given releases under base (nothing deployed yet)."""
-    deployment = Deployment(bake(Path(base) / "out"), Path(base) / "work", mode)
+def prepare(base, mode, releases=RELEASES, fast=True):
+    """Render, bootstrap and build the given releases under base (nothing deployed yet); fast: the harness's
+    shorter intervals (harness/stack.py FAST_INTERVALS)."""
+    deployment = Deployment(bake(Path(base) / "out"), Path(base) / "work", mode, fast)
     for sha in releases:
         deployment.release(sha)
     return deployment
