@@ -125,16 +125,15 @@ def images_bytes():
     return float(number) * {"B": 1, "kB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
 
 
-KEEP = 2  # a harness override of KEEP_RELEASES (production default 5, tests/render/test_operations.py): 3 deploys, not 6
+KEEP = 5  # KEEP_RELEASES as a server has it by default (the env file script/bootstrap writes)
 
 
 def test_cleanup_keeps_the_last_releases(live, record_property):
-    """KEEP_RELEASES=2, three cheap releases deployed after SHA1: each deploy's cleanup leaves the 2 newest
-    releases' images (and the running one) and removes older ones of this project only (a similarly named image
-    of another project stays); script/rollback to the 2nd-newest works with no registry, to the 3rd it refuses in
-    one line, having changed nothing."""
+    """Six cheap releases deployed after SHA1 (KEEP_RELEASES=5, the default): each deploy's cleanup leaves the 5
+    newest releases' images (and the running one) and removes older ones of this project only (a similarly named
+    image of another project stays); script/rollback to the 5th-newest works with no registry, to the 6th it
+    refuses in one line, having changed nothing."""
     shas = [f"0e5a{n:04d}" for n in range(1, KEEP + 2)]
-    keep = {"KEEP_RELEASES": str(KEEP)}
     others = [f"{live.registry}-legacy/lucky:{shas[0]}", f"{live.registry}/lucky-legacy:{shas[0]}"]
     live.hold_releases()  # the session's release images keep their cache names while the cleanup untags them
     source = docker("image", "ls", "-q", "lhd-kit/debian:bookworm").stdout.split()[0]
@@ -153,7 +152,7 @@ def test_cleanup_keeps_the_last_releases(live, record_property):
         deploys = []
         for sha in shas:
             t = time.perf_counter()
-            out = live.script("deploy", sha, env=keep)
+            out = live.script("deploy", sha)
             deploys.append(time.perf_counter() - t)
             assert "Image cleanup" in out.stdout, out.stdout
         record_property("deploy seconds", [round(d, 1) for d in deploys])
@@ -171,11 +170,11 @@ def test_cleanup_keeps_the_last_releases(live, record_property):
 
         # RESOLVE_IMAGE=never (the harness's), and the registry's host does not resolve here: offline.
         # script/rollback itself, not live.rollback: the harness would build a release whose images are gone.
-        rolled = live.script("rollback", "--yes", shas[1], env=keep)
+        rolled = live.script("rollback", "--yes", shas[1])
         assert "✔ All done." in rolled.stdout
         assert until(live.version, 60, "/version after the rollback") == shas[1]
         log_before = (live.project / "var/releases.log").read_text()
-        refused = live.script("rollback", "--yes", shas[0], env=keep, check=False)
+        refused = live.script("rollback", "--yes", shas[0], check=False)
         assert refused.returncode == 1
         assert refused.stderr.count("\n") == 1, refused.stderr
         assert f"script/build {shas[0]}" in refused.stderr and "docker pull" in refused.stderr, refused.stderr
