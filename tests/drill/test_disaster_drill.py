@@ -158,6 +158,8 @@ def test_a_lost_server_comes_back_from_offsite_as_the_doc_says(server, repositor
 
     # -- a fresh server, prepared as the README's "3. Server" says (its clone and bootstrap: the doc's) ---------
     new = SecondServer(server, tmp_path / "rebuilt", role="rebuilt").start()
+    # Its node goes with the first server's close(); the `docker save` files Cluster.load kept (gigabytes) here.
+    request.addfinalizer(lambda: [tar.unlink() for tar in new.workdir.glob("images-*.tar")])
     new.add_deploy_user()
     new.as_root("install", "-d", "-o", DEPLOY_USER, "-g", DEPLOY_USER, PROJECT_DIR)
     new.as_deploy("docker", "login", REGISTRY_HOST, "-u", server.registry_user, "--password-stdin",
