@@ -121,6 +121,8 @@ def snapshots(listing):
 
 def test_a_lost_server_comes_back_from_offsite_as_the_doc_says(server, repository, store, release, image_mode,
                                                                 tmp_path, request, record_property):
+    """The doc's recovery steps, run as written on a fresh server once the first is gone, serve the rows written
+    through Hasura and Lucky again, the same table, with the release's migrations; the time is recorded."""
     sha, images = release
     section = (repository.path / DOC).read_text().split(SECTION, 1)[1]
     found = blocks(section)
