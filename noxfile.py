@@ -1,6 +1,6 @@
 """Sessions that prove the template: `nox` runs render, lint, upgrade, compile, e2e.
 
-`cluster`, `pipeline` and `acme` run only when asked (`nox -s cluster`, `nox -s pipeline`, `nox -s acme`);
+`cluster`, `pipeline`, `acme` and `drill` run only when asked (`nox -s NAME`);
 `cookie` and `bench` are tools, not proofs.
 
 Options come from cookiecutter.json (the one source of answers); harness
@@ -33,6 +33,7 @@ TIERS = {
     "cluster": ["tests/cluster"],
     "pipeline": ["tests/pipeline"],
     "acme": ["tests/acme"],
+    "drill": ["tests/drill"],
 }
 
 
@@ -142,6 +143,12 @@ def pipeline(session):
 def acme(session):
     """Let's Encrypt against Pebble: a tls=letsencrypt project issued, restarted, redeployed and renewed (17 min)."""
     docker_tier(session, "acme")
+
+
+@nox.session(default=False)
+def drill(session):
+    """The disaster drill: a server lost and rebuilt from offsite backups by docs/offsite-backups.md's steps."""
+    docker_tier(session, "drill")
 
 
 @nox.session(default=False)

@@ -12,7 +12,7 @@ from harness.combinations import SUPPORTED, combo_id
 TESTS = Path(__file__).resolve().parent
 FOLDER_MARKERS = {"render": "render", "lint": "lint", "upgrade": "upgrade", "compile": "compile",
                   "contracts": "docker", "e2e": "docker", "cluster": "cluster",
-                  "pipeline": "pipeline", "acme": "acme"}
+                  "pipeline": "pipeline", "acme": "acme", "drill": "drill"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -80,7 +80,7 @@ def reaped(request):
     from harness import reaper
     from harness.docker import engine_available
 
-    docker_tiers = {"docker", "cluster", "pipeline", "acme"}
+    docker_tiers = {"docker", "cluster", "pipeline", "acme", "drill"}
     if not any(docker_tiers & {m.name for m in item.iter_markers()} for item in request.session.items) \
             or not engine_available():
         yield None
