@@ -5,12 +5,15 @@ local path. The session deployment is put back with offsite off at the end.
 """
 
 import re
+import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
 from harness import reaper
 from harness.docker import docker
+from harness.proc import DEVNULL, PIPE, popen
 from harness.report import add_to_report
 from harness.stores import RCLONE_IMAGE, SFTP_IMAGE, S3Store, SftpStore, StoreNetwork
 from harness.swarm import SHA1, V1
@@ -201,3 +204,75 @@ def test_full_store_is_one_line_and_keeps_the_dump(live, stores, network, restor
         full.close()
     assert len(errors) == 1 and "failed, the local dump is kept" in errors[0], errors
     assert kept in errors[0] and "failed" in status(live)["last_error"]
+
+
+# restic with the S3 store's keys, in the offsite service's own container: the server's side of the repository.
+AS_SERVICE = ('AWS_ACCESS_KEY_ID="$(cat "$OFFSITE_S3_KEY_ID_FILE")" '
+              'AWS_SECRET_ACCESS_KEY="$(cat "$OFFSITE_S3_SECRET_FILE")" exec restic "$@"')
+
+
+def exclusive_locks(cid):
+    """How many exclusive locks the repository has, as the offsite container sees it (each lock's own JSON)."""
+    listing = docker("exec", cid, "sh", "-c", AS_SERVICE, "restic", "--no-lock", "list", "locks", check=False)
+    return sum('"exclusive":true' in docker("exec", cid, "sh", "-c", AS_SERVICE, "restic", "--no-lock", "cat", "lock",
+                                            lock, check=False).stdout.replace(" ", "")
+               for lock in listing.stdout.split())
+
+
+@contextmanager
+def exclusive_lock(live):
+    """A second restic process holding the repository's exclusive lock; yields `release`, called at the end anyway.
+
+    `restic key passwd` locks the repository exclusively, then reads the new password from its standard input
+    (restic cmd/restic/cmd_key_passwd.go, runKeyPasswd: openWithExclusiveLock, then changePassword). Closing that
+    input ends it with "an empty password is not allowed": the repository unchanged, the lock removed."""
+    cid = until(lambda: live.container("offsite"), 60, "the offsite container")
+    # --retry-lock: the service's own upload may hold a shared lock for a moment.
+    with popen(["docker", "exec", "-i", cid, "sh", "-c", AS_SERVICE, "restic", "--retry-lock", "60s", "key", "passwd"],
+               stdin=PIPE, stdout=DEVNULL, stderr=DEVNULL) as holder:
+
+        def release():
+            if holder.poll() is None:
+                holder.stdin.close()
+                holder.wait(timeout=60)
+            until(lambda: exclusive_locks(cid) == 0, 60, "the exclusive lock to go")
+
+        until(lambda: exclusive_locks(cid) == 1, 90, "restic key passwd to lock the repository exclusively")
+        try:
+            yield release
+        finally:
+            release()
+
+
+def test_restore_waits_for_a_locked_repository(live, rows, stores, network, restore_settings):
+    """Another restic process (the service's retention, a second operator) holds the repository's exclusive lock:
+    a restore started meanwhile waits and succeeds once it is released; a lock held past the wait (half of
+    OFFSITE_TIMEOUT) is said in one line naming its holder, and nothing was changed."""
+    point_at(live, stores["s3"], network)
+    dump, snapshot = SENT.search(live.script("backup").stdout).groups()
+    remove_local(live, dump)
+
+    with exclusive_lock(live):
+        started = time.perf_counter()
+        refused = live.script("restore", "--yes", "--offsite", snapshot, check=False)
+        waited = time.perf_counter() - started
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "the repository is still locked exclusively by PID" in refused.stderr, refused.stderr
+    assert "after 30s" in refused.stderr and waited >= 30
+    assert "nothing was changed" in refused.stderr and "Backed up" not in refused.stdout
+    assert titles(live) == rows
+
+    live.sql("DELETE FROM notes")
+    outcome = {}
+    restore = threading.Thread(target=lambda: outcome.update(
+        result=live.script("restore", "--yes", "--offsite", snapshot, check=False)))
+    with exclusive_lock(live) as release:
+        restore.start()
+        time.sleep(8)  # the restore is waiting for the lock by now
+        assert restore.is_alive() and titles(live) == []
+        release()
+    restore.join(timeout=300)
+    result = outcome["result"]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Fetched {dump} from offsite snapshot {snapshot}" in result.stdout
+    assert titles(live) == rows

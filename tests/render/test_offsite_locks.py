@@ -1,0 +1,81 @@
+"""Docker/backup/offsite against a locked repository: every restic call but the opening probe waits for another
+process's lock (restic's `--retry-lock`, half of OFFSITE_TIMEOUT and at most 600 s), and a lock still held is said
+in one line naming its holder, with nothing written. A fake `restic` answers as restic 0.19 does when the
+repository is locked (exit code 11, cmd/restic/main.go; the message from internal/restic/lock.go); the e2e tier
+holds a real lock (tests/e2e/swarm/test_offsite.py)."""
+
+import os
+
+import pytest
+
+from harness.proc import run
+
+LOCKED = """unable to create lock in backend: repository is already locked exclusively by PID 24 on ef5fc77ecb23 by root \
+(UID 0, GID 0)
+lock was created at 2026-12-03 02:27:57 (2.6s ago)
+storage ID 7e250619
+the `unlock` command can be used to remove stale locks"""
+
+FAKE_RESTIC = f"""#!/bin/sh
+printf '%s\\n' "$*" >>"$CALLS"
+case "$*" in
+  *'--no-lock cat config'*) exit 0 ;;
+  init) echo 'Fatal: create repository at s3:http://store.example.net:8080/backups failed: config file already exists' >&2
+    exit 1 ;;
+esac
+cat >&2 <<'EOF'
+repo already locked, waiting up to 30s for the lock
+{LOCKED}
+EOF
+exit 11
+"""
+
+
+@pytest.fixture
+def offsite(default_project, tmp_path):
+    """Run the project's offsite script as the restic image would, with a fake restic on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "restic").write_text(FAKE_RESTIC)
+    (bin_dir / "restic").chmod(0o755)
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    for name in ("password", "key_id", "secret"):
+        (tmp_path / name).write_text("x\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OFFSITE_", "RESTIC_"))}
+    env.update(PATH=f"{bin_dir}:{os.environ['PATH']}", CALLS=str(tmp_path / "calls"), BACKUP_ROOT=str(backups),
+               RESTIC_REPOSITORY="s3:http://store.example.net:8080/backups",
+               RESTIC_PASSWORD_FILE=str(tmp_path / "password"), OFFSITE_S3_KEY_ID_FILE=str(tmp_path / "key_id"),
+               OFFSITE_S3_SECRET_FILE=str(tmp_path / "secret"), PGDATABASE="lhd_app_production")
+
+    def call(*args, timeout="60"):
+        result = run(["sh", default_project / "Docker/backup/offsite", *args], env={**env, "OFFSITE_TIMEOUT": timeout},
+                     check=False, timeout=60)
+        calls = (tmp_path / "calls").read_text().splitlines()
+        return result, calls, sorted(p.name for p in backups.iterdir() if not p.name.startswith(".offsite-"))
+
+    return call
+
+
+@pytest.mark.parametrize(("timeout", "wait"), [("60", "30s"), ("3600", "600s")])
+def test_a_locked_repository_is_waited_for_then_said_in_one_line(offsite, timeout, wait):
+    result, calls, written = offsite("fetch", "1519ed4d", timeout=timeout)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "offsite: cannot list snapshot 1519ed4d in s3:http://store.example.net:8080/backups: the repository is still "
+        f"locked exclusively by PID 24 on ef5fc77ecb23 after {wait}; when no restic process uses it any more, "
+        "`restic unlock` frees it"]
+    assert calls[0].startswith("--no-lock cat config")  # the probe takes no lock
+    assert calls[1] == f"--retry-lock {wait} ls --json 1519ed4d"
+    assert written == []
+
+
+def test_an_upload_waits_for_the_lock_and_keeps_the_dump(offsite, tmp_path):
+    dump = tmp_path / "backups/lhd_app_production-20261203T024129Z-manual.dump"
+    dump.write_bytes(b"PGDMP")
+    result, calls, written = offsite("upload", dump.name)
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1
+    assert "the local dump is kept: the repository is still locked exclusively by PID 24" in result.stderr
+    assert calls[-1].startswith("--retry-lock 30s backup ")
+    assert written == [dump.name]
