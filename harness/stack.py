@@ -386,8 +386,20 @@ class StackDriver:
         return [int(v) for v in self.sql("SELECT version FROM migrations ORDER BY version").split()]
 
     def service_logs(self, tail=30, services=("lucky", "hasura", "traefik")):
-        return "".join(self.docker("service", "logs", "--tail", str(tail), self.service(s), check=False).stdout
-                       for s in services)
+        return "".join(self.task_logs(s, tail=tail) for s in services)
+
+    def task_logs(self, service, since=None, tail=None):
+        """The logs (stdout and stderr) of the service's containers on the manager, running or exited, read with
+        `docker logs`: `docker service logs` can print and then never return (moby/moby#38640, docker/cli#4678).
+        The tasks of a one-node swarm are all there; a task on another node is not."""
+        options = [*(["--since", since] if since else []), *(["--tail", str(tail)] if tail else [])]
+        ids = self.docker("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={self.service(service)}",
+                          check=False).stdout.split()
+        return "".join(self.prefixed(cid, self.docker("logs", *options, cid, check=False, timeout=60)) for cid in ids)
+
+    @staticmethod
+    def prefixed(cid, result):
+        return "".join(f"{cid[:12]} | {line}\n" for line in (result.stdout + result.stderr).splitlines())
 
     def failure_sections(self):
         return [("swarm services", self.service_table()), ("service logs (last 30 lines each)", self.service_logs())]

@@ -29,7 +29,7 @@ def maintenance_answer(live, accept="text/html", method="GET", path="/"):
 
 
 def service_log(live, service, since="5m"):
-    return docker("service", "logs", "--since", since, live.service(service), check=False).stdout
+    return live.task_logs(service, since=since)
 
 
 @pytest.fixture
