@@ -139,7 +139,9 @@ def test_backup_metrics_file_is_what_the_rules_read(default_project, tmp_path):
     success = tmp_path / "backups/.last_scheduled_success"
     success.write_text("2026-01-01T00:00:00Z x.dump\n")
     os.utime(success, (1_700_000_000, 1_700_000_000))
-    (tmp_path / "backups/.offsite-status").write_text("last_success=1700000100\nlast_failure=17e9\nerror=boom\n")
+    (tmp_path / "backups/.offsite-status").write_text(  # as Docker/backup/offsite records it
+        "last_error=boom\nlast_failure=2023-11-14T22:15:00Z\nlast_failure_epoch=17e9\n"
+        "last_success=2023-11-14T22:15:00Z\nlast_success_epoch=1700000100\n")
     before = int(time.time())
     samples, text = backup_metrics(default_project, tmp_path, "failure")
     assert samples.pop(("lhd_backup_last_failure_timestamp_seconds", "local")) >= before

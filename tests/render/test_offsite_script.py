@@ -1,10 +1,14 @@
-"""Docker/backup/offsite against a locked repository: every restic call but the opening probe waits for another
-process's lock (restic's `--retry-lock`, half of OFFSITE_TIMEOUT and at most 600 s), and a lock still held is said
-in one line naming its holder, with nothing written. A fake `restic` answers as restic 0.19 does when the
-repository is locked (exit code 11, cmd/restic/main.go; the message from internal/restic/lock.go); the e2e tier
-holds a real lock (tests/e2e/swarm/test_offsite.py)."""
+"""Docker/backup/offsite with a fake `restic`: against a locked repository every restic call but the opening probe
+waits for another process's lock (restic's `--retry-lock`, half of OFFSITE_TIMEOUT and at most 600 s), and a lock
+still held is said in one line naming its holder, with nothing written; the status it records is what the backup
+service's metrics (Docker/backup/backup_metrics, the offsite alarms' input) read.
+
+The fake answers as restic 0.19 does: when the repository is locked, exit code 11 (cmd/restic/main.go) and the
+message of internal/restic/lock.go; a backup's JSON summary carries `snapshot_id`. The e2e tier runs the real restic
+and holds a real lock (tests/e2e/swarm/test_offsite.py)."""
 
 import os
+import time
 
 import pytest
 
@@ -23,6 +27,10 @@ case "$*" in
   init) echo 'Fatal: create repository at s3:http://store.example.net:8080/backups failed: config file already exists' >&2
     exit 1 ;;
 esac
+if [ "$MODE" = ok ]; then
+  echo '{{"message_type":"summary","snapshot_id":"4f1c2a9b0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a"}}'
+  exit 0
+fi
 cat >&2 <<'EOF'
 repo already locked, waiting up to 30s for the lock
 {LOCKED}
@@ -48,9 +56,9 @@ def offsite(default_project, tmp_path):
                RESTIC_PASSWORD_FILE=str(tmp_path / "password"), OFFSITE_S3_KEY_ID_FILE=str(tmp_path / "key_id"),
                OFFSITE_S3_SECRET_FILE=str(tmp_path / "secret"), PGDATABASE="lhd_app_production")
 
-    def call(*args, timeout="60"):
-        result = run(["sh", default_project / "Docker/backup/offsite", *args], env={**env, "OFFSITE_TIMEOUT": timeout},
-                     check=False, timeout=60)
+    def call(*args, timeout="60", mode="locked"):
+        result = run(["sh", default_project / "Docker/backup/offsite", *args],
+                     env={**env, "OFFSITE_TIMEOUT": timeout, "MODE": mode}, check=False, timeout=60)
         calls = (tmp_path / "calls").read_text().splitlines()
         return result, calls, sorted(p.name for p in backups.iterdir() if not p.name.startswith(".offsite-"))
 
@@ -79,3 +87,24 @@ def test_an_upload_waits_for_the_lock_and_keeps_the_dump(offsite, tmp_path):
     assert "the local dump is kept: the repository is still locked exclusively by PID 24" in result.stderr
     assert calls[-1].startswith("--retry-lock 30s backup ")
     assert written == [dump.name]
+
+
+def test_the_status_it_records_is_what_the_offsite_alarms_read(offsite, default_project, tmp_path):
+    """After an upload that succeeds and a later one that fails, backup_metrics exports both times for
+    store="offsite" from the status file this script wrote (BackupFailing and BackupMissing read them)."""
+    before = int(time.time())
+    first = tmp_path / "backups/lhd_app_production-20261203T010000Z-manual.dump"
+    first.write_bytes(b"PGDMP")
+    assert offsite("upload", first.name, mode="ok")[0].returncode == 0
+    second = tmp_path / "backups/lhd_app_production-20261203T020000Z-manual.dump"
+    second.write_bytes(b"PGDMP")
+    assert offsite("upload", second.name)[0].returncode == 1
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    run(["sh", default_project / "Docker/backup/backup_metrics"], timeout=30,
+        env={**os.environ, "BACKUP_ROOT": str(tmp_path / "backups"), "BACKUP_METRICS_DIR": str(metrics)})
+    samples = dict(line.split(" ") for line in (metrics / "lhd_backup.prom").read_text().splitlines()
+                   if 'store="offsite"' in line)
+    success = int(samples['lhd_backup_last_success_timestamp_seconds{store="offsite"}'])
+    failure = int(samples['lhd_backup_last_failure_timestamp_seconds{store="offsite"}'])
+    assert before <= success <= failure <= time.time()
