@@ -108,3 +108,15 @@ def test_the_status_it_records_is_what_the_offsite_alarms_read(offsite, default_
     success = int(samples['lhd_backup_last_success_timestamp_seconds{store="offsite"}'])
     failure = int(samples['lhd_backup_last_failure_timestamp_seconds{store="offsite"}'])
     assert before <= success <= failure <= time.time()
+
+
+def test_a_failing_store_leaves_the_service_healthy(offsite, tmp_path):
+    """The healthcheck is the container's own: a failed upload keeps it healthy (a deploy waits for every service's
+    health, and a store that is down must not hold deploys: the alerts say it), a missing password does not."""
+    dump = tmp_path / "backups/lhd_app_production-20261203T020000Z-manual.dump"
+    dump.write_bytes(b"PGDMP")
+    assert offsite("upload", dump.name)[0].returncode == 1
+    assert "last_failure_epoch=" in (tmp_path / "backups/.offsite-status").read_text()
+    assert offsite("healthy")[0].returncode == 0
+    (tmp_path / "password").write_text("")
+    assert offsite("healthy")[0].returncode == 1

@@ -26,6 +26,7 @@ import yaml
 
 from harness import reaper
 from harness.docker import docker, unique
+from harness.swarm import SHA1
 from harness.wait import until
 
 SINK_IMAGE = "lhd-kit/runtime:bookworm"  # Debian's python3 (kit/kit.py RUNTIME)
@@ -171,3 +172,44 @@ def test_backup_stopped_fires_backup_missing_to_webhook_and_email_and_watchdog_r
     assert alert["labels"]["swarm"] == live.swarm_name
     assert mails[0]["To"] == "ops@example.test" and mails[0]["From"] == "alertmanager@example.test"
     print(f"BackupMissing reached the webhook {missing:.0f} s after the backup service was scaled to 0")
+
+
+OFFSITE = {"OFFSITE_REPOSITORY": "s3:http://lhd-no-store.invalid:8080/backups", "OFFSITE_CONNECT_TIMEOUT": "5",
+           "OFFSITE_POLL": "10"}
+
+
+@pytest.fixture
+def unreachable_offsite(live, tmp_path):
+    """Offsite copies on, aimed at a store that does not exist; the env file put back and redeployed afterwards."""
+    keys = {"OFFSITE_S3_KEY_ID_FILE": "key-id\n", "OFFSITE_S3_SECRET_FILE": "secret\n"}
+    before = {key: live.settings().get(key, "") for key in (*OFFSITE, *keys)}
+    for key, text in keys.items():
+        (tmp_path / key.lower()).write_text(text)
+        live.set_env(key, str(tmp_path / key.lower()))
+    for key, value in OFFSITE.items():
+        live.set_env(key, value)
+    live.deploy(SHA1)
+    try:
+        yield live
+    finally:
+        for key, value in before.items():
+            live.set_env(key, value)
+        live.deploy(SHA1)
+
+
+def test_an_offsite_failure_fires_backup_failing_to_the_webhook(unreachable_offsite, receivers):
+    """A store that does not answer: script/backup keeps its local dump and says so in one line; the backup service
+    exports the offsite failure the offsite copy recorded, and BackupFailing{store="offsite"} reaches the webhook."""
+    live = unreachable_offsite
+    started = time.monotonic()
+    result = live.script("backup", check=False)
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(errors) == 1, errors
+    assert "cannot be opened" in errors[0] and "lhd-no-store.invalid" in errors[0], errors
+    assert "Wrote " in result.stdout  # the local dump was written before the upload failed
+    failing = until(lambda: [a for body in received(receivers, "webhook") for a in body["alerts"]
+                             if a["labels"]["alertname"] == "BackupFailing" and a["status"] == "firing"], 300,
+                    "BackupFailing for the offsite store to reach the webhook", pause=5)
+    assert {a["labels"]["store"] for a in failing} == {"offsite"}
+    assert failing[0]["labels"]["swarm"] == live.swarm_name
+    print(f"BackupFailing (offsite) reached the webhook {time.monotonic() - started:.0f} s after the failed upload")
