@@ -147,6 +147,22 @@ def test_script_test_runs_the_real_specs(dev_stack):
     assert "✔ All done." in result.stdout
 
 
+def test_script_test_fails_on_a_failing_spec(dev_stack):
+    """A planted failing spec makes script/test exit non-zero with crystal spec's failure, not "All done": the
+    CI test job (and so every deploy after it) relies on that exit status."""
+    planted = dev_stack.project / "spec/planted_failure_spec.cr"
+    planted.write_text('require "./spec_helper"\n\ndescribe "a planted failure" do\n  it "fails" do\n'
+                       '    1.should eq 2\n  end\nend\n')
+    try:
+        result = dev_stack.script("test", "spec/planted_failure_spec.cr", timeout=900)
+    finally:
+        planted.unlink()
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert re.search(r"\b1 examples?, 1 failures?", output), output
+    assert "✔ All done." not in result.stdout
+
+
 def test_up_twice_is_safe(dev_stack):
     """Running script/up on a running stack succeeds and keeps the data."""
     again = dev_stack.up()
