@@ -3,8 +3,9 @@ waits for another process's lock (restic's `--retry-lock`, half of OFFSITE_TIMEO
 still held is said in one line naming its holder, with nothing written; the status it records is what the backup
 service's metrics (Docker/backup/backup_metrics, the offsite alarms' input) read.
 
-The fake answers as restic 0.19 does: when the repository is locked, exit code 11 (cmd/restic/main.go) and the
-message of internal/restic/lock.go; a backup's JSON summary carries `snapshot_id`. The e2e tier runs the real restic
+The fake answers as restic 0.19.1 does (its lines copied from the real binary's answer here): when the repository
+is locked, exit code 11, "failed to lock repository" (doc/075_scripting.rst, "Exit codes", v0.17.0 on), and the
+lock's holder; a backup's JSON summary carries `snapshot_id`. The e2e tier runs the real restic
 and holds a real lock (tests/e2e/swarm/test_offsite.py)."""
 
 import os

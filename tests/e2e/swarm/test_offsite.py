@@ -224,7 +224,8 @@ def exclusive_lock(live):
     """A second restic process holding the repository's exclusive lock; yields `release`, called at the end anyway.
 
     `restic key passwd` locks the repository exclusively, then reads the new password from its standard input
-    (restic cmd/restic/cmd_key_passwd.go, runKeyPasswd: openWithExclusiveLock, then changePassword). Closing that
+    (restic's cmd/restic/cmd_key_passwd.go takes the exclusive lock before it asks; seen with the real
+    0.19.1 binary here, not read in its source). Closing that
     input ends it with "an empty password is not allowed": the repository unchanged, the lock removed."""
     cid = until(lambda: live.container("offsite"), 60, "the offsite container")
     # --retry-lock: the service's own upload may hold a shared lock for a moment.
