@@ -12,6 +12,7 @@ migrations V2 and V3; BROKEN is SHA1 with a healthcheck that always fails.
 import json
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness import reaper
@@ -252,6 +253,21 @@ class Deployment(StackDriver):
         """Set KEY=value in the server's env file (as an operator would edit it)."""
         lines = [line for line in self.env_file.read_text().splitlines() if not line.startswith(f"{key}=")]
         self.env_file.write_text("\n".join([*lines, f"{key}={value}"]) + "\n")
+
+    @contextmanager
+    def changed_settings(self, sha, values):
+        """The env file with these KEY=value settings, deployed at sha; afterwards, however the block ends, each
+        setting as it was (empty when it was not there) and sha deployed again."""
+        before = {key: self.settings().get(key, "") for key in values}
+        try:
+            for key, value in values.items():
+                self.set_env(key, value)
+            self.deploy(sha)
+            yield self
+        finally:
+            for key, value in before.items():
+                self.set_env(key, value)
+            self.deploy(sha)
 
     def admin_api(self, method, path, body=None, secret=None):
         """Hasura's JSON answer to METHOD path (body: a dict sent as JSON) with the admin secret (or `secret`),

@@ -182,19 +182,10 @@ OFFSITE = {"OFFSITE_REPOSITORY": "s3:http://lhd-no-store.invalid:8080/backups", 
 def unreachable_offsite(live, tmp_path):
     """Offsite copies on, aimed at a store that does not exist; the env file put back and redeployed afterwards."""
     keys = {"OFFSITE_S3_KEY_ID_FILE": "key-id\n", "OFFSITE_S3_SECRET_FILE": "secret\n"}
-    before = {key: live.settings().get(key, "") for key in (*OFFSITE, *keys)}
     for key, text in keys.items():
         (tmp_path / key.lower()).write_text(text)
-        live.set_env(key, str(tmp_path / key.lower()))
-    for key, value in OFFSITE.items():
-        live.set_env(key, value)
-    live.deploy(SHA1)
-    try:
+    with live.changed_settings(SHA1, {**OFFSITE, **{key: str(tmp_path / key.lower()) for key in keys}}):
         yield live
-    finally:
-        for key, value in before.items():
-            live.set_env(key, value)
-        live.deploy(SHA1)
 
 
 def test_an_offsite_failure_fires_backup_failing_to_the_webhook(unreachable_offsite, receivers):
