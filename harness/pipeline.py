@@ -240,7 +240,9 @@ class GitlabCiLocal:
         return variables
 
     def argv(self, variables, unset=()):
-        args = [self.binary, "--color=false", "--cleanup", "--pull-policy", "if-not-present",
+        # --no-artifacts-to-source: GitLab never writes a job's artifacts back into the repository; copied there
+        # (gitlab-ci-local's default), the build's images.digests made the next build's tree dirty (seen).
+        args = [self.binary, "--color=false", "--cleanup", "--no-artifacts-to-source", "--pull-policy", "if-not-present",
                 "--network", self.cluster.network, "--volume", f"{self.runner.socket_dir}:{ENGINE_DIR}",
                 "--max-job-name-padding", "0", *[arg for volume in self.volumes for arg in ("--volume", volume)]]
         for key, value in variables.items():
