@@ -76,7 +76,9 @@ def test_a_fresh_server_is_provisioned(project, servers, ci_key):
     assert keys.startswith(f'restrict,command="/srv/{PROJECT}/script/ci_deploy_remote" ssh-ed25519 ')
     effective = servers.on(node, "sshd", "-T").stdout.lower().replace("without-password", "prohibit-password")
     assert "passwordauthentication no" in effective and "permitrootlogin prohibit-password" in effective
-    assert servers.on(node, "git", "-C", f"/srv/{PROJECT}", "config", "remote.origin.tagOpt").stdout.strip() == "--no-tags"
+    # As deploy, the clone's owner: root's git ignores another user's repository config (safe.directory).
+    assert servers.on(node, "runuser", "-u", "deploy", "--", "git", "-C", f"/srv/{PROJECT}", "config",
+                      "remote.origin.tagOpt").stdout.strip() == "--no-tags"
     assert servers.on(node, "docker", "info", "--format", "{{.Swarm.LocalNodeState}}").stdout.strip() == "active"
     assert servers.on(node, "test", "-s", f"/srv/{PROJECT}/.env.production").returncode == 0
     # The CI key reaches script/ci_deploy_remote and nothing else, over real SSH.
