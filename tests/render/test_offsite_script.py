@@ -1,7 +1,8 @@
 """Docker/backup/offsite with a fake `restic`: against a locked repository every restic call but the opening probe
 waits for another process's lock (restic's `--retry-lock`, half of OFFSITE_TIMEOUT and at most 600 s), and a lock
-still held is said in one line naming its holder, with nothing written; the status it records is what the backup
-service's metrics (Docker/backup/backup_metrics, the offsite alarms' input) read.
+still held is said in one line naming its holder, with nothing written; a second upload on the same server waits
+for the first's local lock, up to OFFSITE_TIMEOUT, then gives up in one line; the status it records is what the
+backup service's metrics (Docker/backup/backup_metrics, the offsite alarms' input) read.
 
 The fake answers as restic 0.19.1 does (its lines copied from the real binary's answer here): when the repository
 is locked, exit code 11, "failed to lock repository" (doc/075_scripting.rst, "Exit codes", v0.17.0 on), and the
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from harness.proc import run
+from harness.proc import popen, run
 
 LOCKED = """unable to create lock in backend: repository is already locked exclusively by PID 24 on ef5fc77ecb23 by root \
 (UID 0, GID 0)
@@ -49,6 +50,7 @@ def offsite(default_project, tmp_path):
     (bin_dir / "restic").chmod(0o755)
     backups = tmp_path / "backups"
     backups.mkdir()
+    (tmp_path / "calls").touch()
     for name in ("password", "key_id", "secret"):
         (tmp_path / name).write_text("x\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OFFSITE_", "RESTIC_"))}
@@ -121,3 +123,31 @@ def test_a_failing_store_leaves_the_service_healthy(offsite, tmp_path):
     assert offsite("healthy")[0].returncode == 0
     (tmp_path / "password").write_text("")
     assert offsite("healthy")[0].returncode == 1
+
+
+def test_an_upload_behind_another_waits_then_gives_up_in_one_line(offsite, tmp_path):
+    """Another upload holds the offsite lock in /backups (the service's, while script/backup's runs): the second
+    says it waits, then after OFFSITE_TIMEOUT gives up in one line, having called restic for nothing."""
+    (tmp_path / "backups/lhd_app_production-20261203-010000.dump").write_text("dump")
+    with popen(["flock", tmp_path / "backups/.offsite-lock", "sleep", "30"], log=tmp_path / "holder.log"):
+        time.sleep(0.5)
+        started = time.monotonic()
+        result, calls, _ = offsite("upload", timeout="2", mode="ok")
+        waited = time.monotonic() - started
+    assert result.returncode == 1 and 2 <= waited < 20, (result, waited)
+    assert result.stderr.splitlines() == [
+        f"offsite: waiting for another offsite upload or prune in {tmp_path}/backups to finish",
+        f"offsite: upload: another offsite upload or prune still held {tmp_path}/backups/.offsite-lock after 2s; "
+        "nothing was sent, the local dumps are kept"], result.stderr
+    assert calls == [], calls  # not even the probe: the lock comes first
+
+
+def test_an_upload_after_another_goes_on(offsite, tmp_path):
+    """The lock freed within OFFSITE_TIMEOUT: the second upload waits for it, then sends the dump."""
+    (tmp_path / "backups/lhd_app_production-20261203-010000.dump").write_text("dump")
+    with popen(["flock", tmp_path / "backups/.offsite-lock", "sleep", "2"], log=tmp_path / "holder.log"):
+        time.sleep(0.5)
+        result, calls, _ = offsite("upload", timeout="30", mode="ok")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["lhd_app_production-20261203-010000.dump", "4f1c2a9b"], result.stdout
+    assert result.stderr.startswith("offsite: waiting for another offsite upload"), result.stderr
