@@ -553,8 +553,8 @@ class Workflow:
                 "strategy": {}, "matrix": {}}
 
     def job_env(self, job, contexts):
-        """The workflow's env and the job's, the job's values interpolated."""
-        env = dict(self.env)
+        """The workflow's env and the job's, interpolated (the workflow's first: the job's may use it)."""
+        env = {key: to_string(interpolate(value, {**contexts, "env": {}})) for key, value in self.env.items()}
         for key, value in (self.jobs[job].get("env") or {}).items():
             env[key] = to_string(interpolate(value, {**contexts, "env": env}))
         return env
@@ -849,7 +849,8 @@ class JobContainer:
 
     def step(self, index, step, status):
         step_id = step.get("id") or f"__step{index}"
-        name = step.get("name") or (f"Run {step['uses']}" if "uses" in step else f"Run {str(step.get('run'))[:40]}")
+        name = step.get("name") or (f"Run {step['uses']}" if "uses" in step
+                                    else f"Run {str(step.get('run')).strip().splitlines()[0]}")
         contexts = {**self.contexts, "env": {**self.contexts["env"], **self.extra_env}}
         if not condition(step.get("if"), contexts, status):
             self.result.steps.append(StepResult(name, "skipped"))
