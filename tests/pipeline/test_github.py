@@ -15,8 +15,10 @@ import time
 import pytest
 
 from harness.bake import bake
-from harness.github_steps import GITHUB_ANSWERS, GITHUB_NAMES, Event, Workflow
+from harness.github_steps import GITHUB_ANSWERS, GITHUB_NAMES, Event, StepRunner, Workflow
+from harness.proc import run
 from harness.stack import DOMAIN, STAGING_DOMAIN, host_header_session
+from kit import job_images
 
 PUSHING = {"build", "tag-branch", "deploy"}
 IMAGES = ("lucky-base", "lucky", "hasura")
@@ -77,6 +79,80 @@ def test_push_to_a_feature_branch_starts_no_run(workflow):
     event = Event.push("feature", SHA)
     assert not workflow.triggered_by(event)
     assert not running(workflow.plan(event))
+
+
+# -- the runner's step semantics, on a small workflow (the host's engine, no stack) ---------------------------
+TOY = """\
+name: toy
+on: [push]
+env:
+  TOP: top-${{ github.ref_name }}
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    outputs:
+      x: ${{ steps.one.outputs.x }}
+    steps:
+      - uses: actions/checkout@0000000000000000000000000000000000000000
+        with:
+          persist-credentials: false
+      - id: one
+        env:
+          KEY: ${{ secrets.KEY }}
+        run: |
+          echo "x=hello-$TOP" >> "$GITHUB_OUTPUT"
+          echo "FROMENV=set by one" >> "$GITHUB_ENV"
+          echo "key is $KEY"
+          echo "$KEY" | tail -1
+          echo "$GITHUB_SHA $GITHUB_REF $GITHUB_REF_NAME $GITHUB_EVENT_NAME $GITHUB_ACTOR $RUNNER_TEMP"
+          echo "$PWD $(git branch --show-current) $(git rev-parse HEAD)"
+          false | true
+      - run: echo "FROMENV=$FROMENV"; echo "::error::boom"; exit 3
+      - if: always()
+        run: echo always ran
+      - run: echo never
+  b:
+    needs: a
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo b
+  c:
+    needs: a
+    if: always()
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "c got ${{ needs.a.outputs.x }} ${{ needs.a.result }}"
+"""
+
+
+def test_step_runner_semantics_on_a_small_workflow(tmp_path):
+    """Outputs, GITHUB_ENV, masking, the default shell (no pipefail), a failed step skipping the next unless
+    always(), a job skipped when its needs failed, job outputs through needs, the checkout."""
+    repo = tmp_path / "repo"
+    (repo / ".github/workflows").mkdir(parents=True)
+    (repo / ".github/workflows/ci.yml").write_text(TOY)
+    git = ["git", "-C", repo, "-c", "user.name=t", "-c", "user.email=t@t"]
+    run(["git", "init", "--quiet", "-b", "main", repo])
+    run([*git, "add", "-A"])
+    run([*git, "commit", "--quiet", "-m", "toy"])
+    sha = run([*git, "rev-parse", "HEAD"]).stdout.strip()
+    job_images.build()
+    kit_names = {image.upstream: image.name for image in job_images.images()}
+    runner = StepRunner(Workflow(repo / ".github/workflows/ci.yml", "o/toy"), tmp_path / "runs", "bridge", None,
+                        repo, kit_names[f"docker:{job_images.DOCKER}"],
+                        kit_names[f"python:{job_images.PYTHON}-slim"], secrets={"KEY": "s3cret\nsecond line"})
+    result = runner.start(Event.push("main", sha, actor="mona")).run_all()
+    a, c = result.results["a"], result.results["c"]
+    assert a.result == "failure" and result.results["b"].result == "skipped" and c.result == "success"
+    assert [s.outcome for s in a.steps] == ["success", "success", "failure", "success", "skipped"], a.output
+    one = a.steps[1].output.splitlines()
+    assert one[0] == "key is ***" and one[1] == "***", one  # each line of a multi-line secret is masked
+    assert one[2] == f"{sha} refs/heads/main main push mona /home/runner/work/_temp", one
+    assert one[3] == f"/home/runner/work/toy/toy main {sha}", one
+    assert a.steps[2].output.splitlines() == ["FROMENV=set by one", "::error::boom"] and a.annotations == ["::error::boom"]
+    assert a.outputs == {"x": "hello-top-main"}
+    assert c.steps[0].output.strip() == "c got hello-top-main failure"
+    assert not runner.leftovers()
 
 
 # -- live: a push to main, job by job ------------------------------------------------------------------------
