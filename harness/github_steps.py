@@ -936,7 +936,10 @@ class JobContainer:
         remote_ref = (f"refs/remotes/pull/{e.number}/merge" if e.name == "pull_request"
                       else f"refs/remotes/origin/{e.ref_name}")
         commands = [["init", "--quiet", path], ["-C", path, "remote", "add", "origin", self.runner.clone_url],
+                    # the bare repository belongs to the server's deploy user: the upload-pack git starts is
+                    # told it is safe too (Repository.push does the same for receive-pack)
                     ["-C", path, "-c", "protocol.version=2", "fetch", "--quiet", "--no-tags", "--prune",
+                     "--upload-pack", "git -c safe.directory=* upload-pack",
                      *([f"--depth={depth}"] if depth > 0 else []), "origin", f"+{e.sha}:{remote_ref}"],
                     ["-C", path, "checkout", "--quiet", "--force",
                      *(["--detach", remote_ref] if e.name == "pull_request" else ["-B", e.ref_name, remote_ref])],
