@@ -696,6 +696,7 @@ class WorkflowRun:
         self.workflow = runner.workflow
         self.event = event
         self.results = {}  # job -> JobResult
+        self.attempt = 1  # GITHUB_RUN_ATTEMPT: a re-run is the run's next attempt
         self.dir = runner.workdir / f"run-{number}-{uuid.uuid4().hex[:6]}"
 
     def needs_context(self, job):
@@ -727,6 +728,7 @@ class WorkflowRun:
             self.runner.environments = environments
         try:
             self.results.pop(job, None)
+            self.attempt += 1
             return self.run_job(job, timeout=timeout)
         finally:
             self.runner.secrets, self.runner.environments = saved
@@ -745,6 +747,7 @@ class WorkflowRun:
             self.runner.runs.append((job, 0.0, "skipped"))
             return self.results[job]
         contexts = self.workflow.contexts(self.event, job, needs, None, self.runner.vars)
+        contexts["github"]["run_attempt"] = str(self.attempt)
         contexts["env"] = self.workflow.job_env(job, contexts)
         environment = self.workflow.environment(job, contexts)
         concurrency = self.workflow.concurrency(job, contexts)
@@ -774,7 +777,8 @@ class JobContainer:
         self.deadline = time.monotonic() + timeout
         self.repo = self.workflow.repository.split("/")[1]
         self.workspace = f"{WORK}/{self.repo}/{self.repo}"
-        self.host_work = run_.dir / job / "work"
+        # a fresh folder per attempt, as a re-run gets a fresh runner
+        self.host_work = run_.dir / f"{job}-{run_.attempt}" / "work"
         self.extra_env = {}  # GITHUB_ENV
         self.extra_path = []  # GITHUB_PATH
         self.secret_values = [v for v in contexts["secrets"].values() if v]
@@ -838,7 +842,7 @@ class JobContainer:
                 "GITHUB_REPOSITORY": self.workflow.repository,
                 "GITHUB_REPOSITORY_OWNER": self.workflow.repository.split("/")[0],
                 "GITHUB_WORKSPACE": self.workspace, "GITHUB_JOB": self.job, "GITHUB_WORKFLOW": self.workflow.name,
-                "GITHUB_RUN_ID": "1", "GITHUB_RUN_NUMBER": "1", "GITHUB_RUN_ATTEMPT": "1",
+                "GITHUB_RUN_ID": "1", "GITHUB_RUN_NUMBER": "1", "GITHUB_RUN_ATTEMPT": str(self.run_.attempt),
                 "GITHUB_ACTION": step_id, "GITHUB_SERVER_URL": "https://github.com",
                 "GITHUB_API_URL": "https://api.github.com", "GITHUB_GRAPHQL_URL": "https://api.github.com/graphql",
                 "GITHUB_EVENT_PATH": f"{WORK}/_temp/_github_workflow/event.json",

@@ -152,6 +152,8 @@ def test_step_runner_semantics_on_a_small_workflow(tmp_path):
     assert a.steps[2].output.splitlines() == ["FROMENV=set by one", "::error::boom"] and a.annotations == ["::error::boom"]
     assert a.outputs == {"x": "hello-top-main"}
     assert c.steps[0].output.strip() == "c got hello-top-main failure"
+    again = result.rerun("a")  # GitHub's "Re-run job": a fresh runner, the run's next attempt
+    assert again.result == "failure" and [s.outcome for s in again.steps][:2] == ["success", "success"], again.output
     assert not runner.leftovers()
 
 
