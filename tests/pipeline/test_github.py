@@ -116,6 +116,11 @@ jobs:
     runs-on: ubuntu-latest
     steps:
       - run: echo b
+  d:
+    runs-on: ubuntu-latest
+    steps:
+      - shell: bash
+        run: false | true
   c:
     needs: a
     if: always()
@@ -126,7 +131,7 @@ jobs:
 
 
 def test_step_runner_semantics_on_a_small_workflow(tmp_path):
-    """Outputs, GITHUB_ENV, masking, the default shell (no pipefail), a failed step skipping the next unless
+    """Outputs, GITHUB_ENV, masking, the default shell (no pipefail; `shell: bash` has it), a failed step skipping the next unless
     always(), a job skipped when its needs failed, job outputs through needs, the checkout."""
     repo = tmp_path / "repo"
     (repo / ".github/workflows").mkdir(parents=True)
@@ -151,6 +156,7 @@ def test_step_runner_semantics_on_a_small_workflow(tmp_path):
     assert one[3] == f"/home/runner/work/toy/toy main {sha}", one
     assert a.steps[2].output.splitlines() == ["FROMENV=set by one", "::error::boom"] and a.annotations == ["::error::boom"]
     assert a.outputs == {"x": "hello-top-main"}
+    assert result.results["d"].result == "failure"  # an explicit `shell: bash` is -eo pipefail
     assert c.steps[0].output.strip() == "c got hello-top-main failure"
     again = result.rerun("a")  # GitHub's "Re-run job": a fresh runner, the run's next attempt
     assert again.result == "failure" and [s.outcome for s in again.steps][:2] == ["success", "success"], again.output
