@@ -96,8 +96,11 @@ class Cluster:
     container, volume and network it made, and `leftovers()` lists any that remain.
     """
 
-    def __init__(self, workdir, workers=2, publish=(80, 443)):
+    def __init__(self, workdir, workers=2, publish=(80, 443), registry_hosts=(REGISTRY_HOST,)):
+        """registry_hosts: the names the registry answers as (its certificate's names; every node resolves
+        and trusts each): the GitLab render's host, plus ghcr.io for a GitHub-rendered project."""
         self.workdir = Path(workdir)
+        self.registry_hosts = tuple(registry_hosts)
         self.name = unique(PREFIX)
         self.network = self.name
         self.registry = f"{self.name}-registry"
@@ -120,7 +123,7 @@ class Cluster:
         (clusters among it) is removed first."""
         started = time.perf_counter()
         reaper.reap_stale()
-        self.ca, cert, key = make_ca(self.workdir / "registry-certs", REGISTRY_HOST)
+        self.ca, cert, key = make_ca(self.workdir / "registry-certs", *self.registry_hosts)
         certs = self.workdir / "registry-tls"
         certs.mkdir(parents=True, exist_ok=True)
         shutil.copy(cert, certs / "registry.crt")
@@ -158,10 +161,14 @@ class Cluster:
         docker("volume", "create", *self.labels, f"{node}-docker")
         docker("run", "-d", "--name", node, "--hostname", node, "--network", self.network,
                *self.labels, *NODE_OPTIONS, *publish, *self.node_options(node),
-               "-v", f"{node}-docker:/var/lib/docker",
-               "-v", f"{self.ca}:/etc/docker/certs.d/{REGISTRY_HOST}/ca.crt:ro",
-               "--add-host", f"{REGISTRY_HOST}:{self.registry_ip}",
+               "-v", f"{node}-docker:/var/lib/docker", *self.registry_host_args(),
                NODE_IMAGE)
+
+    def registry_host_args(self):
+        """`docker run` arguments that make a node resolve and trust the registry under each of its names."""
+        return [arg for host in self.registry_hosts
+                for arg in ("-v", f"{self.ca}:/etc/docker/certs.d/{host}/ca.crt:ro",
+                            "--add-host", f"{host}:{self.registry_ip}")]
 
     def close(self):
         """Stop the nodes (their engines stop the containers they run), then remove every container,

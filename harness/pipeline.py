@@ -56,9 +56,10 @@ def git(repo, *args, **kw):
 class Repository:
     """The rendered project, committed on main, pushed to a bare repository under remote_dir."""
 
-    def __init__(self, workdir, remote_dir, template=ROOT, patch=None):
+    def __init__(self, workdir, remote_dir, template=ROOT, patch=None, answers=None):
+        """answers: cookiecutter answers over the defaults (git_host=github for the GitHub workflow's project)."""
         self.workdir = Path(workdir)
-        self.path = bake(self.workdir / "out", template=template)
+        self.path = bake(self.workdir / "out", template=template, **(answers or {}))
         if patch:
             patch(self.path)
         self.bare = Path(remote_dir) / "lhd-app.git"
@@ -156,9 +157,7 @@ class Runner:
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         docker("volume", "create", *c.labels, f"{self.name}-docker")
         docker("run", "-d", "--name", self.name, "--hostname", self.name, "--network", c.network, *c.labels,
-               *NODE_OPTIONS, "-v", f"{self.name}-docker:/var/lib/docker",
-               "-v", f"{c.ca}:/etc/docker/certs.d/{REGISTRY_HOST}/ca.crt:ro",
-               "--add-host", f"{REGISTRY_HOST}:{c.registry_ip}",
+               *NODE_OPTIONS, "-v", f"{self.name}-docker:/var/lib/docker", *c.registry_host_args(),
                "-v", f"{self.socket_dir}:{ENGINE_DIR}", self.image, "--host", f"unix://{ENGINE_DIR}/docker.sock",
                *[arg for address in host_resolvers() for arg in ("--dns", address)])
         until(lambda: c.docker_on(self.name, "info", "--format", "{{.ServerVersion}}", check=False).stdout.strip(), 90,

@@ -59,9 +59,10 @@ def keypair(directory, name="ci-deploy"):
 class Server(Cluster):
     """The registry and one node, `self.manager`, that is the server: sshd, a deploy user, the project."""
 
-    def __init__(self, workdir, remote):
-        """remote: a host directory holding bare repositories, mounted read-only at /srv/remote."""
-        super().__init__(workdir, workers=0, publish=(80, 443, 22))
+    def __init__(self, workdir, remote, registry_hosts=(REGISTRY_HOST,)):
+        """remote: a host directory holding bare repositories, mounted read-only at /srv/remote; registry_hosts:
+        the names the registry answers as (Cluster)."""
+        super().__init__(workdir, workers=0, publish=(80, 443, 22), registry_hosts=registry_hosts)
         self.remote = Path(remote)
         self.remote.chmod(0o755)  # the mount point: the deploy user must reach the repositories in it
         self.project = PROJECT_DIR
@@ -115,17 +116,18 @@ class Server(Cluster):
         return f"{name or self.host} {kind} {key}"
 
     # -- the README's "1. Server" --------------------------------------------------------
-    def prepare(self, clone_url, mode, domain=None):
+    def prepare(self, clone_url, mode, domain=None, registry_host=REGISTRY_HOST):
         """Make the deploy user, clone and bootstrap the project as the README says (plus this machine's tuning
         in .env.production, where the README sends per-server settings); load the stack's Docker Hub images in
         local mode. domain: `script/bootstrap --domain DOMAIN` (a staging server). Returns the CA the site's
-        certificate is signed by (for requests from the host)."""
+        certificate is signed by (for requests from the host). registry_host: the registry the project's images
+        are in, which the README has the operator log in to (ghcr.io for a GitHub-rendered project)."""
         self.add_deploy_user()
         self.as_root("install", "-d", "-o", DEPLOY_USER, "-g", DEPLOY_USER, self.project)
         home = f"/home/{DEPLOY_USER}"
         self.as_deploy("git", "clone", "--quiet", "--no-tags", clone_url, self.project, cwd=home)
         self.as_deploy("git", "config", "remote.origin.tagOpt", "--no-tags")
-        self.as_deploy("docker", "login", REGISTRY_HOST, "-u", self.registry_user, "--password-stdin",
+        self.as_deploy("docker", "login", registry_host, "-u", self.registry_user, "--password-stdin",
                        input=self.registry_password)
         site_ca, cert, key = make_ca(self.workdir / "site-certs", DOMAIN, STAGING_DOMAIN)
         for source, name in ((cert, "origin.crt"), (key, "origin.key")):
@@ -206,6 +208,7 @@ class SecondServer(Server):
         self.hosts = hosts or {}
         self.name, self.network, self.registry, self.labels = first.name, first.network, first.registry, first.labels
         self.registry_user, self.registry_password = first.registry_user, first.registry_password
+        self.registry_hosts = first.registry_hosts
         self.manager = f"{first.name}-{role}"
         self.nodes, self.workers = [self.manager], []
 

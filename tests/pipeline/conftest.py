@@ -4,9 +4,11 @@ rendered project in a git repository with a real remote (harness/pipeline.py); o
 import pytest
 
 from harness.docker import engine_available
+from harness.github_steps import GITHUB_ANSWERS, GITHUB_NAMES, StepRunner, Workflow, substitutions
 from harness.pipeline import GitlabCiLocal, Repository, Runner, TemplateRepository, ToolMissing, gitlab_ci_local
 from harness.report import add_to_report
 from harness.server import (
+    REGISTRY_HOST,
     REMOTE_DIR,
     SERVER_IMAGE,
     SecondServer,
@@ -43,7 +45,7 @@ def server(image_mode, tmp_path_factory):
         pytest.fail(str(error), pytrace=False)
     build_images()
     remote = tmp_path_factory.mktemp("remote")
-    s = Server(tmp_path_factory.mktemp("server"), remote)
+    s = Server(tmp_path_factory.mktemp("server"), remote, registry_hosts=(REGISTRY_HOST, GITHUB_NAMES.registry_host))
     try:
         yield s.start()
     finally:
@@ -134,3 +136,52 @@ def staging(server, repository, image_mode, ci_key, tmp_path_factory, request):
     add_to_report(request.config, [f"pipeline: staging server {s.host}: a second kit/dind node with sshd, "
                                    f"bootstrapped with --domain {STAGING_DOMAIN}"])
     return s
+
+
+@pytest.fixture(scope="session")
+def github_repository(server, template, tmp_path_factory):
+    """The project rendered with git_host=github (so ci=github: .github/workflows/ci.yml), committed on main and
+    pushed to a bare repository of its own under the server's remote folder (remote/github)."""
+    remote = server.remote / "github"
+    remote.mkdir(mode=0o755, exist_ok=True)
+    remote.chmod(0o755)
+    repo = Repository(tmp_path_factory.mktemp("github-project"), remote, template=template.path, answers=GITHUB_ANSWERS)
+    repo.owned_by(server.add_deploy_user())
+    repo.server_url = f"file://{REMOTE_DIR}/github/{repo.bare.name}"
+    return repo
+
+
+@pytest.fixture(scope="session")
+def github_server(server, github_repository, image_mode, ci_key, tmp_path_factory, request):
+    """The GitHub project's production server: a second kit/dind node with sshd on the session's network and
+    registry, prepared as the README's "1. Server" says (docker login ghcr.io, clone, bootstrap), the CI key
+    authorized."""
+    s = SecondServer(server, tmp_path_factory.mktemp("github-server"), role="github").start()
+    s.site_ca = s.prepare(github_repository.server_url, image_mode, registry_host=GITHUB_NAMES.registry_host)
+    s.authorize(ci_key[1])
+    add_to_report(request.config, [f"pipeline: github server {s.host}: a second kit/dind node with sshd, the "
+                                   f"GitHub-rendered project cloned and bootstrapped; registry {server.registry} "
+                                   f"also answering as {GITHUB_NAMES.registry_host}"])
+    return s
+
+
+@pytest.fixture(scope="session")
+def github(server, runner, github_repository, template, request, tmp_path_factory):
+    """harness/github_steps.py on the GitHub project's workflow: job containers (kit job stand-ins, by their kit
+    names) on the session's network with the runner engine's socket; GITHUB_TOKEN is the registry's password
+    and the actor its user. Environments' secrets are given per test (StepRunner.environments)."""
+    job_images.build()
+    kit_names = {image.upstream: image.name for image in job_images.images()}
+    workflow = Workflow(github_repository.path / ".github/workflows/ci.yml",
+                        f"{GITHUB_NAMES.owner}/{GITHUB_NAMES.repo}")
+    r = StepRunner(workflow, tmp_path_factory.mktemp("github-runs"), server.network,
+                   runner.socket_dir / "docker.sock", github_repository.bare,
+                   job_image=kit_names[f"docker:{job_images.DOCKER}"],
+                   python_image=kit_names[f"python:{job_images.PYTHON}-slim"],
+                   secrets={"GITHUB_TOKEN": server.registry_password}, labels=server.labels, volumes=[template.path])
+    r.actor = server.registry_user
+    yield r
+    add_to_report(request.config, [*substitutions(r)] + [f"pipeline: github job {job}: {seconds:.0f} s, {result}"
+                                                          for job, seconds, result in r.runs])
+    left = r.leftovers()
+    assert not left, f"the GitHub step runner left {left}"
