@@ -15,7 +15,7 @@ import time
 import pytest
 
 from harness.bake import bake
-from harness.github_steps import GITHUB_ANSWERS, GITHUB_NAMES, Event, StepRunner, Workflow
+from harness.github_steps import GITHUB_ANSWERS, GITHUB_NAMES, SHELLS, Event, StepRunner, Workflow
 from harness.proc import run
 from harness.stack import DOMAIN, STAGING_DOMAIN, host_header_session
 from kit import job_images
@@ -73,6 +73,19 @@ def test_manual_run_on_main_deploys_production(workflow):
     plan = workflow.plan(Event.dispatch("main", SHA, subtractive=True))
     assert {"build", "tag-branch", "deploy"} <= running(plan), plan
     assert plan["deploy"].environment["name"] == "production"
+
+
+def test_every_run_step_fails_on_a_failing_command_before_a_pipe(workflow):
+    """The shell each run step gets (the step's, the job's defaults, the workflow's, else GitHub's `bash -e {0}`)
+    has pipefail: `printf ... | tr ...` in the tag and deploy steps must not hide a failure."""
+    shells = {}
+    for name, job in workflow.jobs.items():
+        job_default = ((job.get("defaults") or {}).get("run") or {}).get("shell")
+        for step in job.get("steps", []):
+            if "run" in step:
+                shell = step.get("shell", job_default or (workflow.defaults.get("run") or {}).get("shell"))
+                shells[f"{name}: {step.get('name', step['run'].splitlines()[0])}"] = SHELLS[shell]
+    assert shells and all("pipefail" in shell for shell in shells.values()), shells
 
 
 def test_push_to_a_feature_branch_starts_no_run(workflow):
