@@ -32,7 +32,15 @@ from harness.cluster_nodes import (  # noqa: F401 - build_images: the pipeline t
 )
 from harness.docker import docker
 from harness.proc import run
-from harness.stack import DOMAIN, STAGING_DOMAIN, SWARM_NAME, StackDriver, harness_overrides, write_override
+from harness.stack import (
+    DOMAIN,
+    STAGING_DOMAIN,
+    SWARM_NAME,
+    StackDriver,
+    harness_overrides,
+    host_header_session,
+    write_override,
+)
 from harness.wait import until
 
 SERVER_IMAGE = NODE_IMAGE  # kit/dind: the cluster's node image, whose sshd LHD_SSHD=on starts
@@ -193,6 +201,25 @@ class Server(Cluster):
         """var/releases.log, as lines."""
         out = self.as_deploy("cat", f"{self.project}/var/releases.log", check=False).stdout
         return out.splitlines()
+
+    def version(self, domain=DOMAIN):
+        """/version through the server's published 443, as api.<domain>, verified against the site's CA
+        (`site_ca`, what `prepare` returned)."""
+        answer = host_header_session().get(f"https://127.0.0.1:{self.ports[443]}/version", timeout=5,
+                                           headers={"Host": f"api.{domain}"}, verify=str(self.site_ca))
+        answer.raise_for_status()
+        return answer.json()["version"]
+
+    def registry_digest(self, repository, image, tag):
+        """The registry's digest of repository/image:tag (repository: HOST/PATH, as the project's registry), a
+        HEAD of its manifest asked on the server through the login and the CA it trusts for HOST."""
+        host, path = repository.split("/", 1)
+        out = self.as_root("curl", "-fsSI", "--cacert", f"/etc/docker/certs.d/{host}/ca.crt",
+                           "-u", f"{self.registry_user}:{self.registry_password}",
+                           "-H", "Accept: application/vnd.docker.distribution.manifest.v2+json",
+                           f"https://{host}/v2/{path}/{image}/manifests/{tag}").stdout
+        return next(line.split(":", 1)[1].strip() for line in out.splitlines()
+                    if line.lower().startswith("docker-content-digest:"))
 
 
 class SecondServer(Server):

@@ -17,12 +17,13 @@ import pytest
 from harness.bake import bake
 from harness.github_steps import GITHUB_ANSWERS, GITHUB_NAMES, SHELLS, Event, StepRunner, Workflow
 from harness.proc import run
-from harness.stack import DOMAIN, STAGING_DOMAIN, host_header_session
+from harness.stack import DOMAIN, STAGING_DOMAIN
 from kit import job_images
 
 PUSHING = {"build", "tag-branch", "deploy"}
 IMAGES = ("lucky-base", "lucky", "hasura")
 SSH_KEY_MISSING = "::error::SSH_KEY is not set in this environment, see docs/ci.md"
+GITHUB_REGISTRY = f"{GITHUB_NAMES.registry_host}/{GITHUB_NAMES.registry_path}"  # ghcr.io/my-org/lhd-app
 
 
 def running(plan):
@@ -177,25 +178,6 @@ def test_step_runner_semantics_on_a_small_workflow(tmp_path):
 
 
 # -- live: a push to main, job by job ------------------------------------------------------------------------
-def version(server, domain=DOMAIN):
-    """/version through the server's published 443, as api.<domain>, verified against the site's CA."""
-    answer = host_header_session().get(f"https://127.0.0.1:{server.ports[443]}/version", timeout=5,
-                                       headers={"Host": f"api.{domain}"}, verify=str(server.site_ca))
-    answer.raise_for_status()
-    return answer.json()["version"]
-
-
-def registry_digest(server, image, tag):
-    """The registry's digest of image:tag, asked as ghcr.io on the server through the login."""
-    host = GITHUB_NAMES.registry_host
-    out = server.as_root("curl", "-fsSI", "--cacert", f"/etc/docker/certs.d/{host}/ca.crt",
-                         "-u", f"{server.registry_user}:{server.registry_password}",
-                         "-H", "Accept: application/vnd.docker.distribution.manifest.v2+json",
-                         f"https://{host}/v2/{GITHUB_NAMES.registry_path}/{image}/manifests/{tag}").stdout
-    return next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                if line.lower().startswith("docker-content-digest:"))
-
-
 def production(server, key):
     """The production environment's secrets (docs/ci.md: SSH_KEY, SSH_KNOWN_HOSTS, SERVER_IP)."""
     secrets = {"SERVER_IP": server.host, "SSH_KNOWN_HOSTS": server.known_hosts_line()}
@@ -219,7 +201,7 @@ def test_build_pushes_the_images_and_outputs_their_digests(main_run, github_serv
     assert [d.split("@")[0] for d in digests] == [f"{GITHUB_NAMES.registry}/{n}" for n in IMAGES], digests
     for line in digests:
         name = line.split("@")[0].rsplit("/", 1)[1]
-        assert registry_digest(github_server, name, sha8) == line.split("@")[1], line
+        assert github_server.registry_digest(GITHUB_REGISTRY, name, sha8) == line.split("@")[1], line
     # the token went in on stdin and is masked wherever a step printed it
     assert github_server.registry_password not in job.output
 
@@ -236,7 +218,8 @@ def test_tag_branch_tags_the_commits_images_with_the_branch(main_run, github_ser
     assert job.result == "success", job.output
     sha8 = main_run.event.sha[:8]
     for name in IMAGES:
-        assert registry_digest(github_server, name, "main") == registry_digest(github_server, name, sha8), name
+        assert github_server.registry_digest(GITHUB_REGISTRY, name, "main") == \
+            github_server.registry_digest(GITHUB_REGISTRY, name, sha8), name
 
 
 def test_deploy_without_ssh_key_stops_in_one_error_line(main_run, github_server):
@@ -267,7 +250,7 @@ def test_first_deploy_by_hand_then_the_deploy_job_over_ssh(main_run, github, git
     assert github_server.checkout() == sha
     after = github_server.releases()
     assert len(after) == len(before) + 1 and sha[:8] in after[-1] and "lucky@sha256:" in after[-1], after
-    assert version(github_server) == sha[:8]
+    assert github_server.version() == sha[:8]
     assert main_run.conclusion() == "success"
 
 
@@ -281,7 +264,7 @@ def test_commit_with_a_failing_spec_deploys_nothing(github, github_repository, g
         '    (1 + 1).should eq(3)\n  end\nend\n')
     sha = repo.commit("A spec that fails")
     repo.push("main")
-    before = (github_server.checkout(), github_server.releases(), version(github_server))
+    before = (github_server.checkout(), github_server.releases(), github_server.version())
     github.environments = production(github_server, ci_key[0])
     run = github.start(Event.push("main", sha, actor=github.actor)).run_all(timeout=2400)
     results = {job: r.result for job, r in run.results.items()}
@@ -290,5 +273,5 @@ def test_commit_with_a_failing_spec_deploys_nothing(github, github_repository, g
     assert "1 failures" in run.results["test"].step("Lucky specs").output, run.results["test"].output
     assert run.results["test"].step("Remove the stack").outcome == "success"  # if: always()
     assert run.conclusion() == "failure"
-    assert (github_server.checkout(), github_server.releases(), version(github_server)) == before
-    assert version(github_server) != sha[:8]
+    assert (github_server.checkout(), github_server.releases(), github_server.version()) == before
+    assert github_server.version() != sha[:8]

@@ -9,7 +9,7 @@ server once by hand"), deploy-production; then the failures a user would see in 
 import time
 
 from harness.server import ServerStack, keypair
-from harness.stack import DOMAIN, REGISTRY, STAGING_DOMAIN, host_header_session
+from harness.stack import REGISTRY, STAGING_DOMAIN
 from harness.stream import RequestStream
 from harness.swarm import ADDED_MIGRATIONS, V1, V2
 from harness.wait import until
@@ -27,24 +27,6 @@ def deploy_variables(gitlab, server, key, known_hosts=None):
     """The production environment's protected variables (README "CI/CD"), set as GitLab hands them to the job."""
     return gitlab.push_variables(SSH_KEY=key, SERVER_IP=server.host,
                                  SSH_KNOWN_HOSTS=known_hosts or server.known_hosts_line())
-
-
-def version(server, domain=DOMAIN):
-    """/version through the server's published 443, as api.<domain>, verified against the site's CA."""
-    answer = host_header_session().get(f"https://127.0.0.1:{server.ports[443]}/version", timeout=5,
-                                       headers={"Host": f"api.{domain}"}, verify=str(server.site_ca))
-    answer.raise_for_status()
-    return answer.json()["version"]
-
-
-def registry_digest(server, image, tag):
-    """The registry's digest of image:tag (a HEAD of its manifest, asked on the server through the login)."""
-    out = server.as_root("curl", "-fsSI", "--cacert", "/etc/docker/certs.d/registry.gitlab.com/ca.crt",
-                         "-u", f"{server.registry_user}:{server.registry_password}",
-                         "-H", "Accept: application/vnd.docker.distribution.manifest.v2+json",
-                         f"https://registry.gitlab.com/v2/{REGISTRY.split('/', 1)[1]}/{image}/manifests/{tag}").stdout
-    return next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                if line.lower().startswith("docker-content-digest:"))
 
 
 def user_graphql(stack):
@@ -115,7 +97,7 @@ def test_build_pushes_the_images_and_their_digests(gitlab, prepared):
     assert [d.split("@")[0] for d in digests] == [f"{REGISTRY}/{n}" for n in ("lucky-base", "lucky", "hasura")]
     for line in digests:
         name = line.split("@")[0].rsplit("/", 1)[1]
-        assert registry_digest(prepared, name, sha8) == line.split("@")[1], line
+        assert prepared.registry_digest(REGISTRY, name, sha8) == line.split("@")[1], line
 
 
 def test_tag_branch_tags_the_commits_images_with_the_branch(gitlab, prepared):
@@ -123,7 +105,8 @@ def test_tag_branch_tags_the_commits_images_with_the_branch(gitlab, prepared):
     assert job.passed, job.output
     sha8 = gitlab.repo.sha[:8]
     for name in ("lucky-base", "lucky", "hasura"):
-        assert registry_digest(prepared, name, "main") == registry_digest(prepared, name, sha8), name
+        assert prepared.registry_digest(REGISTRY, name, "main") == prepared.registry_digest(REGISTRY, name, sha8), \
+            name
 
 
 def test_first_deploy_by_hand_then_deploy_production_over_ssh(gitlab, prepared, ci_key, stack):
@@ -131,7 +114,7 @@ def test_first_deploy_by_hand_then_deploy_production_over_ssh(gitlab, prepared, 
     started = time.perf_counter()
     prepared.script("deploy", "--first", sha[:8], timeout=900)
     gitlab.runs.append(("script/deploy --first, by hand on the server", time.perf_counter() - started, True))
-    until(lambda: version(prepared) == sha[:8], 120, f"the server to serve {sha[:8]} after the first deploy")
+    until(lambda: prepared.version() == sha[:8], 120, f"the server to serve {sha[:8]} after the first deploy")
     before = prepared.releases()
     job = gitlab.run("deploy-production", deploy_variables(gitlab, prepared, ci_key[0]))
     assert job.passed, job.output
@@ -139,7 +122,7 @@ def test_first_deploy_by_hand_then_deploy_production_over_ssh(gitlab, prepared, 
     assert prepared.checkout() == sha
     after = prepared.releases()
     assert len(after) == len(before) + 1 and sha[:8] in after[-1] and "lucky@sha256:" in after[-1], after
-    assert version(prepared) == sha[:8]
+    assert prepared.version() == sha[:8]
     assert stack.migrations() == [V1]
     user_graphql(stack)
 
@@ -175,14 +158,14 @@ def test_tag_pushed_over_by_someone_else_is_refused_before_the_checkout(gitlab, 
                   input=prepared.registry_password)
     runner.docker("build", "-q", "-t", lucky, "-", input=f"FROM {lucky}\nLABEL org.lhd.pushed-over=yes\n")
     runner.docker("push", "-q", lucky)
-    assert registry_digest(prepared, "lucky", sha8) != built_digest(gitlab, "lucky")
+    assert prepared.registry_digest(REGISTRY, "lucky", sha8) != built_digest(gitlab, "lucky")
     before = prepared.releases()
     job = gitlab.run("deploy-production", deploy_variables(gitlab, prepared, ci_key[0]))
     assert not job.passed, job.output
     assert "is not the image the build pushed" in job.output and "nothing was checked out or deployed" in job.output, \
         job.output
     assert prepared.releases() == before
-    assert version(prepared) == sha8
+    assert prepared.version() == sha8
 
 
 def test_second_commit_with_an_additive_migration_deploys_without_a_failed_request(gitlab, prepared, ci_key, stack):
@@ -200,7 +183,7 @@ def test_second_commit_with_an_additive_migration_deploys_without_a_failed_reque
         stream.mark("deploy-production starts")
         job = gitlab.run("deploy-production", deploy_variables(gitlab, prepared, ci_key[0]))
         stream.mark("deploy-production ended")
-        until(lambda: version(prepared) == sha[:8], 120, f"the server to serve {sha[:8]}")
+        until(lambda: prepared.version() == sha[:8], 120, f"the server to serve {sha[:8]}")
         figures = stream.stop()
     gitlab.runs.append((f"request stream during the second deploy: {figures['requests']} requests, "
                         f"{figures['failures']} failed, p99 {figures['p99_ms']} ms", figures["seconds"], True))
@@ -216,13 +199,13 @@ def test_rollback_over_ssh_brings_the_first_commit_and_its_migrations_back(gitla
     """The README's rollback: `script/rollback SHA` on the server, as deploy, over SSH from a workstation (--yes:
     no terminal to answer on). The first commit is served again and the second's migration is undone."""
     first, second = gitlab.repo.commits[0], gitlab.repo.commits[-1]
-    assert version(prepared) == second[:8]
+    assert prepared.version() == second[:8]
     before = prepared.releases()
     started = time.perf_counter()
     out = prepared.ssh(operator_key, f"cd {prepared.project} && script/rollback --yes {first[:8]}")
     gitlab.runs.append(("script/rollback over SSH, by hand", time.perf_counter() - started, True))
     assert str(V2) in out.stdout + out.stderr, out.stdout + out.stderr  # it names the migration it undoes
-    until(lambda: version(prepared) == first[:8], 120, f"the server to serve {first[:8]} again")
+    until(lambda: prepared.version() == first[:8], 120, f"the server to serve {first[:8]} again")
     assert stack.migrations() == [V1]
     after = prepared.releases()
     assert len(after) == len(before) + 1 and first[:8] in after[-1], after
@@ -240,8 +223,8 @@ def test_deploy_staging_deploys_the_staging_branch_to_the_staging_server(gitlab,
     started = time.perf_counter()
     staging.script("deploy", "--first", first[:8], timeout=900)
     gitlab.runs.append(("script/deploy --first, by hand on the staging server", time.perf_counter() - started, True))
-    until(lambda: version(staging, STAGING_DOMAIN) == first[:8], 120, f"staging to serve {first[:8]}")
-    production = version(prepared)
+    until(lambda: staging.version(STAGING_DOMAIN) == first[:8], 120, f"staging to serve {first[:8]}")
+    production = prepared.version()
     repo.push("main:staging")
     variables = gitlab.push_variables(branch="staging")
     plan = gitlab.plan(variables)
@@ -254,10 +237,10 @@ def test_deploy_staging_deploys_the_staging_branch_to_the_staging_server(gitlab,
     assert job.passed, job.output
     assert f"Checked out {sha} (on origin/staging)" in job.output, job.output
     assert staging.checkout() == sha
-    until(lambda: version(staging, STAGING_DOMAIN) == sha[:8], 120, f"staging to serve {sha[:8]}")
+    until(lambda: staging.version(STAGING_DOMAIN) == sha[:8], 120, f"staging to serve {sha[:8]}")
     stack = ServerStack(staging, staging.site_ca, image_mode)
     assert stack.migrations() == [V1, V2]
-    assert version(prepared) == production
+    assert prepared.version() == production
 
 
 def test_test_job_runs_the_specs_in_the_dev_stack(gitlab):
@@ -278,11 +261,11 @@ def test_third_commit_with_a_failing_spec_deploys_nothing(gitlab, prepared, ci_k
         '    (1 + 1).should eq(3)\n  end\nend\n')
     sha = repo.commit("A spec that fails")
     repo.push("main")
-    before = (prepared.checkout(), prepared.releases(), version(prepared))
+    before = (prepared.checkout(), prepared.releases(), prepared.version())
     pipeline = gitlab.run(None, deploy_variables(gitlab, prepared, ci_key[0]), timeout=3600)
     assert not pipeline.passed, pipeline.output
     assert any("1 failures" in line or "1 failure" in line for line in pipeline.script_lines("test")), pipeline.output
     assert pipeline.script_lines("build"), pipeline.output  # the build ran (stage 1)
     assert not pipeline.script_lines("tag-branch") and not pipeline.script_lines("deploy-production"), pipeline.output
-    assert (prepared.checkout(), prepared.releases(), version(prepared)) == before
-    assert version(prepared) != sha[:8]
+    assert (prepared.checkout(), prepared.releases(), prepared.version()) == before
+    assert prepared.version() != sha[:8]
