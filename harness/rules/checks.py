@@ -109,6 +109,11 @@ STOP_FIRST = {"postgres": "two servers must never share one data volume",
               "traefik": "host-mode ports cannot be bound twice"}
 
 
+# script/deploy --first waits until every service of the stack runs, and swarm counts a task running only at its
+# first healthy check, one interval after it starts: a 60 s interval held every first deploy for a minute (seen).
+MAX_HEALTH_INTERVAL = 10
+
+
 def stack_problems(config, check_updates=True):
     """Rules for a merged production stack (output of `docker stack config`).
 
@@ -125,6 +130,10 @@ def stack_problems(config, check_updates=True):
                 problems.append(f"{name}: publishes port {port} (only Traefik may)")
             elif not isinstance(port, dict) or port.get("mode") != "host":
                 problems.append(f"traefik: port {port} is not published in host mode")
+        if check_updates and check.get("test") and seconds(check.get("interval", "30s")) > MAX_HEALTH_INTERVAL:
+            problems.append(f"{name}: healthcheck interval {check.get('interval', '30s (the default)')} holds every "
+                            f"script/deploy --first that long (swarm counts a task running at its first healthy "
+                            f"check): at most {MAX_HEALTH_INTERVAL}s, with retries for the same patience")
         deploy = svc.get("deploy", {})
         if deploy.get("mode") == "global":
             continue

@@ -15,7 +15,7 @@ FIX = Path(__file__).resolve().parent / "fixtures"
 GOOD_STACK = {
     "services": {
         "traefik": {
-            "healthcheck": {"test": ["CMD", "traefik", "healthcheck", "--ping"]},
+            "healthcheck": {"test": ["CMD", "traefik", "healthcheck", "--ping"], "interval": "10s"},
             "ports": [{"target": 80, "published": 80, "mode": "host"}],
             "networks": {"public": None, "socket_proxy": None},
             "deploy": {"update_config": {"order": "stop-first", "failure_action": "rollback"},
@@ -24,7 +24,7 @@ GOOD_STACK = {
                                   "traefik.http.routers.dashboard.middlewares": "dashboard-auth@file,secure-headers@file"}},
         },
         "socket-proxy": {
-            "healthcheck": {"test": ["CMD-SHELL", "true"]},
+            "healthcheck": {"test": ["CMD-SHELL", "true"], "interval": "10s"},
             "environment": {"POST": "0", "SERVICES": "1", "TASKS": "1", "NETWORKS": "1", "NODES": "1", "VERSION": "1",
                             "PING": "1", "EVENTS": "0"},
             "volumes": [{"type": "bind", "source": "/var/run/docker.sock", "target": "/var/run/docker.sock"}],
@@ -33,7 +33,7 @@ GOOD_STACK = {
                        "restart_policy": {"condition": "any"}},
         },
         "hasura": {
-            "healthcheck": {"test": ["CMD", "hasura_healthcheck"]},
+            "healthcheck": {"test": ["CMD", "hasura_healthcheck"], "interval": "10s"},
             "environment": {"HASURA_GRAPHQL_ENABLE_CONSOLE": "false", "HASURA_GRAPHQL_DEV_MODE": "false",
                             "HASURA_GRAPHQL_ADMIN_SECRET_FILE": "/run/secrets/hasura_admin_secret",
                             "HASURA_JWT_KEY_FILE": "/run/secrets/hasura_jwt_key",
@@ -80,6 +80,18 @@ STACK_BREAKS = {
 def test_stack_rules_bite(name):
     """Each production stack rule reports its own violation."""
     assert checks.stack_problems(broken(STACK_BREAKS[name]))
+
+
+@pytest.mark.parametrize("interval", ["60s", "1m0s", "15s", None])
+def test_a_slow_healthcheck_interval_is_named(interval):
+    """A first deploy waits for every service's first healthy check: an interval over 10 s (or none, Docker's 30 s
+    default) is named with what it costs; 10 s passes."""
+    check = broken(lambda s: s["hasura"]["healthcheck"].update(interval=interval) if interval
+                   else s["hasura"]["healthcheck"].pop("interval", None))
+    problems = checks.stack_problems(check)
+    assert len(problems) == 1 and problems[0].startswith(
+        f"hasura: healthcheck interval {interval or '30s (the default)'} holds every script/deploy --first"), problems
+    assert checks.stack_problems(broken(lambda s: s["hasura"]["healthcheck"].update(interval="10s"))) == []
 
 
 SECURITY_BREAKS = {
