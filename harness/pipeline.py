@@ -95,6 +95,16 @@ class Repository:
                         f"  def rollback\n{body_down}\n  end\nend\n")
         return path
 
+    def commit_failing_spec(self):
+        """A spec that fails (spec/planted_failure_spec.cr) committed and pushed to main: a pipeline's test job must
+        stop it. Returns the commit's SHA."""
+        (self.path / "spec/planted_failure_spec.cr").write_text(
+            'require "./spec_helper"\n\ndescribe "a planted failure" do\n  it "fails" do\n'
+            '    (1 + 1).should eq(3)\n  end\nend\n')
+        sha = self.commit("A spec that fails")
+        self.push(BRANCH)
+        return sha
+
     def push(self, *refs):
         """git push origin refs. The bare repository belongs to the server's deploy user (owned_by), so the
         receiving git, a process of its own, is told it is safe too."""

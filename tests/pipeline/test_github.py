@@ -258,12 +258,7 @@ def test_commit_with_a_failing_spec_deploys_nothing(github, github_repository, g
     """A commit whose spec fails, pushed to main: the whole run (build, test, tag-branch, deploy in needs order;
     the production secrets set, so a deploy would reach the server) fails at test, and tag-branch and deploy,
     which need it, are skipped: the server's checkout, releases and /version stay."""
-    repo = github_repository
-    (repo.path / "spec/planted_failure_spec.cr").write_text(
-        'require "./spec_helper"\n\ndescribe "a planted failure" do\n  it "fails" do\n'
-        '    (1 + 1).should eq(3)\n  end\nend\n')
-    sha = repo.commit("A spec that fails")
-    repo.push("main")
+    sha = github_repository.commit_failing_spec()
     before = (github_server.checkout(), github_server.releases(), github_server.version())
     github.environments = production(github_server, ci_key[0])
     run = github.start(Event.push("main", sha, actor=github.actor)).run_all(timeout=2400)

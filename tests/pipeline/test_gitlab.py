@@ -255,12 +255,7 @@ def test_third_commit_with_a_failing_spec_deploys_nothing(gitlab, prepared, ci_k
     """A commit whose spec fails: its whole pipeline, run by gitlab-ci-local as GitLab would (build, test, push,
     deploy stages; the deploy key and server set, so a deploy would reach the server), fails at the test job and
     never runs tag-branch or deploy-production: the server's checkout, releases and /version stay."""
-    repo = gitlab.repo
-    (repo.path / "spec/planted_failure_spec.cr").write_text(
-        'require "./spec_helper"\n\ndescribe "a planted failure" do\n  it "fails" do\n'
-        '    (1 + 1).should eq(3)\n  end\nend\n')
-    sha = repo.commit("A spec that fails")
-    repo.push("main")
+    sha = gitlab.repo.commit_failing_spec()
     before = (prepared.checkout(), prepared.releases(), prepared.version())
     pipeline = gitlab.run(None, deploy_variables(gitlab, prepared, ci_key[0]), timeout=3600)
     assert not pipeline.passed, pipeline.output
