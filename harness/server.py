@@ -64,6 +64,15 @@ def keypair(directory, name="ci-deploy"):
     return key.read_text(), key.with_suffix(".pub").read_text().strip()
 
 
+def served_version(port, site_ca, domain=DOMAIN):
+    """/version through a server's 443 published on 127.0.0.1:port, as api.<domain>, verified against the site's
+    CA."""
+    answer = host_header_session().get(f"https://127.0.0.1:{port}/version", timeout=5,
+                                       headers={"Host": f"api.{domain}"}, verify=str(site_ca))
+    answer.raise_for_status()
+    return answer.json()["version"]
+
+
 class Server(Cluster):
     """The registry and one node, `self.manager`, that is the server: sshd, a deploy user, the project."""
 
@@ -203,12 +212,9 @@ class Server(Cluster):
         return out.splitlines()
 
     def version(self, domain=DOMAIN):
-        """/version through the server's published 443, as api.<domain>, verified against the site's CA
-        (`site_ca`, what `prepare` returned)."""
-        answer = host_header_session().get(f"https://127.0.0.1:{self.ports[443]}/version", timeout=5,
-                                           headers={"Host": f"api.{domain}"}, verify=str(self.site_ca))
-        answer.raise_for_status()
-        return answer.json()["version"]
+        """/version through the server's published 443 (`served_version`), against `site_ca` (what `prepare`
+        returned)."""
+        return served_version(self.ports[443], self.site_ca, domain)
 
     def registry_digest(self, repository, image, tag):
         """The registry's digest of repository/image:tag (repository: HOST/PATH, as the project's registry), a

@@ -23,8 +23,7 @@ from harness.pipeline import Repository
 from harness.proc import run
 from harness.provision import REMOTE_DIR, FreshServers, build_image, push_images
 from harness.report import add_to_report
-from harness.server import PROJECT_DIR, keypair
-from harness.stack import DOMAIN, host_header_session
+from harness.server import PROJECT_DIR, keypair, served_version
 from harness.wait import until
 
 TIMES = {}
@@ -63,11 +62,8 @@ def ci_key(tmp_path_factory):
 
 
 def version(fleet, container, site_ca):
-    """/version through the server's published 443, as api.<domain>, verified against the site's CA."""
-    answer = host_header_session().get(f"https://127.0.0.1:{fleet.ports[container][443]}/version", timeout=5,
-                                       headers={"Host": f"api.{DOMAIN}"}, verify=str(site_ca))
-    answer.raise_for_status()
-    return answer.json()["version"]
+    """/version through the container's published 443 (harness/server.py served_version)."""
+    return served_version(fleet.ports[container][443], site_ca)
 
 
 def test_a_fresh_server_is_provisioned_and_first_deployed(server, runner, repo, fleet, ci_key, image_mode,
