@@ -250,7 +250,8 @@ class GitlabCiLocal:
 
     def argv(self, variables, unset=()):
         # --no-artifacts-to-source: GitLab never writes a job's artifacts back into the repository; copied there
-        # (gitlab-ci-local's default), the build's images.digests made the next build's tree dirty (seen).
+        # (gitlab-ci-local's default: src/argv.js `artifactsToSource ?? true` in 4.56.0), the build's images.digests
+        # made the next build's tree dirty (seen).
         args = [self.binary, "--color=false", "--cleanup", "--no-artifacts-to-source", "--pull-policy", "if-not-present",
                 "--network", self.cluster.network, "--volume", f"{self.runner.socket_dir}:{ENGINE_DIR}",
                 "--max-job-name-padding", "0", *[arg for volume in self.volumes for arg in ("--volume", volume)]]
