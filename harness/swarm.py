@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness import reaper
-from harness.bake import bake
+from harness.bake import bake, copy_template
 from harness.docker import docker
 from harness.proc import DEVNULL, CommandFailed, run
 from harness.stack import (  # noqa: F401 - the tier's names, imported from here by its tests
@@ -358,3 +358,38 @@ def prepare(base, mode, releases=RELEASES, fast=True):
     for sha in releases:
         deployment.release(sha)
     return deployment
+
+
+def previous_major_files(base):
+    """{path in the project: bytes} of every file that a template release pinning the previous PostgreSQL major
+    renders unlike the work tree's template (default answers, both rendered under base): what `cruft update` to the
+    pinned major changes in a project. That release as it would have looked (as tests/contracts/test_pg_upgrade.py
+    has it): both PostgreSQL pins one major back, the hook's floor with them, the data volume mounted where images
+    before 18 keep their data (/var/lib/postgresql/data)."""
+    template = Path(base) / "template"
+    copy_template(template)
+    pins = json.loads((template / "cookiecutter.json").read_text())
+    major, previous = (pins[k].split(".")[0] for k in ("_postgres_version", "_postgres_previous_version"))
+    pins["_postgres_version"], pins["_postgres_previous_version"] = pins["_postgres_previous_version"], \
+        f"{int(previous) - 1}.0"
+    (template / "cookiecutter.json").write_text(json.dumps(pins, indent=2))
+    hook = template / "hooks/pre_gen_project.py"
+    floor = f'split(".")[0]) >= {major},'
+    if floor not in hook.read_text():
+        raise RuntimeError(f"hooks/pre_gen_project.py has no PostgreSQL floor {floor!r} to move back")
+    hook.write_text(hook.read_text().replace(floor, f'split(".")[0]) >= {previous},'))
+    compose = template / "{{cookiecutter.project_name}}/Docker/docker-compose.yml"
+    mount = "      - db_data:/var/lib/postgresql\n"
+    if mount not in compose.read_text():
+        raise RuntimeError(f"Docker/docker-compose.yml does not mount {mount.strip()!r}")
+    compose.write_text(compose.read_text().replace(mount, "      - db_data:/var/lib/postgresql/data\n"))
+    old, new = bake(Path(base) / "old", template=template), bake(Path(base) / "new")
+    files = {}
+    for path in sorted(p for p in old.rglob("*") if p.is_file()):
+        name = str(path.relative_to(old))
+        twin = new / name
+        # Not what an update changes: cruft's own record (which template, which commit), and the development
+        # stack's git-ignored .env, whose secrets each render makes at random.
+        if name not in (".cruft.json", ".env") and (not twin.is_file() or twin.read_bytes() != path.read_bytes()):
+            files[name] = path.read_bytes()
+    return files

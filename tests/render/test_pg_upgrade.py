@@ -198,23 +198,29 @@ esac
 """
 
 
-def test_the_whole_run_stops_moves_and_deploys_in_order(default_project, tmp_path):
-    """--yes: backup by the old image, the apps, backup and database (only those, at 0) stopped, the data moved
-    from the previous major to the pinned one, script/deploy of the running release with the lock handed on; the
-    log of docker calls is in that order."""
+def whole_run(default_project, tmp_path, deploy_status=0):
+    """script/pg_upgrade --yes against FLOW, script/deploy a recorder exiting deploy_status; (result, calls)."""
     project = Path(shutil.copytree(default_project, tmp_path / "project"))
     env_file = tmp_path / "prod.env"
     run([project / "script/bootstrap"], env={**os.environ, "LHD_ENV_FILE": str(env_file)})
     (project / "script/deploy").write_text('#!/usr/bin/env bash\nflock --nonblock "$(dirname "$0")/../.deploy/lock" '
-                                           'echo "deploy $* (lock free)" >> "$FAKE_LOG"\n')
+                                           f'echo "deploy $* (lock free)" >> "$FAKE_LOG"\nexit {deploy_status}\n')
     (tmp_path / "data").write_text(f"{PREVIOUS_MAJOR} .\n")
     log = tmp_path / "docker.log"
     env = {**os.environ, **fake_docker(tmp_path, FLOW), "LHD_ENV_FILE": str(env_file), "FAKE_LOG": str(log),
            "FAKE_DIR": str(tmp_path), "OLD_PIN": PREVIOUS, "NEW_IMAGE": f"postgres:{PINS['_postgres_version']}",
            "NEW_DATA": f"{MAJOR} {MAJOR}/docker"}
     result = run([project / "script/pg_upgrade", "--yes"], env=env, check=False, stdin=subprocess.DEVNULL, timeout=60)
+    return result, log.read_text().splitlines()
+
+
+def test_the_whole_run_stops_moves_and_deploys_in_order(default_project, tmp_path):
+    """--yes: backup by the old image, the apps, backup and database (only those, at 0) stopped, the data moved
+    from the previous major to the pinned one, script/deploy --first of the running release (every service is at 0
+    replicas, the database must start before the role check and the migrations) with the lock handed on; the
+    log of docker calls is in that order."""
+    result, calls = whole_run(default_project, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    calls = log.read_text().splitlines()
 
     def at(fragment):
         return next(i for i, c in enumerate(calls) if fragment in c)
@@ -223,8 +229,20 @@ def test_the_whole_run_stops_moves_and_deploys_in_order(default_project, tmp_pat
     assert calls[at("service scale")] == ("docker service scale --detach=false lhd_app_lucky=0 lhd_app_hasura=0 "
                                           "lhd_app_backup=0 lhd_app_postgres=0")
     assert at("pg_backup") < at("service scale") < at("volume create lhd_app_db_data_pg") < at("find /v") \
-        < at("pg_dumpall") < at("deploy --yes aaaa1111 (lock free)")
+        < at("pg_dumpall") < at("deploy --first --yes aaaa1111 (lock free)")
     assert "2 tables, the same rows in each, now on PostgreSQL 18.6" in result.stdout
     assert result.stdout.splitlines()[-2:] == [
         f"→ The PostgreSQL {PREVIOUS_MAJOR} data stays in lhd_app_db_data_pg{PREVIOUS_MAJOR}: remove it (docker "
         f"volume rm lhd_app_db_data_pg{PREVIOUS_MAJOR}) once you no longer need it", "✔ All done."]
+
+
+def test_a_failed_deploy_after_the_move_names_the_deploy_not_the_data(default_project, tmp_path):
+    """The data moved, then script/deploy failed: one line saying the volume is the pinned major now and which deploy
+    to run; nothing calls the moved data incomplete, nothing scales the old services back."""
+    result, calls = whole_run(default_project, tmp_path, deploy_status=1)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"✖ lhd_app_db_data is PostgreSQL {MAJOR} now, but the deploy of aaaa1111 failed: fix what it says, then run "
+        "script/deploy --first aaaa1111"], result.stderr
+    assert [c for c in calls if "service scale" in c] == [
+        "docker service scale --detach=false lhd_app_lucky=0 lhd_app_hasura=0 lhd_app_backup=0 lhd_app_postgres=0"]
