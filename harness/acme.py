@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import requests
+import yaml
 
 from harness import reaper
 from harness.docker import docker, unique
@@ -32,8 +33,19 @@ from harness.wait import until
 from kit.kit import HARNESS_PINS
 
 PROJECT = "lhd_acme"
-ANSWERS = {"project_name": PROJECT, "tls": "letsencrypt", "monitoring": "no", "ci": "none"}
-ROUTED = ("api", "traefik")  # every host the app stack routes (monitoring off in this module)
+ANSWERS = {"project_name": PROJECT, "tls": "letsencrypt", "monitoring": "yes", "ci": "none"}
+APP_ROUTED = ("api", "traefik")  # the hosts the app stack routes
+# The monitoring stack's hosts that Traefik routes here. grafana. is not among them: no Grafana image can be had
+# (shared/ENVIRONMENT.md), the harness scales it to 0, and with endpoint_mode dnsrr (no IPVS) Traefik's swarm
+# provider makes routers from running tasks only (traefik/traefik pkg/provider/docker/pswarm.go, listServices),
+# so no router asks for its certificate. prometheus. and alertmanager. carry the same labels through the same
+# resolver (Docker/prometheus-swarm/docker-compose.https.yml).
+MONITORING_ROUTED = ("prometheus", "alertmanager")
+ROUTED = APP_ROUTED + MONITORING_ROUTED
+# The certificate alerts' `for:` (15m and 1h in the project), shortened by a harness-side copy of the rules file
+# so that a live test sees them fire; their expressions are the project's, unchanged.
+ALERT_FOR = "10s"
+CERTIFICATE_ALERTS = ("CertificateExpiresSoon", "CertificateIssuanceFailing")
 VERSION = HARNESS_PINS["pebble"]
 PEBBLE_IMAGE = f"ghcr.io/letsencrypt/pebble:{VERSION}"
 CHALLTESTSRV_IMAGE = f"ghcr.io/letsencrypt/pebble-challtestsrv:{VERSION}"
@@ -106,7 +118,7 @@ class Pebble:
         return answer.text
 
     def set_a(self, host, address):
-        """challtestsrv answers A queries for host with address."""
+        """challtestsrv adds address to the A records it answers for host (clear_a first to replace them)."""
         requests.post(f"http://127.0.0.1:{self.port(self.dns, 8055)}/add-a",
                       json={"host": host, "addresses": [address]}, timeout=5).raise_for_status()
 
@@ -149,13 +161,50 @@ class AcmeDeployment(Deployment):
             "# Harness-side: Traefik joins the network Pebble and challtestsrv run on.\n"
             "services:\n  traefik:\n    networks:\n      - acme_ca\n"
             f"networks:\n  acme_ca:\n    external: true\n    name: {pebble.network}\n")
+        self.alerts_override = self.short_certificate_alerts(Path(project), Path(workdir))
         super().__init__(project, workdir, mode)
+
+    def short_certificate_alerts(self, project, workdir):
+        """A monitoring-stack override whose task_rules config is the project's rules file with the certificate
+        alerts' `for:` set to ALERT_FOR (under a name of its own: swarm configs cannot change)."""
+        rules_file = project / "Docker/prometheus-swarm/prometheus/rules/task.rules.yml"
+        rules = yaml.safe_load(rules_file.read_text())
+        changed = 0
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                if rule.get("alert") in CERTIFICATE_ALERTS:
+                    rule["for"] = ALERT_FOR
+                    changed += 1
+        if changed != len(CERTIFICATE_ALERTS):
+            raise RuntimeError(f"{rules_file} holds {changed} of the alerts {CERTIFICATE_ALERTS}")
+        copy = workdir / "task.rules.short-for.yml"
+        copy.write_text(yaml.safe_dump(rules, sort_keys=False))
+        override = workdir / "monitoring-short-alerts.yml"
+        override.write_text("# Harness-side: the certificate alerts' for: shortened (harness/acme.py ALERT_FOR).\n" +
+                            yaml.safe_dump({"configs": {"task_rules": {
+                                "name": f"{self.names.swarm}_task_rules_harness_{unique('x')[-8:]}",
+                                "file": str(copy)}}}))
+        return override
 
     def script_env(self):
         env = super().script_env()
         env["LHD_EXTRA_COMPOSE_FILES"] = ":".join(filter(None, [env.get("LHD_EXTRA_COMPOSE_FILES"),
                                                                str(self.acme_override)]))
+        env["LHD_MONITORING_EXTRA_COMPOSE_FILES"] = ":".join(filter(None, [
+            env.get("LHD_MONITORING_EXTRA_COMPOSE_FILES"), str(self.alerts_override)]))
         return env
+
+    def alerts(self, name, verify=True):
+        """Alertmanager's active alerts named `name`, read through Traefik as alertmanager.DOMAIN with the
+        dashboard login ([] while it does not answer)."""
+        try:
+            answer = self.get("alertmanager", "/api/v2/alerts", auth=("admin", self.dashboard_password),
+                              **({} if verify else {"verify": False}))
+        except requests.RequestException:
+            return []
+        if answer.status_code != 200:
+            return []
+        return [a for a in answer.json() if a["labels"].get("alertname") == name]
 
     def use_pebble(self, certificates_duration):
         """The server's env file names Pebble as the CA (its listener root to trust) and the lifetime in hours."""
@@ -207,6 +256,11 @@ class TraefikFollower:
                 address = self.deployment.traefik_address()
                 if address and address != self.address:
                     for host in ROUTED:
+                        # Replace, not add: challtestsrv's add-a appends to the host's records
+                        # (challtestsrv dns.go AddDNSARecord) and Pebble's VA dials only the first address
+                        # for TLS-ALPN-01 (va/va.go validateTLSALPN01, addrs[0]; pebble v2.10.1), so a record
+                        # left from an earlier Traefik task fails every later challenge ("Failed to connect").
+                        self.deployment.pebble.clear_a(f"{host}.{DOMAIN}")
                         self.deployment.pebble.set_a(f"{host}.{DOMAIN}", address)
                     self.address = address
             except Exception as error:  # noqa: BLE001 - the stack is starting or updating; look again

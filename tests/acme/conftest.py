@@ -34,3 +34,10 @@ def acme(image_mode, tmp_path_factory, request):
                 deployment.unlabel()
                 deployment.park_images()
             pebble.close()
+
+
+@pytest.fixture(scope="module")
+def monitoring(acme):
+    """`script/monitoring up` next to the module's stack, once the tests that remove the app stack whole are done
+    (its Prometheus and Alertmanager share the app stack's dashboards network); removed with the stacks."""
+    return acme.script("monitoring", "up")
