@@ -1,6 +1,6 @@
-"""Sessions that prove the template: `nox` runs render, lint, upgrade, compile, e2e.
+"""Sessions that prove the template: `nox` runs render, lint, upgrade, compile, e2e, acme.
 
-`cluster`, `pipeline`, `acme` and `drill` run only when asked (`nox -s NAME`);
+`cluster`, `pipeline` and `drill` run only when asked (`nox -s NAME`);
 `cookie` and `bench` are tools, not proofs.
 
 Options come from cookiecutter.json (the one source of answers); harness
@@ -15,7 +15,7 @@ from pathlib import Path
 import nox
 
 nox.needs_version = ">=2024.4.15"
-nox.options.sessions = ["render", "lint", "upgrade", "compile", "e2e"]
+nox.options.sessions = ["render", "lint", "upgrade", "compile", "e2e", "acme"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -139,9 +139,10 @@ def pipeline(session):
     session.run("python", "-m", "kit.job_images", "leftovers")
 
 
-@nox.session(default=False)
+@nox.session
 def acme(session):
-    """Let's Encrypt against Pebble: a tls=letsencrypt project issued, restarted, redeployed and renewed (17 min)."""
+    """Let's Encrypt against Pebble: a tls=letsencrypt project with monitoring issued, restarted, redeployed,
+    renewed and alerted on."""
     docker_tier(session, "acme")
 
 
