@@ -12,6 +12,8 @@ import re
 import time
 from pathlib import Path
 
+import yaml
+
 from harness.bake import TEMPLATE_PARTS, bake
 from harness.cluster_nodes import (  # noqa: F401 - the cluster tier's names, imported from here
     PREFIX,
@@ -27,6 +29,7 @@ from harness.docker import docker
 from harness.proc import DEVNULL, run
 from harness.stack import (
     DOMAIN,
+    FAST_INTERVALS,
     STATE_ROLES,
     StackDriver,
     cached_name,
@@ -37,7 +40,7 @@ from harness.stack import (
 )
 from harness.stream import RequestStream
 from harness.wait import until
-from kit import kit
+from kit import job_images, kit
 
 PROJECT_DIR = f"/srv/{StackDriver.names.swarm}"  # the rendered project, copied into the manager
 OVERRIDES_DIR = "/srv/overrides"  # harness-side compose overrides on the manager
@@ -50,6 +53,23 @@ ACCESS_LOG_UPSTREAM = re.compile(r'"(\w+)@swarm" "http://([\d.]+):\d+"')
 MONITORING_THIRD_PARTY = ("prom/prometheus", "prom/alertmanager", "prom/node-exporter", "tecnativa/docker-socket-proxy")
 # Of those, the images of the monitoring stack's global services: every node runs them.
 PER_NODE = ("prom/node-exporter", "tecnativa/docker-socket-proxy")
+# The image of script/deploy's image cleanup job on the nodes it does not run on (script/functions/cleanup).
+CLEANUP_IMAGE = f"docker:{kit.PINS['_docker_version']}-cli"
+# The ACME e-mail a tls=letsencrypt rendering is baked with (for its stack files only; nothing is issued).
+LETSENCRYPT = "ops@example.com"
+
+
+def letsencrypt_traefik(base):
+    """What a tls=letsencrypt rendering of the template gives Traefik beyond the origin-certificate one, read
+    from its stack files: {"volumes": its service's volumes, "top": the top-level volumes they name,
+    "placement": its placement} (bakes the rendering under base)."""
+    project = bake(Path(base) / "letsencrypt", tls=LETSENCRYPT)
+    https = yaml.safe_load((project / "Docker/docker-compose.https.yml").read_text())
+    traefik = yaml.safe_load((project / "Docker/docker-compose.traefik.yml").read_text())["services"]["traefik"]
+    volumes = https["services"]["traefik"]["volumes"]
+    names = {v.split(":", 1)[0] for v in volumes}
+    return {"volumes": volumes, "top": {n: https["volumes"][n] for n in names},
+            "placement": traefik["deploy"]["placement"]}
 
 
 def traefik_dial_timeout(seconds):
@@ -108,16 +128,30 @@ class ClusterDeployment(StackDriver):
     # -- harness-side overrides (the generated files are never changed) --------------------
     def write_overrides(self):
         """Replicas spread over the nodes, and (no IPVS here) dnsrr for every service; in local mode
-        Grafana and cAdvisor scaled to 0 (no image can be had)."""
+        Grafana and cAdvisor scaled to 0 (no image can be had). Traefik also mounts the certificate volume a
+        tls=letsencrypt rendering gives it (`letsencrypt_traefik`; unused by the origin certificates served
+        here), so the tier sees on which node that volume is made. fast.yml: FAST_INTERVALS, for the deploys
+        of cheap releases only (`fast_env`)."""
         app, monitoring, notes = harness_overrides(
             self.mode, {name: {"replicas": replicas} for name, replicas in APP_REPLICAS.items()})
         self.notes += notes
         self.notes.append("harness override: " + ", ".join(f"{n} {r} replicas" for n, r in APP_REPLICAS.items()))
+        self.letsencrypt = letsencrypt_traefik(self.base)
+        self.notes.append("harness override: traefik mounts the letsencrypt volume of a tls=letsencrypt rendering "
+                          f"({', '.join(self.letsencrypt['volumes'])}), unused by the origin certificates it serves")
         overrides = self.base / "overrides"
         overrides.mkdir(exist_ok=True)
-        for name, services in (("app.yml", app), ("monitoring.yml", monitoring)):
-            write_override(overrides / name, services, "Harness-side override for the cluster tier.")
+        body = {"services": {s: {"deploy": d} for s, d in app.items()}}
+        body["services"].setdefault("traefik", {})["volumes"] = self.letsencrypt["volumes"]
+        body["volumes"] = self.letsencrypt["top"]
+        (overrides / "app.yml").write_text("# Harness-side override for the cluster tier.\n" + yaml.safe_dump(body))
+        write_override(overrides / "monitoring.yml", monitoring, "Harness-side override for the cluster tier.")
+        write_override(overrides / "fast.yml", FAST_INTERVALS, "The cluster tier's cheap releases only.", whole=True)
         self.overrides = overrides
+
+    def fast_env(self):
+        """script/deploy's environment for a deploy with FAST_INTERVALS (the e2e tier's) on top of app.yml."""
+        return {"LHD_EXTRA_COMPOSE_FILES": f"{OVERRIDES_DIR}/app.yml:{OVERRIDES_DIR}/fast.yml"}
 
     # -- images ---------------------------------------------------------------------------
     def image(self, name):
@@ -170,6 +204,22 @@ class ClusterDeployment(StackDriver):
             c.load(per_node, c.nodes)
         else:
             c.load([upstream_image(r) for r in APP_THIRD_PARTY], [c.manager])
+            self.load_cleanup_image()
+
+    def load_cleanup_image(self):
+        """The cleanup job's image (CLEANUP_IMAGE) on the workers, where script/deploy runs that job: the kit's
+        docker:<version> stand-in (kit/jobs/docker), named CLEANUP_IMAGE in each node, never on the host."""
+        c = self.cluster
+        started = time.perf_counter()
+        image = job_images.docker_image()
+        kit.build_image(image, kit.build_base(kit.BASE))
+        c.load([image.name], c.workers)
+        for worker in c.workers:
+            c.docker_on(worker, "tag", image.name, CLEANUP_IMAGE)
+        self.timings["cleanup image"] = time.perf_counter() - started
+        self.notes.append(f"cluster: {CLEANUP_IMAGE} on the workers is the kit's stand-in {image.name} "
+                          "(kit/jobs/docker: the same docker CLI; the job's sh is Debian's dash), built or checked "
+                          f"and loaded in {self.timings['cleanup image']:.1f} s")
 
     # -- the project's own scripts, on the manager ---------------------------------------
     def install(self):
@@ -216,6 +266,30 @@ class ClusterDeployment(StackDriver):
             self.preload_third_party(monitoring=True)
             self.monitoring_loaded = True
         return self.script("monitoring", "up")
+
+    def doctor(self, *args):
+        """script/doctor ARGS on the manager, with the routed hosts of DOMAIN resolving to the manager (in its
+        /etc/hosts, as public DNS would point them at the edge node; restored after); the result (no check)."""
+        c = self.cluster
+        hosts = " ".join(f"{h}.{DOMAIN}" for h in ("api", "traefik", "grafana", "prometheus", "alertmanager"))
+        c.on(c.manager, "sh", "-c", f'cp /etc/hosts /etc/hosts.lhd && echo "{c.ip(c.manager)} {hosts}" >> /etc/hosts')
+        try:
+            return self.script("doctor", *args, check=False)
+        finally:
+            c.on(c.manager, "sh", "-c", "cat /etc/hosts.lhd > /etc/hosts && rm /etc/hosts.lhd")
+
+    def project_images(self, node):
+        """The project's images on node (named <registry>/<lucky-base|lucky|hasura>, tag or digest): the set
+        of "name:tag" and "name@digest" references."""
+        rows = self.cluster.docker_on(node, "image", "ls", "--digests", "--format",
+                                      "{{.Repository}} {{.Tag}} {{.Digest}}").stdout.splitlines()
+        found = set()
+        for repository, tag, digest in (r.split() for r in rows if r.strip()):
+            name = repository.removeprefix(self.registry + "/")
+            if repository.startswith(self.registry + "/") and name in ("lucky-base", "lucky", "hasura"):
+                found |= {f"{name}:{tag}"} if tag != "<none>" else set()
+                found |= {f"{name}@{digest}"} if digest != "<none>" else set()
+        return found
 
     def prometheus(self, query):
         """Prometheus's answer to an instant query, asked from the host through Traefik on the manager

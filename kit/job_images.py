@@ -64,11 +64,18 @@ def compose_plugin():
     return dest
 
 
+def docker_image():
+    """The `docker:<_docker_version>` stand-in (kit.Image): also what the cluster tier's nodes run as
+    `docker:<_docker_version>-cli`, the image of script/deploy's cleanup job on the other nodes (the same CLI;
+    the job runs `sh`, Debian's dash here and BusyBox's in the real image: POSIX in both)."""
+    return kit.Image(f"{PREFIX}/docker:{DOCKER}", "jobs/docker", f"docker:{DOCKER}", parent=kit.BASE,
+                     extra=[(kit.docker_cli(), "docker-cli"), (compose_plugin(), "compose")])
+
+
 def images():
     """The job stand-ins (kit.Image), named after the pins in cookiecutter.json."""
     return [
-        kit.Image(f"{PREFIX}/docker:{DOCKER}", "jobs/docker", f"docker:{DOCKER}", parent=kit.BASE,
-                  extra=[(kit.docker_cli(), "docker-cli"), (compose_plugin(), "compose")]),
+        docker_image(),
         kit.Image(f"{PREFIX}/dind:{DOCKER}", "jobs/dind", f"docker:{DOCKER}-dind", parent=kit.BASE),
         kit.Image(f"{PREFIX}/python:{PYTHON}-slim", "jobs/python", f"python:{PYTHON}-slim", parent=kit.BASE,
                   extra=[(cruft_wheels(), "wheels")]),

@@ -7,7 +7,7 @@ worker loses no request, Prometheus sees every node.
 import json
 from datetime import UTC, datetime
 
-from harness.cluster import REGISTRY_HOST
+from harness.cluster import PROJECT_DIR, REGISTRY_HOST
 from harness.names import DEFAULT as NAMES
 from harness.report import add_to_report
 from harness.wait import until
@@ -150,6 +150,8 @@ def test_losing_a_worker_loses_no_request(spread, request):
         stream.mark("kill")
         until(lambda: c.nodes_status()[worker][0] == "Down", 120, f"the manager to see {worker} down")
         stream.mark("down")
+        # What the operator is told: script/doctor on the manager names the lost worker in its one ✖ line.
+        doctor = d.doctor()
         seen = len(stream.results)
         until(lambda: len(stream.results) >= seen + stream.rate * 5, 30, "five more seconds of requests")
         figures = stream.stop()
@@ -159,6 +161,10 @@ def test_losing_a_worker_loses_no_request(spread, request):
     assert figures["requests"] >= 100, figures
     assert sum(d.task_nodes("lucky").values()) == 3 and worker not in d.task_nodes("lucky")
     assert sum(d.task_nodes("hasura").values()) == 2 and worker not in d.task_nodes("hasura")
+    failed = [line for line in doctor.stdout.splitlines() if line.startswith("✖")]
+    assert doctor.returncode == 1 and failed == [
+        f"✖ nodes: {worker} down (the manager hears no engine there; its tasks run elsewhere or not at all): start "
+        f"Docker there, or if a node is gone for good: docker node rm --force {worker}"], doctor.stdout
 
     c.revive(worker)
     d.docker("node", "update", "--availability", "active", worker)
@@ -205,3 +211,135 @@ def test_cadvisor_on_each_node_reads_its_own_daemon(spread):
     listing = {n: read(n, "ps") for n in d.cluster.nodes}
     assert {n: (r.returncode != 0 and "403" in r.stderr + r.stdout) for n, r in listing.items()} == {
         n: True for n in d.cluster.nodes}, {n: r.stderr for n, r in listing.items()}
+
+
+def test_doctor_passes_on_the_cluster_and_names_a_label_on_two_nodes(spread):
+    """script/doctor on the manager of the healthy cluster (the routed hosts resolving to it, as DNS would):
+    every check passes, the nodes' one included; with the db label put on a worker as well, one ✖ line names it
+    and both nodes, and it exits 1 (postgres could start there on an empty volume)."""
+    d = spread
+    c = d.cluster
+    healthy = d.doctor()
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    lines = healthy.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == [
+        "✔ docker", "✔ swarm", "✔ nodes", "✔ labels", "✔ registry", "✔ env", "✔ stack files", "✔ tls", "✔ dns",
+        "✔ ports", "✔ disk"], healthy.stdout
+    assert "✔ swarm: a manager of 3 node(s)" in healthy.stdout and "✔ nodes: all 3 Ready and Active" in lines
+    worker = c.workers[0]
+    key = f"{NAMES.swarm}.db"
+    try:
+        d.label("db", worker)
+        planted = d.doctor()
+    finally:
+        d.label("db", worker, present=False)
+    failed = [line for line in planted.stdout.splitlines() if line.startswith("✖")]
+    assert planted.returncode == 1 and len(failed) == 1, planted.stdout
+    assert failed[0].startswith(f"✖ labels: {key} is on 2 nodes (") and c.manager in failed[0] and worker in failed[0]
+    assert f"docker node update --label-rm {key} NODE" in failed[0]
+
+
+def test_traefik_and_its_certificate_volume_live_on_the_edge_node_only(spread):
+    """With a tls=letsencrypt rendering's certificate volume (acme.json's home) mounted into Traefik: its one task
+    and that volume are on the node with the edge label, and no other node has such a volume. The live service's
+    placement is the letsencrypt rendering's. (No certificate is issued here: the placement is what is shown.)"""
+    d = spread
+    c = d.cluster
+    volume = d.service(d.letsencrypt["volumes"][0].split(":", 1)[0])
+    target = d.letsencrypt["volumes"][0].split(":", 1)[1]
+    assert d.labelled("edge") == [c.manager]
+    assert d.task_nodes("traefik") == {c.manager: 1}
+    spec = json.loads(d.docker("service", "inspect", "--format", "{{json .Spec.TaskTemplate}}",
+                               NAMES.service("traefik")).stdout)
+    assert sorted(spec["Placement"]["Constraints"]) == sorted(d.letsencrypt["placement"]["constraints"])
+    assert {"Type": "volume", "Source": volume, "Target": target} in [
+        {k: m.get(k) for k in ("Type", "Source", "Target")} for m in spec["ContainerSpec"]["Mounts"]]
+    volumes = {n: [v for v in c.docker_on(n, "volume", "ls", "-q").stdout.split() if v == volume] for n in c.nodes}
+    assert volumes == {n: ([volume] if n == c.manager else []) for n in c.nodes}
+    mounted = d.docker("inspect", "--format", "{{range .Mounts}}{{.Name}} {{end}}", d.container("traefik")).stdout
+    assert volume in mounted.split()
+
+
+KEEP = 2  # KEEP_RELEASES for the cleanup test (the env file): small, so three releases are enough
+
+
+def cheap_release(d, sha):
+    """Images tagged sha that differ from the deployed release's only by a label (a new config, no new layer):
+    built from them on the manager and pushed, as script/build --push would, in seconds."""
+    c = d.cluster
+    for name in ("lucky", "hasura"):
+        c.docker_on(c.manager, "build", "--quiet", "-t", d.image(name).replace(d.sha, sha), "-",
+                    input=f"FROM {d.image(name)}\nLABEL org.lhd.release={sha}\n")
+        c.docker_on(c.manager, "push", "--quiet", d.image(name).replace(d.sha, sha), timeout=300)
+    return {name: c.docker_on(c.manager, "image", "inspect", "--format", "{{index .RepoDigests 0}}",
+                              d.image(name).replace(d.sha, sha)).stdout.strip().split("@")[1]
+            for name in ("lucky", "hasura")}
+
+
+def test_every_node_keeps_only_the_last_releases(spread, request):
+    """KEEP_RELEASES=2 in the env file; two cheap releases A and B deployed after the session's SHA (with the e2e
+    tier's fast intervals), then SHA again (production ones, its images pulled back from the registry): after B
+    and after SHA, every node (the workers through the cleanup's global job) reports its cleanup, holds no image of
+    the release older than the last two (SHA, then A), keeps the other kept release's where a task ran it and the
+    running one's, and keeps the images of another project named alike (two decoys on each node, tagged SHA)."""
+    d = spread
+    c = d.cluster
+    shas = ["c1ea0a01", "c1ea0b02"]
+    # The digests the first deploy recorded for SHA (var/releases.log: TIME SHA lucky@DIGEST hasura@DIGEST).
+    log = c.on(c.manager, "cat", f"{PROJECT_DIR}/var/releases.log").stdout.splitlines()
+    first = next(line.split() for line in log if line.split()[1] == d.sha and len(line.split()) == 4)
+    digests = {d.sha: dict(part.split("@", 1) for part in first[2:])}
+    for sha in shas:
+        digests[sha] = cheap_release(d, sha)
+    decoys = [f"{d.registry}-legacy/lucky:{d.sha}", f"{d.registry}/lucky-legacy:{d.sha}"]
+    env_file = f"{PROJECT_DIR}/.env.production"
+    # script/bootstrap wrote KEEP_RELEASES=5 there, and an env file's first line for a key wins.
+    c.on(c.manager, "sh", "-c", f"cp {env_file} {env_file}.lhd && sed -i 's/^KEEP_RELEASES=.*/KEEP_RELEASES={KEEP}/' "
+         f"{env_file} && grep -qx KEEP_RELEASES={KEEP} {env_file}")
+    for node in c.nodes:  # lucky runs on every node: its image by digest is there
+        for decoy in decoys:
+            c.docker_on(node, "tag", f"{d.image('lucky').rsplit(':', 1)[0]}@{digests[d.sha]['lucky']}", decoy)
+
+    def releases_on(node):
+        """name -> the releases whose image (by digest or tag) is on node."""
+        found = d.project_images(node)
+        return {name: {sha for sha in digests if f"{name}@{digests[sha][name]}" in found or f"{name}:{sha}" in found}
+                for name in ("lucky", "hasura")}
+
+    def ran_on(name):
+        """release -> the nodes a task of the service ran it on (swarm's task history)."""
+        rows = d.docker("service", "ps", "--no-trunc", "--format", "{{.Node}} {{.Image}}", NAMES.service(name)).stdout
+        found = {}
+        for node, image in (r.split() for r in rows.splitlines() if len(r.split()) == 2):
+            found.setdefault(image.split("@")[0].rsplit(":", 1)[1], set()).add(node)
+        return found
+
+    def check(running, idle, gone, out):
+        """Every node said what its cleanup did; none holds a release in gone; each node that ran the kept idle
+        release (deployed once, before the running one) holds its images, and each node running the running
+        one holds those; every decoy is there."""
+        said = [line for line in out.stdout.splitlines() if line.startswith("→ Image cleanup")]
+        assert all(any(node in line for line in said) for node in c.nodes), out.stdout + out.stderr
+        seen = {node: releases_on(node) for node in c.nodes}
+        for name in ("lucky", "hasura"):
+            assert all(not gone & seen[node][name] for node in c.nodes), (name, seen)
+            ran = ran_on(name)
+            assert all(idle in seen[node][name] for node in ran[idle]), (name, idle, ran, seen)
+            assert all(running in seen[node][name] for node in d.task_nodes(name)), (name, running, seen)
+        assert all(c.docker_on(node, "image", "inspect", decoy, check=False).returncode == 0
+                   for node in c.nodes for decoy in decoys), "a decoy was removed"
+        return seen
+
+    try:
+        d.script("deploy", shas[0], env=d.fast_env())
+        out = d.script("deploy", shas[1], env=d.fast_env())
+        check(shas[1], shas[0], {d.sha}, out)
+        out = d.script("deploy", d.sha)  # production intervals again, pulled back from the registry
+        seen = check(d.sha, shas[1], {shas[0]}, out)
+        request.node.user_properties.append(("releases per node", seen))
+    finally:
+        c.on(c.manager, "sh", "-c", f"mv {env_file}.lhd {env_file}")
+        for node in c.nodes:
+            c.docker_on(node, "image", "rm", "--no-prune", *decoys, check=False)
+        if d.version() != d.sha:
+            d.script("deploy", d.sha)

@@ -28,8 +28,16 @@ case "$1 $2" in
       *NodeAddr*) echo "${FAKE_ADDR:-10.0.0.5}" ;;
       *Nodes*) echo "${FAKE_NODES:-1}" ;;
       *DockerRootDir*) echo "$FAKE_ROOT" ;;
+      *Name*) echo node1 ;;
     esac ;;
-  "node ls") [ -n "$FAKE_UNLABELLED" ] && [ "$4" = "node.label=$FAKE_UNLABELLED=true" ] || echo node1 ;;
+  "node ls")
+    # Every node (hostname, status, availability), or those a label filter names.
+    if [ "$3" = --format ]; then printf '%b\n' "${FAKE_NODE_ROWS:-node1 Ready Active}"
+    elif [ "$4" = "node.label=$FAKE_UNLABELLED=true" ]; then :
+    elif [ "$4" = "node.label=$FAKE_TWICE=true" ]; then printf 'node1\nnode2\n'
+    elif [ "$4" = "node.label=lhd_app.edge=true" ]; then echo "${FAKE_EDGE:-node1}"
+    else echo node1; fi ;;
+  "node inspect") echo "${FAKE_NODE_STATE:-ready}" ;;
   "stack config")
     # As docker stack config does: the compose files' ${LUCKY_TAG:?...} fails without the variable.
     [ -n "$LUCKY_TAG" ] && [ -n "$HASURA_TAG" ] || { echo "required variable LUCKY_TAG is missing a value" >&2; exit 1; }
@@ -90,7 +98,7 @@ def test_a_ready_server_passes_every_check(server):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert [line.split(":")[0] for line in lines[:-1]] == [
-        "✔ docker", "✔ swarm", "✔ labels", "✔ registry", "✔ env", "✔ stack files", "✔ tls", "✔ dns", "✔ ports",
+        "✔ docker", "✔ swarm", "✔ nodes", "✔ labels", "✔ registry", "✔ env", "✔ stack files", "✔ tls", "✔ dns", "✔ ports",
         "✔ disk"]
     assert lines[-1] == "✔ All done."
 
@@ -124,6 +132,14 @@ CASES = {
     "no-db-label": (lambda s, t: {"FAKE_UNLABELLED": "lhd_app.db"},
                     "✖ labels: no node carries lhd_app.db: run script/bootstrap --swarm on the node that keeps the "
                     "data, or docker node update --label-add lhd_app.db=true NODE"),
+    "db-label-on-two-nodes": (lambda s, t: {"FAKE_TWICE": "lhd_app.db",
+                                            "FAKE_NODE_ROWS": "node1 Ready Active\\nnode2 Ready Active"},
+                              "✖ labels: lhd_app.db is on 2 nodes (node1 node2): db's services keep their data in a "
+                              "volume of one node and could start empty on another; keep it on the node that holds the "
+                              "data: docker node update --label-rm lhd_app.db NODE on the others"),
+    "worker-down": (lambda s, t: {"FAKE_NODE_ROWS": "node1 Ready Active\\nnode2 Down Active"},
+                    "✖ nodes: node2 down (the manager hears no engine there; its tasks run elsewhere or not at all): "
+                    "start Docker there, or if a node is gone for good: docker node rm --force node2"),
     "no-login": (lambda s, t: write(t / "config.json", "{}") or {"DOCKER_CONFIG": str(t)},
                  "✖ registry: {user} is not logged in to registry.gitlab.com: docker login registry.gitlab.com as "
                  "{user}, the user that deploys (--with-registry-auth hands its login to the nodes)"),
@@ -183,6 +199,18 @@ def test_a_single_node_on_loopback_is_noted_not_failed(server):
            "docs/configuration.md, \"Adding nodes\" (SWARM_ADVERTISE_ADDR)" in result.stdout.splitlines()
 
 
+def test_an_edge_node_elsewhere_moves_the_dns_and_port_checks_there(server):
+    """With Traefik's edge label on another node, DNS must point there and its ports be free there: notes saying
+    so, not a comparison with this node's addresses or ports."""
+    result = doctor(server, FAKE_EDGE="node2", FAKE_BUSY_PORT="443",
+                    FAKE_NODE_ROWS="node1 Ready Active\\nnode2 Ready Active")
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    assert "! dns: every routed host of example.com resolves; Traefik listens on node2 (the edge node), not here: " \
+           "they must point at its public address (not checked from this node)" in lines
+    assert "! ports: Traefik will listen on node2 (the edge node), not here: ports 80 and 443 must be free there" in lines
+
+
 def test_server_option_runs_it_over_ssh(server, tmp_path):
     """--server USER@HOST runs the server's own doctor in its clone, through ssh in batch mode."""
     project, env = server
@@ -202,7 +230,8 @@ FOR_DEPLOY = ["no-engine", "no-swarm", "worker", "loopback-with-nodes", "no-env-
               "cert-of-another-domain", "key-of-another-cert", "no-certificate"]
 # Not asked before a deploy: DNS may come later (or HTTPS_SWITCH=off), images built on the node need no login,
 # and script/deploy names a missing label itself (require_labels, its own one line).
-NOT_FOR_DEPLOY = ["no-login", "old-cli", "no-dns", "port-taken", "disk-full", "no-db-label"]
+NOT_FOR_DEPLOY = ["no-login", "old-cli", "no-dns", "port-taken", "disk-full", "no-db-label", "db-label-on-two-nodes",
+                  "worker-down"]
 
 
 def test_preflight_is_silent_on_a_ready_server(server):

@@ -160,6 +160,7 @@ def test_crystal_and_go_templates_exactly_where_expected(project, combo):
         "script/functions/swarm",         # docker --format Go templates
         "script/functions/dev",
         "script/functions/cleanup",
+        "script/docker/cleanup_node",
         "script/functions/maintenance",
         "script/logs",
         "script/bootstrap",

@@ -204,22 +204,30 @@ def test_production_logs_of_an_unknown_service_are_refused(own_project, tmp_path
 
 def cleanup_docker(repo, rows):
     """A docker answering `image ls ... REPO` with rows ("ID TAG DIGEST"), `ps -q` with one running container of
-    image sha256:run, and recording every call."""
+    image sha256:run, `image rm` and `ps -aq` (no stopped container) as a node would, and recording every call."""
     lines = "\\n".join(rows)
     return f"""echo "docker $*" >> "$DOCKER_LOG"
 for last in "$@"; do :; done
 case "$1 $2" in
   "ps -q") echo c1 ;;
+  "ps -aq") ;;
   "inspect --format") echo sha256:run ;;
   "image ls") [ "$last" != "{repo}" ] || printf '{lines}\\n' ;;
+  "image rm") ;;
   *) exit 97 ;;
 esac
 """
 
 
+def removed_references(log):
+    """The references `docker image rm` was given, in order, from the fake docker's log."""
+    return [line.split()[-1] for line in log.read_text().splitlines() if line.startswith("docker image rm ")]
+
+
 def test_cleanup_keeps_the_last_releases_and_running_images(own_project, tmp_path):
     """KEEP_RELEASES=2 with releases a..d logged (d newest): c and d kept, b removed; a kept because a container
-    runs it; an image tagged with a SHA never released kept; a digest-only image of b removed, of c kept."""
+    runs it; an image tagged with a SHA never released kept; a digest-only image of b removed, of c kept. The
+    node's part (script/docker/cleanup_node, the job's program on the other nodes) runs in POSIX sh (dash)."""
     log = own_project / "var/releases.log"
     log.parent.mkdir(exist_ok=True)
     shas = ["aaaa0001", "bbbb0002", "cccc0003", "dddd0004"]
@@ -234,19 +242,65 @@ def test_cleanup_keeps_the_last_releases_and_running_images(own_project, tmp_pat
 source {own_project}/script/functions/common
 source {own_project}/script/functions/swarm
 source {own_project}/script/functions/cleanup
-stale_images"""
+mapfile -t inputs < <(cleanup_inputs)
+env "${{inputs[@]}}" CLEANUP_NODE=node1 dash {own_project}/script/docker/cleanup_node"""
     (tmp_path / "fake").mkdir()
+    docker_log = tmp_path / "docker.log"
     env = {**os.environ, **fake_docker(tmp_path / "fake", cleanup_docker(repo, rows)),
-           "DOCKER_LOG": str(tmp_path / "docker.log"), "KEEP_RELEASES": "2"}
+           "DOCKER_LOG": str(docker_log), "KEEP_RELEASES": "2"}
     result = run(["bash", "-c", program], env=env, check=False, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [f"sha256:b {repo}:{shas[1]}", f"sha256:bd {repo}@{digest[shas[1]]}"]
+    assert removed_references(docker_log) == [f"{repo}:{shas[1]}", f"{repo}@{digest[shas[1]]}"]
+    assert "→ Image cleanup on node1: 2 references of releases older than the last 2 removed" in result.stdout
     # An old release's tag on a kept image (the same layers) is taken off it, even while that image runs.
     log.write_text(log.read_text() + "2026-12-05T00:00:00Z eeee0001\n")
     rows[:] = [f"sha256:run {shas[0]} <none>", f"sha256:run {shas[3]} <none>"]
     (tmp_path / "fake/bin/docker").write_text("#!/bin/sh\n" + cleanup_docker(repo, rows))
+    docker_log.write_text("")
     result = run(["bash", "-c", program], env=env, check=False, timeout=60)
-    assert result.stdout.splitlines() == [f"sha256:run {repo}:{shas[0]}"], result.stderr
+    assert removed_references(docker_log) == [f"{repo}:{shas[0]}"], result.stderr
+
+
+def test_cleanup_reaches_the_other_nodes_as_a_global_job(own_project, tmp_path):
+    """On a swarm of three nodes (one drained), the cleanup's job runs script/docker/cleanup_node on every other
+    Ready and active node: the argv script/deploy gives `docker service create` (global-job, the docker CLI image,
+    the node's socket), its nodes' lines printed, the drained node named in a warning, the job removed."""
+    log = own_project / "var/releases.log"
+    log.parent.mkdir(exist_ok=True)
+    log.write_text(f"2026-12-01T00:00:00Z aaaa0001 lucky@sha256:{'1' * 64} hasura@sha256:{'2' * 64}\n")
+    docker = r"""printf '%s\n' "docker $*" >> "$DOCKER_LOG"
+case "$1 $2" in
+  "ps -q" | "ps -aq" | "image ls" | "image rm") ;;
+  "info --format") echo self ;;
+  "node ls") printf 'self m Ready Active\nw1 worker1 Ready Active\nw2 worker2 Ready Drain\n' ;;
+  "service rm" | "service create") ;;
+  "service ps") echo "Complete 1 second ago" ;;
+  "service logs") echo "→ Image cleanup: nothing older than the last 5 releases on worker1" ;;
+  *) exit 97 ;;
+esac
+"""
+    program = f"""set -euo pipefail
+source {own_project}/script/functions/common
+source {own_project}/script/functions/swarm
+source {own_project}/script/functions/cleanup
+cleanup_images"""
+    (tmp_path / "fake").mkdir()
+    docker_log = tmp_path / "docker.log"
+    env = {**os.environ, **fake_docker(tmp_path / "fake", docker), "DOCKER_LOG": str(docker_log)}
+    result = run(["bash", "-c", program], env=env, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "→ Image cleanup: nothing older than the last 5 releases on worker1"
+    assert result.stderr.count("\n") == 1 and "node worker2 is Ready and Drain" in result.stderr, result.stderr
+    calls = docker_log.read_text().splitlines()
+    create = next(line for line in calls if line.startswith("docker service create"))
+    for part in ("--name lhd_app_image-cleanup --mode global-job --restart-condition none",
+                 "--constraint node.id!=self --constraint node.id!=w2",
+                 "--mount type=bind,source=/var/run/docker.sock,target=/var/run/docker.sock",
+                 "--env CLEANUP_NODE={{.Node.Hostname}}", "--env CLEANUP_KEEP_TAGS=aaaa0001",
+                 f"--env CLEANUP_KEEP_DIGESTS=sha256:{'1' * 64} sha256:{'2' * 64}",
+                 "--entrypoint sh docker:28.5.2-cli -c #!/bin/sh"):
+        assert part in create, create
+    assert calls[-1] == "docker service rm lhd_app_image-cleanup"
 
 
 def test_keep_releases_must_be_a_number(own_project, tmp_path):
