@@ -147,7 +147,9 @@ def test_server_step_is_script_provision(combo, bakes):
     for manual in ("useradd", "ufw ", "authorized_keys", "script/bootstrap --swarm\n"):
         assert manual not in "\n".join(block for *_, block in blocks), manual
     assert "(docs/provisioning.md#by-hand)" in text
-    by_hand = (project / "docs/provisioning.md").read_text().split("## By hand", 1)[1]
+    provisioning = (project / "docs/provisioning.md").read_text()
+    assert "\n## By hand\n" in provisioning, "docs/provisioning.md has no \"By hand\" section"
+    by_hand = provisioning.split("\n## By hand\n", 1)[1]
     assert "useradd" in by_hand and "script/bootstrap --swarm" in by_hand
 
 
