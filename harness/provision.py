@@ -19,6 +19,10 @@ docs/provisioning.md's "After it" leaves to the operator (docker login as deploy
 this machine's tuning (harness/server.py `Server.tune`: the dnsrr override, no overlay encryption) and, in local
 mode, the stack's Docker Hub images loaded as `Server.prepare` loads them; `push_images` builds and pushes a
 commit's images from the jobs' engine (harness/pipeline.py `Runner`) as the pipeline's `build` job does.
+The runbook test (tests/pipeline/test_runbook.py) starts its server the same way, `hosts` resolving gitlab.com
+to the test's git host, and provisions it from its workstation container with the README's own command; it
+uses `tune` (this machine's settings) and nothing else of `ready_for_first_deploy`, since the README's blocks
+do the rest.
 
 Every container, volume and network carries the run's labels (harness/reaper.py) and is named
 `lhd-prov-<8 hex>-...`; `close()` removes them (a network it was given stays).
@@ -53,10 +57,12 @@ def build_image():
 class FreshServers:
     """Fresh servers on one bridge network of their own; `add()` starts one."""
 
-    def __init__(self, workdir, remote=None, network=None, registry=None):
+    def __init__(self, workdir, remote=None, network=None, registry=None, hosts=None):
         """remote: a host folder of bare repositories, mounted read-only at REMOTE_DIR; network: an existing
         network to start the servers on (left in place by close()); registry: (address, CA file) of the registry
-        the servers' Docker reaches as REGISTRY_HOST."""
+        the servers' Docker reaches as REGISTRY_HOST; hosts: name -> address the servers resolve name to (the
+        runbook's git host as gitlab.com)."""
+        self.hosts = dict(hosts or {})
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.name = unique(PREFIX)
@@ -85,6 +91,7 @@ class FreshServers:
         if self.registry:
             address, ca = self.registry
             mounts += ["--add-host", f"{REGISTRY_HOST}:{address}", "-v", f"{ca}:/etc/docker/certs.d/{REGISTRY_HOST}/ca.crt:ro"]
+        mounts += [arg for name, address in self.hosts.items() for arg in ("--add-host", f"{name}:{address}")]
         published = [arg for target, port in self.ports[container].items() for arg in ("-p", f"127.0.0.1:{port}:{target}")]
         docker("volume", "create", *self.labels, f"{container}-docker")
         docker("run", "-d", "--name", container, "--hostname", short, "--network", self.network,
@@ -137,6 +144,15 @@ class FreshServers:
         for source, name in ((cert, "origin.crt"), (key, "origin.key")):
             docker("cp", source, f"{container}:{PROJECT_DIR}/etc/certs/{name}")
         self.on(container, "chown", "-R", f"{DEPLOY_USER}:{DEPLOY_USER}", f"{PROJECT_DIR}/etc/certs")
+        notes = self.tune(container, mode)
+        if mode == "local":
+            registry.load([upstream_image(name) for name in THIRD_PARTY], [container])
+        return site_ca, notes
+
+    def tune(self, container, mode):
+        """This machine's settings in the bootstrapped server's .env.production, as `Server.tune` writes them
+        (the dnsrr override: no IPVS here; no overlay encryption: no IPsec between these engines); returns the
+        override's notes for the run's report."""
         app, _, notes = harness_overrides(mode)
         local = write_override(self.workdir / f"{container}-app.yml", app, "The server's own override (harness/provision.py).")
         self.on(container, "mkdir", "-p", os.path.dirname(OVERRIDES))
@@ -145,9 +161,7 @@ class FreshServers:
         env_file = f"{PROJECT_DIR}/.env.production"
         self.as_deploy(container, "sed", "-i", "s/^OVERLAY_ENCRYPTION=on$/OVERLAY_ENCRYPTION=off/", env_file)
         self.as_deploy(container, "sh", "-c", f'printf "%s\\n" "LHD_EXTRA_COMPOSE_FILES={OVERRIDES}" >>"$0"', env_file)
-        if mode == "local":
-            registry.load([upstream_image(name) for name in THIRD_PARTY], [container])
-        return site_ca, notes
+        return notes
 
     def close(self):
         """Remove every server (the engines inside stop with them), its volume, and the network. Idempotent."""

@@ -96,22 +96,61 @@ def test_production_path_is_one_marked_runbook(combo, bakes):
         assert step is not None, f"no marked block runs {pattern}"
         return step
     ci_step = int(re.search(r"^### ([0-9]+)\. CI/CD", text, re.M).group(1))
-    assert first(r"^git push -u origin main") < first(r"^script/build --push") <= first(r"^script/deploy --first")
-    assert first(r"^script/deploy --first") == first(r"/version") < ci_step
+    assert first(r"^git push -u origin main") < first(r"^script/provision ") < first(r"^script/build --push") \
+        <= first(r"script/deploy --first")
+    assert first(r"script/deploy --first") == first(r"/version") < ci_step
     server_scripts = [who for _, where, who, block in blocks if where == "server" and re.search(r"^script/", block, re.M)]
     assert server_scripts and set(server_scripts) == {"deploy"}, server_scripts  # never as root
 
 
+README_MAX_LINES = 160  # issue 27: "about 150 lines up front"; reference material lives in docs/
+
+
+def anchor(heading):
+    """The fragment GitHub and GitLab give a Markdown heading: lower case, punctuation but - and _ dropped,
+    spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
 def test_readme_is_short_and_its_links_resolve(combo, bakes):
-    """The README stays a runbook (reference lives in docs/); every relative link of the README and of docs/
-    names a file of the project (or one of the pages other branches add)."""
+    """The rendered README is about 150 lines (at most README_MAX_LINES) in every combination; every relative
+    link of the README and of docs/ names a file of the project, and a #fragment a heading of that file."""
     project = bakes.get(combo)
     readme = (project / "README.md").read_text()
-    assert len(readme.splitlines()) <= 240, len(readme.splitlines())
+    assert len(readme.splitlines()) <= README_MAX_LINES, len(readme.splitlines())
+    assert re.search(r"\]\(docs/[^)]+\.md", readme), "the README links its reference pages under docs/"
     for page in [project / "README.md", *sorted((project / "docs").glob("*.md"))]:
-        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+        for target, fragment in re.findall(r"\]\(([^)#:]+)(?:#([^)]*))?\)", page.read_text()):
             path = (page.parent / target).resolve().relative_to(project.resolve())
-            assert (project / path).exists(), f"{page.name} links {target}"
+            assert (project / path).is_file(), f"{page.name} links {target}, which is not a file of the project"
+            if fragment and path.suffix == ".md":
+                headings = {anchor(h) for h in re.findall(r"^#+ (.+)$", (project / path).read_text(), re.M)}
+                assert fragment in headings, f"{page.name} links {target}#{fragment}: no such heading"
+
+
+def test_server_step_is_script_provision(combo, bakes):
+    """Issue 24: the README's server step is `script/provision` from the workstation (with the CI key when there
+    is CI, so provision authorizes it, and the read-only clone key made before it), then the registry login; the
+    manual root path (useradd, ufw) is in docs/provisioning.md's "By hand", which the step links."""
+    project = bakes.get(combo)
+    text = (project / "README.md").read_text()
+    blocks = runbook(text)
+    provision = [block for _, where, _, block in blocks if re.search(r"^script/provision ", block, re.M)]
+    assert len(provision) == 1 and [where for _, where, _, b in blocks if b == provision[0]] == ["workstation"]
+    command = re.search(r"^script/provision .*?[^\\]$", provision[0], re.M | re.S).group(0)
+    key = re.search(r"--key (\S+)", command)
+    assert (key is not None) == (combo["ci"] != "none"), command
+    clone_key = re.search(r"--clone-key (\S+)", command).group(1)
+    made = "\n".join(block for step, _, _, block in blocks if block != provision[0] and "ssh-keygen" in block)
+    for needed in [clone_key, *([key.group(1).removesuffix(".pub")] if key else [])]:
+        assert f"-f {needed}\n" in made + "\n", f"{needed} is made before script/provision"
+    for manual in ("useradd", "ufw ", "authorized_keys", "script/bootstrap --swarm\n"):
+        assert manual not in "\n".join(block for *_, block in blocks), manual
+    assert "(docs/provisioning.md#by-hand)" in text
+    provisioning = (project / "docs/provisioning.md").read_text()
+    assert "\n## By hand\n" in provisioning, "docs/provisioning.md has no \"By hand\" section"
+    by_hand = provisioning.split("\n## By hand\n", 1)[1]
+    assert "useradd" in by_hand and "script/bootstrap --swarm" in by_hand
 
 
 def test_docs_reach_the_repository(default_project, tmp_path):
