@@ -182,3 +182,18 @@ def test_staging_has_its_own_domain_in_readme_and_ci(combo, bakes):
         urls = {"staging": f"https://api.{workflow['env']['STAGING_DOMAIN']}",
                 "production": f"https://api.{workflow['env']['PRODUCTION_DOMAIN']}"}
     assert urls == {"staging": f"https://api.{domain}", "production": f"https://api.{domain.removeprefix('staging.')}"}
+
+
+def test_letsencrypt_step_says_staging_first_and_one_edge_node(combo, bakes):
+    """Issue 22: with Let's Encrypt, the README's TLS step says to try the staging CA first and why (the rate
+    limits), that the CA is a deploy-time setting (ACME_CA_SERVER in the env file), and that the certificates live
+    on the edge node alone (a single point of failure), linking docs/letsencrypt.md; origin certificates say none of
+    it."""
+    text = (bakes.get(combo) / "README.md").read_text()
+    step = text[text.index("### 4. DNS and TLS"):text.index("### 5.")]
+    said = ["staging CA first", "ACME_CA_SERVER", "5 certificates a week", "single point of\nfailure",
+            "(docs/letsencrypt.md)"]
+    if combo.get("tls", "origin-certs") == "origin-certs":
+        assert "ACME_CA_SERVER" not in step
+    else:
+        assert [s for s in said if s not in step] == [], step
