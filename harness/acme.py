@@ -118,7 +118,11 @@ class Pebble:
         return answer.text
 
     def set_a(self, host, address):
-        """challtestsrv adds address to the A records it answers for host (clear_a first to replace them)."""
+        """challtestsrv answers A queries for host with address alone. Its add-a appends to the host's records
+        (challtestsrv dns.go AddDNSARecord) and Pebble's VA dials only the first address for TLS-ALPN-01 (va/va.go
+        validateTLSALPN01, addrs[0]; pebble v2.10.1), so the old records go first: one left from an earlier
+        Traefik task would fail every later challenge ("Failed to connect")."""
+        self.clear_a(host)
         requests.post(f"http://127.0.0.1:{self.port(self.dns, 8055)}/add-a",
                       json={"host": host, "addresses": [address]}, timeout=5).raise_for_status()
 
@@ -256,11 +260,6 @@ class TraefikFollower:
                 address = self.deployment.traefik_address()
                 if address and address != self.address:
                     for host in ROUTED:
-                        # Replace, not add: challtestsrv's add-a appends to the host's records
-                        # (challtestsrv dns.go AddDNSARecord) and Pebble's VA dials only the first address
-                        # for TLS-ALPN-01 (va/va.go validateTLSALPN01, addrs[0]; pebble v2.10.1), so a record
-                        # left from an earlier Traefik task fails every later challenge ("Failed to connect").
-                        self.deployment.pebble.clear_a(f"{host}.{DOMAIN}")
                         self.deployment.pebble.set_a(f"{host}.{DOMAIN}", address)
                     self.address = address
             except Exception as error:  # noqa: BLE001 - the stack is starting or updating; look again
