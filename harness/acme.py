@@ -8,8 +8,10 @@ PEBBLE_WFE_NONCEREJECT=0 its 5 % of refused nonces (which lego retries anyway), 
 Its validation authority resolves names through challtestsrv, whose A records the harness keeps on Traefik's
 task address on that network (`follow_traefik`), and connects to port 443 there (TLS-ALPN-01).
 
-`AcmeDeployment` is harness/swarm.py's Deployment with its own names (project `lhd_acme`, so the swarm tier's
-stack is untouched) and Traefik attached to Pebble's network by a harness-side compose file.
+`AcmeDeployment` is harness/swarm.py's Deployment with its own names (stack `lhd_acme` and its own registry path, so
+the swarm tier's stack and images are untouched; the default project_name, so its Lucky build reuses the swarm tier's
+cached layers: shard.yml names the binary after the project) and Traefik attached to Pebble's network by a
+harness-side compose file.
 """
 
 import json
@@ -32,8 +34,7 @@ from harness.swarm import Deployment
 from harness.wait import until
 from kit.kit import HARNESS_PINS
 
-PROJECT = "lhd_acme"
-ANSWERS = {"project_name": PROJECT, "tls": "letsencrypt", "monitoring": "yes", "ci": "none"}
+ANSWERS = {"swarm_name": "lhd_acme", "repo_name": "lhd-acme", "tls": "letsencrypt", "monitoring": "yes", "ci": "none"}
 APP_ROUTED = ("api", "traefik")  # the hosts the app stack routes
 # The monitoring stack's hosts that Traefik routes here. grafana. is not among them: no Grafana image can be had
 # (shared/ENVIRONMENT.md), the harness scales it to 0, and with endpoint_mode dnsrr (no IPVS) Traefik's swarm
@@ -153,7 +154,7 @@ class Pebble:
 
 
 class AcmeDeployment(Deployment):
-    """Deployment of a `tls=letsencrypt` project named lhd_acme, its Traefik also on Pebble's network."""
+    """Deployment of a `tls=letsencrypt` project as the stack lhd_acme, its Traefik also on Pebble's network."""
 
     names = names(**ANSWERS)
 

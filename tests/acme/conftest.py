@@ -1,4 +1,4 @@
-"""Fixtures of the ACME module: Pebble, and a `tls=letsencrypt` deployment of its own (project lhd_acme) for this
+"""Fixtures of the ACME module: Pebble, and a `tls=letsencrypt` deployment of its own (stack lhd_acme) for this
 module only, torn down at its end (the swarm tier's session deployment publishes the same ports afterwards)."""
 
 import pytest

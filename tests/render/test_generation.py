@@ -315,6 +315,34 @@ def test_every_file_the_template_ships_is_tracked_by_git_add(default_project, tm
     assert any(p.startswith("docs/") for p in tracked)
 
 
+# What the release build's Crystal compile reads: the COPY sources of Docker/lucky/Dockerfile.prod's build stage.
+COMPILE_INPUTS = ["config", "db/migrations", "shard.yml", "src", "tasks", "tasks.cr"]
+
+
+def build_stage_copies(project):
+    """The sources of the COPY lines (not --from) of Dockerfile.prod's build stage, shard.loc[k] as shard.lock."""
+    stage = (project / "Docker/lucky/Dockerfile.prod").read_text().split(" AS build\n", 1)[1].split("\nFROM ", 1)[0]
+    return [source.replace("shard.loc[k]", "shard.lock") for line in stage.splitlines()
+            if line.startswith("COPY ") and "--from=" not in line for source in line.split()[1:-1]]
+
+
+def tree_digest(project, paths):
+    """sha256 over the relative names and bytes of every file under paths."""
+    digest = hashlib.sha256()
+    for path in paths:
+        for file in sorted(f for f in [project / path, *(project / path).rglob("*")] if f.is_file()):
+            digest.update(str(file.relative_to(project)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def test_release_build_copies_only_what_the_compiler_reads(project, default_project):
+    """The release build copies the compiler's inputs, not `.`: an edit to a script, a stack file, a spec or the
+    Hasura metadata reuses the cached Crystal build (benchmarks/lucky_build.py), and every combination's inputs
+    are the default project's byte for byte, so tiers rendering other answers share one build."""
+    assert sorted(set(build_stage_copies(project)) - {"shard.lock"}) == COMPILE_INPUTS
+    assert tree_digest(project, COMPILE_INPUTS) == tree_digest(default_project, COMPILE_INPUTS)
+
+
 def test_documentation_is_outside_the_image_build_context(default_project):
     """Editing docs/, CHANGELOG.md or README.md changes no image: .dockerignore keeps them out of `COPY . .`, so a
     docs commit reuses every cached layer of the release build."""
