@@ -24,12 +24,11 @@ import time
 from pathlib import Path
 
 import requests
-import yaml
 
 from harness import reaper
 from harness.docker import docker, unique
 from harness.names import names
-from harness.stack import DOMAIN
+from harness.stack import DOMAIN, short_alert_rules
 from harness.swarm import Deployment
 from harness.wait import until
 from kit.kit import HARNESS_PINS
@@ -46,7 +45,7 @@ ROUTED = APP_ROUTED + MONITORING_ROUTED
 # The certificate alerts' `for:` (15m and 1h in the project), shortened by a harness-side copy of the rules file
 # so that a live test sees them fire; their expressions are the project's, unchanged.
 ALERT_FOR = "10s"
-CERTIFICATE_ALERTS = ("CertificateExpiresSoon", "CertificateIssuanceFailing")
+CERTIFICATE_ALERTS = {"CertificateExpiresSoon": "1h", "CertificateIssuanceFailing": "15m"}  # the project's for:
 VERSION = HARNESS_PINS["pebble"]
 PEBBLE_IMAGE = f"ghcr.io/letsencrypt/pebble:{VERSION}"
 CHALLTESTSRV_IMAGE = f"ghcr.io/letsencrypt/pebble-challtestsrv:{VERSION}"
@@ -166,30 +165,8 @@ class AcmeDeployment(Deployment):
             "# Harness-side: Traefik joins the network Pebble and challtestsrv run on.\n"
             "services:\n  traefik:\n    networks:\n      - acme_ca\n"
             f"networks:\n  acme_ca:\n    external: true\n    name: {pebble.network}\n")
-        self.alerts_override = self.short_certificate_alerts(Path(project), Path(workdir))
+        self.alerts_override = short_alert_rules(project, workdir, self.names.swarm, CERTIFICATE_ALERTS, ALERT_FOR)
         super().__init__(project, workdir, mode)
-
-    def short_certificate_alerts(self, project, workdir):
-        """A monitoring-stack override whose task_rules config is the project's rules file with the certificate
-        alerts' `for:` set to ALERT_FOR (under a name of its own: swarm configs cannot change)."""
-        rules_file = project / "Docker/prometheus-swarm/prometheus/rules/task.rules.yml"
-        rules = yaml.safe_load(rules_file.read_text())
-        changed = 0
-        for group in rules["groups"]:
-            for rule in group["rules"]:
-                if rule.get("alert") in CERTIFICATE_ALERTS:
-                    rule["for"] = ALERT_FOR
-                    changed += 1
-        if changed != len(CERTIFICATE_ALERTS):
-            raise RuntimeError(f"{rules_file} holds {changed} of the alerts {CERTIFICATE_ALERTS}")
-        copy = workdir / "task.rules.short-for.yml"
-        copy.write_text(yaml.safe_dump(rules, sort_keys=False))
-        override = workdir / "monitoring-short-alerts.yml"
-        override.write_text("# Harness-side: the certificate alerts' for: shortened (harness/acme.py ALERT_FOR).\n" +
-                            yaml.safe_dump({"configs": {"task_rules": {
-                                "name": f"{self.names.swarm}_task_rules_harness_{unique('x')[-8:]}",
-                                "file": str(copy)}}}))
-        return override
 
     def script_env(self):
         env = super().script_env()

@@ -23,7 +23,7 @@ from gql.transport.requests import RequestsHTTPTransport
 from requests_toolbelt.adapters.host_header_ssl import HostHeaderSSLAdapter
 
 from harness.certs import make_ca
-from harness.docker import docker
+from harness.docker import docker, unique
 from harness.graphql_client import hs256_jwt, user_claims
 from harness.names import DEFAULT
 from harness.timing import timed
@@ -145,6 +145,30 @@ def write_override(path, services, title, whole=False):
     body = services if whole else {s: {"deploy": d} for s, d in services.items()}
     path.write_text(f"# {title}\n" + yaml.safe_dump({"services": body}))
     return path
+
+
+def short_alert_rules(project, workdir, swarm, alerts, for_):
+    """A monitoring-stack override (its path) whose task_rules config is the project's rules file with the `for:` of
+    the rules in `alerts`, {alert name: the project's `for:`}, set to for_ (a rule of that name with another `for:`
+    is left as it is), under a config name of its own (swarm configs cannot change). The expressions, labels and
+    every other rule are the project's; the promtool unit tests (tests/lint) keep the production `for:`."""
+    rules_file = Path(project) / "Docker/prometheus-swarm/prometheus/rules/task.rules.yml"
+    rules = yaml.safe_load(rules_file.read_text())
+    changed = set()
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") in alerts and rule.get("for") == alerts[rule["alert"]]:
+                rule["for"] = for_
+                changed.add(rule["alert"])
+    if changed != set(alerts):
+        raise RuntimeError(f"{rules_file} has no rule {sorted(set(alerts) - changed)} with the `for:` expected")
+    copy = Path(workdir) / f"task.rules.short-for-{unique('x')[-8:]}.yml"
+    copy.write_text(yaml.safe_dump(rules, sort_keys=False))
+    override = copy.with_suffix(".override.yml")
+    override.write_text(f"# Harness-side: the `for:` of {', '.join(sorted(alerts))} shortened to {for_}.\n" +
+                        yaml.safe_dump({"configs": {"task_rules": {
+                            "name": f"{swarm}_task_rules_harness_{copy.stem[-8:]}", "file": str(copy)}}}))
+    return override
 
 
 def cached_name(image, registry=REGISTRY):

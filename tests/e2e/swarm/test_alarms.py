@@ -6,10 +6,12 @@ DEADMAN_WEBHOOK_URL_FILE, delivers to a sink container on a network of the test'
 webhook and the dead man's switch) and a real SMTP server (aiosmtpd). The sink writes what it receives into a
 directory the test reads; the test talks to nothing but that directory and Traefik on 127.0.0.1.
 
-Shortened for the test (harness, not the project): BACKUP_INTERVAL=30 (harness/swarm.py), so BackupMissing
-fires about two minutes after the backup service stops (twice the interval, then the rule's minute). The
-monitoring stack gets one more compose file (LHD_MONITORING_EXTRA_COMPOSE_FILES) attaching Alertmanager to the
-sink's network; both are put back as found afterwards.
+Shortened for the test (harness, not the project): BACKUP_INTERVAL=30 (harness/swarm.py), and the `for:` of
+BackupMissing (overdue) and BackupFailing, a minute in the project, set to ALERT_FOR by a harness copy of the
+rules file (harness/stack.py short_alert_rules; their expressions are the project's, and the promtool unit tests
+in tests/lint keep the minute). So BackupMissing fires about 70 s after the backup service stops (twice the
+interval, then ALERT_FOR). The monitoring stack gets those compose files (LHD_MONITORING_EXTRA_COMPOSE_FILES),
+one attaching Alertmanager to the sink's network; it is put back as found afterwards.
 """
 
 import email
@@ -26,9 +28,12 @@ import yaml
 
 from harness import reaper
 from harness.docker import docker, unique
+from harness.stack import short_alert_rules
 from harness.swarm import SHA1
 from harness.wait import until
 
+ALERT_FOR = "10s"
+DATA_ALERTS = {"BackupMissing": "1m", "BackupFailing": "1m"}  # the project's for: (BackupMissing "never" keeps 1h)
 SINK_IMAGE = "lhd-kit/runtime:bookworm"  # Debian's python3 (kit/kit.py RUNTIME)
 # The sink: POSTs to /<name> are saved as <name>-<n>, mails as mail-<n>, each whole (written aside, then renamed).
 SINK = """
@@ -97,8 +102,9 @@ def sink(tmp_path):
 
 @pytest.fixture
 def receivers(live, monitoring, sink, tmp_path):
-    """The monitoring stack redeployed with the three receivers aimed at the sink, Alertmanager on its network;
-    afterwards deployed again as `monitoring` left it. Yields the sink's directory."""
+    """The monitoring stack redeployed with the three receivers aimed at the sink, Alertmanager on its network, and
+    the data alerts' `for:` shortened; afterwards deployed again as `monitoring` left it. Yields the sink's
+    directory."""
     network, out = sink
     files = {
         "ALERT_WEBHOOK_URL_FILE": "http://sink:8080/webhook\n",
@@ -112,7 +118,8 @@ def receivers(live, monitoring, sink, tmp_path):
     override = tmp_path / "sink-network.yml"
     override.write_text(yaml.safe_dump({"services": {"alertmanager": {"networks": {"sinks": {}}}},
                                         "networks": {"sinks": {"name": network, "external": True}}}))
-    extra = [str(f) for f in (live.monitoring_override, override) if f]
+    short = short_alert_rules(live.project, tmp_path, live.swarm_name, DATA_ALERTS, ALERT_FOR)
+    extra = [str(f) for f in (live.monitoring_override, override, short) if f]
     live.script("monitoring", "up", env={**env, "LHD_MONITORING_EXTRA_COMPOSE_FILES": ":".join(extra)})
     try:
         yield out
@@ -171,6 +178,7 @@ def test_backup_stopped_fires_backup_missing_to_webhook_and_email_and_watchdog_r
     alert = next(a for body in received(receivers, "webhook") for a in body["alerts"]
                  if a["labels"]["alertname"] == "BackupMissing")
     assert alert["labels"]["store"] == "local" and alert["labels"]["severity"] == "critical"
+    assert alert["labels"]["reason"] == "overdue"
     assert alert["labels"]["swarm"] == live.swarm_name
     assert mails[0]["To"] == "ops@example.test" and mails[0]["From"] == "alertmanager@example.test"
     print(f"BackupMissing reached the webhook {missing:.0f} s after the backup service was scaled to 0")
