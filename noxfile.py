@@ -42,9 +42,10 @@ def install(session):
     session.install(*REQUIREMENTS)
 
 
-def pytest_tier(session, tier, env=None):
-    """pytest on the tier's folders (or on what was given after `--`)."""
-    session.run("pytest", *(session.posargs or [*TIERS[tier], "-q"]), env=env)
+def pytest_tier(session, tier, env=None, parallel=False):
+    """pytest on the tier's folders (or on what was given after `--`); parallel: on every core (pytest-xdist), for
+    a tier of many short tests that share no state outside their tmp dirs."""
+    session.run("pytest", *(session.posargs or [*TIERS[tier], "-q", *(["-n", "auto"] if parallel else [])]), env=env)
 
 
 # The render tier needs Python only (and git). While it runs, `docker` on PATH is
@@ -86,7 +87,7 @@ def make_cookie(session, **answers):
 def render(session):
     """Render every supported combination and check the result (no Docker)."""
     install(session)
-    pytest_tier(session, "render", env=without_docker(session))
+    pytest_tier(session, "render", env=without_docker(session), parallel=True)
 
 
 @nox.session
