@@ -181,8 +181,12 @@ case "$1 $2" in
     echo "a4 lhd_app_postgres replicated 1/1 postgres:$OLD_PIN"
     echo "a5 lhd_app_traefik replicated 1/1 traefik:v3"
     echo "a6 lhd_app_monitoring_prometheus replicated 1/1 prom/prometheus" ;;
+  "ps -aq") [ ! -e "$FAKE_DIR/holder" ] || echo c0ffee ;;
+  "rm -f") case "$*" in *c0ffee*) rm -f "$FAKE_DIR/holder" ;; esac ;;
+  "volume rm") [ ! -e "$FAKE_DIR/holder" ] && rm -f "$FAKE_DIR/kept" ;;
   "run --rm")
     case "$*" in
+      *"cp -a"*) [ -z "${FAKE_COPY_STOPS:-}" ] || { touch "$FAKE_DIR/holder"; exit 130; } ;;
       *PG_VERSION*) cat "$FAKE_DIR/data" ;;
       *pg_backup*) echo lhd_app_production-20261202T000000Z-before-pg-upgrade.dump ;;
     esac ;;
@@ -198,8 +202,9 @@ esac
 """
 
 
-def whole_run(default_project, tmp_path, deploy_status=0):
-    """script/pg_upgrade --yes against FLOW, script/deploy a recorder exiting deploy_status; (result, calls)."""
+def whole_run(default_project, tmp_path, deploy_status=0, **fake):
+    """script/pg_upgrade --yes against FLOW (and the fake's settings), script/deploy a recorder exiting
+    deploy_status; (result, calls)."""
     project = Path(shutil.copytree(default_project, tmp_path / "project"))
     env_file = tmp_path / "prod.env"
     run([project / "script/bootstrap"], env={**os.environ, "LHD_ENV_FILE": str(env_file)})
@@ -209,7 +214,7 @@ def whole_run(default_project, tmp_path, deploy_status=0):
     log = tmp_path / "docker.log"
     env = {**os.environ, **fake_docker(tmp_path, FLOW), "LHD_ENV_FILE": str(env_file), "FAKE_LOG": str(log),
            "FAKE_DIR": str(tmp_path), "OLD_PIN": PREVIOUS, "NEW_IMAGE": f"postgres:{PINS['_postgres_version']}",
-           "NEW_DATA": f"{MAJOR} {MAJOR}/docker"}
+           "NEW_DATA": f"{MAJOR} {MAJOR}/docker", **fake}
     result = run([project / "script/pg_upgrade", "--yes"], env=env, check=False, stdin=subprocess.DEVNULL, timeout=60)
     return result, log.read_text().splitlines()
 
@@ -246,3 +251,17 @@ def test_a_failed_deploy_after_the_move_names_the_deploy_not_the_data(default_pr
         "script/deploy --first aaaa1111"], result.stderr
     assert [c for c in calls if "service scale" in c] == [
         "docker service scale --detach=false lhd_app_lucky=0 lhd_app_hasura=0 lhd_app_backup=0 lhd_app_postgres=0"]
+
+
+def test_a_copy_stopped_midway_is_removed_with_the_container_that_holds_it(default_project, tmp_path):
+    """The copy stops (an interrupt) and leaves its container behind, created or still being removed, so the kept
+    volume is in use: the container is removed first, then the partial copy, and the old services start again; no
+    "could not remove" warning, no copy left for a later run to take for an earlier upgrade's old data."""
+    result, calls = whole_run(default_project, tmp_path, FAKE_COPY_STOPS="1")
+    assert result.returncode == 1
+    assert "! the upgrade stopped before lhd_app_db_data was changed" in result.stderr, result.stderr
+    assert "could not remove" not in result.stderr, result.stderr
+    assert not (tmp_path / "kept").exists() and not (tmp_path / "holder").exists()
+    kept = f"lhd_app_db_data_pg{PREVIOUS_MAJOR}"
+    assert calls.index("docker rm -f c0ffee") < calls.index(f"docker volume rm {kept}")
+    assert calls[-1].startswith("docker service scale --detach=false lhd_app_lucky=2 lhd_app_hasura=1")

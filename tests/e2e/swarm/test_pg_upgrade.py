@@ -61,6 +61,15 @@ def volume_major(volume):
                   ).stdout.strip()
 
 
+def remove_kept():
+    """Remove the kept volume, and first any container holding it (one an interrupted copy left behind would keep
+    `volume rm --force` from removing it, and every later module from starting afresh)."""
+    holders = docker("ps", "-aq", "--filter", f"volume={KEPT}").stdout.split()
+    if holders:
+        docker("rm", "-f", *holders, check=False)
+    docker("volume", "rm", "--force", KEPT, check=False)
+
+
 def on_previous(live):
     """True when the stack serves SHA1 with every replica, its database service on the previous major."""
     return live.stack_deployed() and live.postgres_version() == PREVIOUS and live.settled(SHA1)
@@ -73,7 +82,7 @@ def previous_files(deployment, tmp_path_factory):
     files = previous_major_files(tmp_path_factory.mktemp("pg-previous"))
     assert {"Docker/docker-compose.yml", "script/functions/pg_version"} <= set(files), sorted(files)
     yield files
-    docker("volume", "rm", "--force", KEPT, check=False)
+    remove_kept()
     if not (deployment.stack_deployed() and deployment.postgres_version() == PINNED and deployment.settled(SHA1)):
         deployment.reset()
     until(lambda: deployment.sql("DELETE FROM notes") is not None, 120, "postgres to delete the module's notes")
@@ -102,7 +111,7 @@ def upgradable(deployment, previous_files):
                        + ", ".join(f"('{t}', 'x', true)" for t in PUBLISHED))
     assert volume_major(VOLUME) == PREVIOUS_MAJOR
     yield deployment
-    docker("volume", "rm", "--force", KEPT, check=False)
+    remove_kept()
 
 
 def unchanged(live, before, log):
