@@ -282,6 +282,7 @@ def build_image(image, parent_hash):
                                       image.name]).encode()).hexdigest()[:16]
     if image_hash(image.name) == want:
         return want, False
+    superseded = docker("image", "inspect", "--format", "{{.Id}}", image.name, check=False).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Path(tmp) / "ctx"
         shutil.copytree(context, ctx, ignore=shutil.ignore_patterns("__pycache__"))
@@ -292,6 +293,9 @@ def build_image(image, parent_hash):
             cmd += ["--build-arg", f"{key}={value}"]
         log(f"building {image.name}")
         docker(*cmd, ctx, timeout=BUILD_TIMEOUT)
+    if superseded:
+        # The build it replaces, by id (and its untagged parents); kept when something still uses it.
+        docker("image", "rm", superseded, check=False)
     return want, True
 
 
@@ -331,7 +335,9 @@ def prune():
              if name.startswith("lhd-kit/") and name not in current and name.rsplit(":", 1)[0] in known]
     for name in stale:
         docker("image", "rm", name, check=False)
-    docker("image", "prune", "--force", "--filter", f"label={LABEL}", check=False)  # superseded rebuilds
+    # No `docker image prune --filter label=...`: every image built FROM a kit image inherits its label, so that
+    # would also sweep the projects' build cache (the release build's compile stage is untagged), and every
+    # session would compile Lucky again. build_image removes the builds it supersedes itself.
     return stale
 
 
