@@ -2,7 +2,8 @@
 healthcheck, lucky_cli) and one production release build (script/build), both
 without Docker's layer cache for the project, on the images the mode picks; then
 the next release after an edit to a script (script/deploy), which a user makes
-as often as to the code: it should reuse the cached Crystal build.
+as often as to the code: it should reuse the cached Crystal build; and the same
+release of a project rendered with other answers (what another test tier builds).
 
     python3 -m benchmarks.lucky_build             # all three
     python3 -m benchmarks.lucky_build --release   # the two release builds only
@@ -47,9 +48,14 @@ def main():
                 script.write("# an edit to a script, not to the app\n")
             timed("next release after a script edit (script/build, previous build cached)",
                   [project / "script/build", "feed0002"], project)
+            # Other answers, the same compiler inputs: another tier's project (acme's answers) shares the compile.
+            other = Path(cookiecutter(str(kit.ROOT), no_input=True, output_dir=f"{tmp}/other", extra_context={
+                "project_name": "bench_app", "tls": "letsencrypt", "monitoring": "yes", "ci": "none"}))
+            timed("the same release of a project with other answers (tls=letsencrypt, ci=none)",
+                  [other / "script/build", "feed0003"], other)
         finally:
             images = [dev] + [f"{registry}/{name}:{sha}" for name in ("lucky", "lucky-base", "hasura")
-                              for sha in ("feed0001", "feed0002")]
+                              for sha in ("feed0001", "feed0002", "feed0003")]
             run(["docker", "image", "rm", "-f", *images], check=False)
 
 
