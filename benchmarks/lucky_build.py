@@ -5,8 +5,8 @@ the next release after an edit to a script (script/deploy), which a user makes
 as often as to the code: it should reuse the cached Crystal build; and the same
 release of a project rendered with other answers (what another test tier builds).
 
-    python3 -m benchmarks.lucky_build             # all three
-    python3 -m benchmarks.lucky_build --release   # the two release builds only
+    python3 -m benchmarks.lucky_build             # all four builds
+    python3 -m benchmarks.lucky_build --release   # the three release builds only
 
 Local mode builds the kit first (real Crystal and shards, Lucky from the
 shards mirror); the kit's own build time is benchmarks/kit_build.py's.
