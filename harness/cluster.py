@@ -25,7 +25,7 @@ from harness.cluster_nodes import (  # noqa: F401 - the cluster tier's names, im
     upstream_image,
 )
 from harness.combinations import ROOT
-from harness.docker import docker
+from harness.docker import docker, release_build
 from harness.proc import DEVNULL, run
 from harness.stack import (
     DOMAIN,
@@ -163,7 +163,8 @@ class ClusterDeployment(StackDriver):
             log(f"images {self.sha} already built")
             return False
         log(f"script/build {self.sha} on the host")
-        run([self.project / "script" / "build", self.sha], cwd=self.project, timeout=3600, stdin=DEVNULL)
+        with release_build():
+            run([self.project / "script" / "build", self.sha], cwd=self.project, timeout=3600, stdin=DEVNULL)
         self.forget_older_builds()
         return True
 

@@ -2,11 +2,15 @@
 for names and loopback ports. Containers and compose projects go through
 testcontainers (see devstack.py and the image contract tests)."""
 
+import fcntl
 import http.client
 import os
 import socket
 import subprocess
+import tempfile
 import uuid
+from contextlib import contextmanager
+from pathlib import Path
 
 from harness.proc import run
 
@@ -22,6 +26,25 @@ def engine_available():
         return docker("info", check=False, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+@contextmanager
+def turn(name):
+    """Hold the machine-wide lock `name` for the block: runs that overlap on one engine (the lanes of
+    harness/lanes.py) take turns at what must not run twice at once. The lock is a file in the temp dir, let go
+    when the holder ends however it ends (flock)."""
+    with open(Path(tempfile.gettempdir()) / f"lhd-{name}-{os.getuid()}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
+def release_build():
+    """One Lucky release build at a time on this engine. The legacy builder (engine 20.10, no BuildKit) runs two
+    builds of the same inputs side by side and both compile; one after the other, the second finds the first's
+    compiled layers (Docker/lucky/Dockerfile.prod copies only the compiler's inputs) and takes a second."""
+    with turn("release-build"):
+        yield
 
 
 def free_port():

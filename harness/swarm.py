@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness import reaper
 from harness.bake import bake, copy_template
-from harness.docker import docker
+from harness.docker import docker, release_build
 from harness.proc import DEVNULL, CommandFailed, run
 from harness.stack import (  # noqa: F401 - the tier's names, imported from here by its tests
     APP_STACK_SERVICES,
@@ -121,8 +121,9 @@ class Deployment(StackDriver):
 
     # -- releases ---------------------------------------------------------------------
     def build(self, sha):
-        """script/build SHA."""
-        result = self.script("build", sha, timeout=3600)
+        """script/build SHA (one release build at a time on this engine: harness/docker.py release_build)."""
+        with release_build():
+            result = self.script("build", sha, timeout=3600)
         self.built.add(sha)
         return result
 

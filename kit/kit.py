@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.docker import docker
+from harness.docker import docker, turn
 from harness.proc import run
 from harness.timing import timed
 from kit import shards_mirror
@@ -262,6 +262,13 @@ def build_base(name):
     want = hashlib.sha256(f"debootstrap minbase {suite} {MIRROR} {APT_CONF} v2".encode()).hexdigest()[:16]
     if image_hash(name) == want:
         return want
+    with turn("kit-build"):  # runs that overlap take turns; the second finds the first's image
+        if image_hash(name) != want:
+            _debootstrap(name, suite, want)
+    return want
+
+
+def _debootstrap(name, suite, want):
     log(f"debootstrap {suite} from {MIRROR} (about 30-70 s)")
     with tempfile.TemporaryDirectory() as tmp:
         rootfs = Path(tmp) / "rootfs"
@@ -270,7 +277,6 @@ def build_base(name):
         # tar's output straight into docker import; pipefail makes a failed tar fail the import.
         run(["bash", "-o", "pipefail", "-c", 'tar -C "$0" -c . | docker import --change "$1" --change "$2" - "$3"',
              rootfs, f"LABEL {LABEL}={want}", 'CMD ["/bin/bash"]', name])
-    return want
 
 
 def build_image(image, parent_hash):
@@ -282,6 +288,16 @@ def build_image(image, parent_hash):
                                       image.name]).encode()).hexdigest()[:16]
     if image_hash(image.name) == want:
         return want, False
+    with turn("kit-build"):  # runs that overlap take turns; the second finds the first's image
+        if image_hash(image.name) == want:
+            return want, False
+        _build(image, args, want)
+    return want, True
+
+
+def _build(image, args, want):
+    """docker build of image's context (and its extras) labelled with its hash; the build it replaces removed."""
+    context = HERE / image.context
     superseded = docker("image", "inspect", "--format", "{{.Id}}", image.name, check=False).stdout.strip()
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Path(tmp) / "ctx"
@@ -296,7 +312,6 @@ def build_image(image, parent_hash):
     if superseded:
         # The build it replaces, by id (and its untagged parents); kept when something still uses it.
         docker("image", "rm", superseded, check=False)
-    return want, True
 
 
 def build(only=None):

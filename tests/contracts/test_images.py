@@ -21,7 +21,7 @@ from testcontainers.core.wait_strategies import (
 )
 
 from harness.containers import LOOPBACK, address, contract, execute, exit_code, logs, published, run_once, state, url
-from harness.docker import docker
+from harness.docker import docker, release_build
 from harness.postgres import fetch_one, pg_ready, psql
 from harness.proc import run
 from harness.wait import until
@@ -71,7 +71,8 @@ def test_contract_ports_are_published_on_loopback_only(image_mode):
 @pytest.fixture(scope="module")
 def lucky_image(image_mode, default_project):
     """script/build's production image of the rendered project, tagged 0000beef."""
-    run([default_project / "script/build", "0000beef"], timeout=3600)
+    with release_build():
+        run([default_project / "script/build", "0000beef"], timeout=3600)
     registry = "registry.gitlab.com/my-group/lhd-app"
     yield f"{registry}/lucky:0000beef"
     for image in ("lucky", "lucky-base", "hasura"):

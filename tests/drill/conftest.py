@@ -5,7 +5,7 @@ in a bare repository, an S3 store (harness/stores.py) on the servers' network, a
 import pytest
 
 from harness.bake import bake
-from harness.docker import docker, engine_available
+from harness.docker import docker, engine_available, release_build
 from harness.pipeline import Repository
 from harness.proc import DEVNULL, run
 from harness.report import add_to_report
@@ -67,15 +67,26 @@ def store(server, tmp_path_factory):
 @pytest.fixture(scope="session")
 def release(image_mode, tmp_path_factory, request):
     """SHA1's Lucky and Hasura images under the harness's cache names (harness/stack.py IMAGE_CACHE): the
-    ones an earlier e2e session parked, else one `script/build SHA1` of the rendered project (then parked).
-    Returns (sha, {the name script/build gives: its cache name})."""
+    ones an earlier e2e session parked; else the ones a running e2e session holds under script/build's names (the
+    lanes of harness/lanes.py run the drill beside it), copied to the cache names and left where they are; else
+    one `script/build SHA1` of the rendered project (then parked). Returns (sha, {the name script/build gives: its
+    cache name})."""
     names = {f"{REGISTRY}/{name}:{SHA1}": cached_name(f"{REGISTRY}/{name}:{SHA1}") for name in ("lucky", "hasura")}
-    if all(docker("image", "inspect", name, check=False).returncode == 0 for name in names.values()):
+
+    def present(images):
+        return all(docker("image", "inspect", name, check=False).returncode == 0 for name in images)
+    if present(names.values()):
         add_to_report(request.config, [f"drill: release {SHA1}: the harness's cached images"])
+    elif present(names):
+        # Parking would take script/build's names from the run that uses them: copy instead.
+        for name, cached in names.items():
+            docker("tag", name, cached)
+        add_to_report(request.config, [f"drill: release {SHA1}: the images a running e2e session built"])
     else:
         # Outside a git checkout: script/build tags the working tree with the SHA it is given.
         project = bake(tmp_path_factory.mktemp("build") / "out")
-        run([project / "script/build", SHA1], cwd=project, timeout=3600, stdin=DEVNULL)
-        park_images({SHA1})
+        with release_build():  # parked before another run's build can name its images the same
+            run([project / "script/build", SHA1], cwd=project, timeout=3600, stdin=DEVNULL)
+            park_images({SHA1})
         add_to_report(request.config, [f"drill: release {SHA1}: built by script/build"])
     return SHA1, names

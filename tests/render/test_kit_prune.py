@@ -2,7 +2,11 @@
 repository it does not know belongs to another checkout on the same engine (a branch adding a kit image), and
 removing it broke that checkout's runs."""
 
-from harness.docker import fake_docker
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from harness.docker import fake_docker, turn
 from kit import kit
 
 
@@ -39,3 +43,38 @@ def test_a_rebuild_removes_the_build_it_supersedes(tmp_path, monkeypatch):
     calls = log.read_text().splitlines()
     assert calls[-1] == "image rm sha256:0ld"
     assert any(c.startswith("build ") and image.name in c for c in calls)
+
+
+def test_overlapping_runs_build_a_stale_kit_image_once(tmp_path, monkeypatch):
+    """Two runs that find the same kit image stale at once (the lanes of harness/lanes.py) build it once: the second
+    waits for the first's turn (harness/docker.py `turn`) and then finds the image current."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the lock files of this test only
+    image = next(i for i in kit.images() if i.name.startswith("lhd-kit/postgres:"))
+    label, log = tmp_path / "label", tmp_path / "docker.log"
+    label.write_text("stale-hash\n")
+    # The fake engine answers the image's hash label from a file, which its build (slow enough to overlap) writes.
+    script = (f'echo "$*" >> {log}\n'
+              'case "$*" in\n'
+              f'  *Labels*) cat {label} ;;\n'
+              f'  build*) sleep 1; for a in "$@"; do case "$a" in {kit.LABEL}=*) echo "${{a#*=}}" > {label} ;; esac; done ;;\n'
+              'esac\n')
+    monkeypatch.setenv("PATH", fake_docker(tmp_path, script)["PATH"])
+    with ThreadPoolExecutor(2) as pool:
+        built = sorted(flag for _, flag in pool.map(lambda _: kit.build_image(image, "parent-hash"), range(2)))
+    assert built == [False, True]
+    assert len([c for c in log.read_text().splitlines() if c.startswith("build ")]) == 1
+
+
+def test_a_turn_is_held_by_one_holder_at_a_time(tmp_path, monkeypatch):
+    """turn(name): a second holder enters only when the first has left."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    events = []
+
+    def hold(who):
+        with turn("test"):
+            events.append(f"{who} in")
+            time.sleep(0.2)
+            events.append(f"{who} out")
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(hold, "ab"))
+    assert events[0].endswith(" in") and events[1] == events[0].replace(" in", " out"), events
