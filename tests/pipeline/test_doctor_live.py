@@ -20,7 +20,7 @@ from harness.certs import make_ca
 from harness.stack import DOMAIN, SWARM_NAME
 
 ROUTED = ["api", "traefik", "grafana", "prometheus", "alertmanager"]
-CHECKS = ["docker", "swarm", "labels", "registry", "env", "stack files", "tls", "dns", "ports", "disk"]
+CHECKS = ["docker", "swarm", "nodes", "labels", "registry", "env", "stack files", "tls", "dns", "ports", "disk"]
 FIX = "Fix the ✖ lines above, then run script/doctor again."
 
 
