@@ -1,7 +1,7 @@
-"""Sessions that prove the template: `nox` runs render, lint, upgrade, compile, e2e, acme, drill, cluster.
-
-`pipeline` runs only when asked (`nox -s pipeline`: about 30 minutes more, CONTRIBUTING.md "Where the time goes");
-`cookie` and `bench` are tools, not proofs. The Docker sessions after e2e reuse its cached release build.
+"""Sessions that prove the template. `nox` runs `all`: every proof, compile first and then every other tier in
+lanes that run at once (harness/lanes.py says which tiers share a lane, and why). Each tier is also a session of
+its own: render, lint, upgrade, compile, e2e, acme, drill, cluster, pipeline (`nox -s e2e -- -k restore`).
+`cookie` and `bench` are tools, not proofs.
 
 Options come from cookiecutter.json (the one source of answers); harness
 packages are pinned in requirements/constraints.txt.
@@ -10,31 +10,25 @@ packages are pinned in requirements/constraints.txt.
 import json
 import os
 import shutil
+import sys
+import time
 from pathlib import Path
 
 import nox
 
+sys.path.insert(0, str(Path(__file__).parent))  # harness.lanes (standard library only), whichever way nox started
+from harness import lanes  # noqa: E402
+
 nox.needs_version = ">=2024.4.15"
-nox.options.sessions = ["render", "lint", "upgrade", "compile", "e2e", "acme", "drill", "cluster"]
+nox.options.sessions = ["all"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
 OPTIONS = json.loads((ROOT / "cookiecutter.json").read_text())
 REQUIREMENTS = ["-r", "requirements/test.in", "-c", "requirements/constraints.txt"]
-# Folder = marker = session: each session runs its folders of tests/ (tests/conftest.py marks every
-# test by its folder, so `pytest -m MARKER` selects the same tests).
-TIERS = {
-    "render": ["tests/render"],
-    "lint": ["tests/lint"],
-    "upgrade": ["tests/upgrade"],
-    "compile": ["tests/compile"],
-    "e2e": ["tests/contracts", "tests/e2e"],
-    "cluster": ["tests/cluster"],
-    "pipeline": ["tests/pipeline"],
-    "acme": ["tests/acme"],
-    "drill": ["tests/drill"],
-}
+TIERS = lanes.TIERS  # folders of tests/ by session
+TIER_ARGS = {"render": ["-n", "auto"]}  # on every core (pytest-xdist): many short tests sharing nothing but tmp dirs
 
 
 def install(session):
@@ -42,10 +36,9 @@ def install(session):
     session.install(*REQUIREMENTS)
 
 
-def pytest_tier(session, tier, env=None, parallel=False):
-    """pytest on the tier's folders (or on what was given after `--`); parallel: on every core (pytest-xdist), for
-    a tier of many short tests that share no state outside their tmp dirs."""
-    session.run("pytest", *(session.posargs or [*TIERS[tier], "-q", *(["-n", "auto"] if parallel else [])]), env=env)
+def pytest_tier(session, tier, env=None):
+    """pytest on the tier's folders (or on what was given after `--`)."""
+    session.run("pytest", *(session.posargs or [*TIERS[tier], "-q", *TIER_ARGS.get(tier, [])]), env=env)
 
 
 # The render tier needs Python only (and git). While it runs, `docker` on PATH is
@@ -87,7 +80,7 @@ def make_cookie(session, **answers):
 def render(session):
     """Render every supported combination and check the result (no Docker)."""
     install(session)
-    pytest_tier(session, "render", env=without_docker(session), parallel=True)
+    pytest_tier(session, "render", env=without_docker(session))
 
 
 @nox.session
@@ -105,13 +98,59 @@ def upgrade(session):
     pytest_tier(session, "upgrade")
 
 
-def docker_tier(session, tier):
-    """Start the engine, install the harness, run pytest, then check no kit image kept an upstream name."""
+DOCKER_ENV = {"TESTCONTAINERS_RYUK_DISABLED": "true"}  # harness/reaper.py removes what a run leaves
+
+
+def docker_tools(session, pipeline=False):
+    """Start the engine and install the system tools (and gitlab-ci-local for the pipeline tier) and the harness."""
     session.run("bash", "tools/bootstrap", "engine", external=True)
     session.run("bash", "tools/bootstrap", "tools", external=True)
+    if pipeline:
+        session.run("bash", "tools/bootstrap", "pipeline", external=True)
     install(session)
-    pytest_tier(session, tier, env={"TESTCONTAINERS_RYUK_DISABLED": "true"})
+
+
+def no_leftovers(session, pipeline=False):
+    """No kit image (nor, after the pipeline tier, job image stand-in) kept an upstream name."""
     session.run("python", "-m", "kit.kit", "leftovers")
+    if pipeline:
+        session.run("python", "-m", "kit.job_images", "leftovers")
+
+
+def docker_tier(session, tier):
+    """Start the engine, install the harness, run pytest, then check no kit image kept an upstream name."""
+    docker_tools(session, pipeline=tier == "pipeline")
+    pytest_tier(session, tier, env=DOCKER_ENV)
+    no_leftovers(session, pipeline=tier == "pipeline")
+
+
+@nox.session(name="all")
+def all_tiers(session):
+    """Every proof: compile first (it builds the image kit), then every other tier in lanes that run at once
+    (harness/lanes.py); each step's output is printed whole when it ends, then its `step=` line and the wall time."""
+    if session.posargs:
+        session.error("`all` takes no pytest arguments: give them to one tier's session (nox -s e2e -- -k restore)")
+    lint_tools(session)
+    docker_tools(session, pipeline=True)
+    pytest_tier(session, lanes.FIRST, env=DOCKER_ENV)
+    quiet = without_docker(session)
+
+    def command(step):
+        tier, folders = lanes.step_tier(step)
+        argv = [Path(session.bin) / "python", "-m", "pytest", *folders, "-q", "-p", "no:cacheprovider",
+                *TIER_ARGS.get(tier, [])]
+        path = quiet if tier == "render" else {"PATH": os.pathsep.join([session.bin, os.environ.get("PATH", "")])}
+        return argv, {**os.environ, **DOCKER_ENV, **path}
+
+    start = time.monotonic()
+    done = lanes.run_lanes(lanes.LANES, command, Path(session.create_tmp()) / "lanes",
+                           echo=lambda text: print(text, flush=True))
+    for line in lanes.report(done, time.monotonic() - start):
+        print(line, flush=True)
+    no_leftovers(session, pipeline=True)
+    failed = [step.name for step in done if step.status != 0]
+    if failed:
+        session.error(f"failed: {', '.join(failed)} (each step's output is above, under its name)")
 
 
 @nox.session(name="compile")
@@ -132,12 +171,10 @@ def cluster(session):
     docker_tier(session, "cluster")
 
 
-@nox.session(default=False)
+@nox.session
 def pipeline(session):
     """Run the generated .gitlab-ci.yml's jobs with gitlab-ci-local against a real registry and a real SSH server."""
-    session.run("bash", "tools/bootstrap", "pipeline", external=True)
     docker_tier(session, "pipeline")
-    session.run("python", "-m", "kit.job_images", "leftovers")
 
 
 @nox.session

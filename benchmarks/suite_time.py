@@ -1,10 +1,11 @@
 """Where the suite's time goes: run nox sessions one after another, with pytest's --durations=0, and print each
-session's wall time and result, then per session the modules and the single tests that took longest (setup, call
-and teardown added up), and where the time went by kind of operation (the project's scripts, bounded waits, the
-image kit: harness/timing.py), so a change that saves time can show it.
+session's wall time and result (for `all`, each step's lane, start, wall time and result: harness/lanes.py), then
+per session the modules and the single tests that took longest (setup, call and teardown added up), and where the
+time went by kind of operation (the project's scripts, bounded waits, the image kit: harness/timing.py), so a
+change that saves time can show it.
 
-    python3 -m benchmarks.suite_time                   # every session `nox` runs, in its order
-    python3 -m benchmarks.suite_time render lint       # just these
+    python3 -m benchmarks.suite_time                   # what `nox` runs: `all`, every tier in lanes
+    python3 -m benchmarks.suite_time render lint e2e   # these sessions, one after another
     python3 -m benchmarks.suite_time --top 15 e2e      # more lines per session
 
 Figures are printed (and the raw pytest output kept under benchmarks/results/), never asserted. The run is the
@@ -91,6 +92,9 @@ def main():
         per_test, per_module = durations(output)
         rows.append((name, seconds, status, summary(output)))
         print(f"session={name} wall_seconds={seconds:.0f} exit={status} result={summary(output)!r}", flush=True)
+        for line in output.splitlines():
+            if line.startswith(("step=", "lanes: wall_seconds=")):
+                print(f"  {line}")
         for module, spent in sorted(per_module.items(), key=lambda kv: -kv[1])[:args.top]:
             print(f"  module {spent:7.1f}s  {module}")
         for (module, test), spent in sorted(per_test.items(), key=lambda kv: -kv[1])[:args.top]:

@@ -1,0 +1,144 @@
+"""Every proof in one run, in lanes that run at once: what `nox` with no arguments runs (noxfile.py `all`).
+
+A Docker tier spends most of its time waiting (a stack converging, a health check's interval, an alert's `for:`,
+a challenge), so two cores hold more than one at a time. A lane runs its steps one after another; the lanes run
+side by side. The lanes split the tiers by what they hold on this machine:
+
+- `swarm`: this host's single-node swarm. Its Traefik publishes ports 80 and 443 in host mode and its node
+  carries the stateful roles' labels, so one project's stack owns it at a time: e2e's swarm modules, then acme.
+- `host`: the tiers without an engine (render, lint, upgrade: CPU only, done early), then containers on this
+  host's engine, each on free ports of 127.0.0.1 and labelled with its run (harness/reaper.py): e2e's image
+  contracts and dev stack, then the drill, the cluster and the pipeline's servers (Docker-in-Docker nodes).
+- `pipeline`: the generated CI files' jobs, on engines of their own (the jobs' Docker-in-Docker, the servers'
+  nodes); the host lane ends with the pipeline tier's third part, the servers set up from nothing.
+
+What the lanes share is made safe for overlapping runs where it lives: kit images are built one at a time and
+lent their upstream names until the last run holding them ends (kit/kit.py `turn`, `upstream_names`), Lucky
+release builds on the host take turns so the second finds the first's layers (harness/docker.py
+`release_build`), and the drill copies the release a running e2e session built instead of parking it.
+
+Only the standard library here: noxfile.py imports this module into nox's own interpreter.
+"""
+
+import re
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.proc import popen
+
+# Folder = marker = session: each nox session runs its folders of tests/ (tests/conftest.py marks every test by
+# its folder, so `pytest -m MARKER` selects the same tests).
+TIERS = {
+    "render": ["tests/render"],
+    "lint": ["tests/lint"],
+    "upgrade": ["tests/upgrade"],
+    "compile": ["tests/compile"],
+    "e2e": ["tests/contracts", "tests/e2e"],
+    "cluster": ["tests/cluster"],
+    "pipeline": ["tests/pipeline"],
+    "acme": ["tests/acme"],
+    "drill": ["tests/drill"],
+}
+# Tiers split into steps: their parts run in different lanes, or one after another in the same lane. A part's
+# session fixtures are its own (the pipeline's parts each start a registry, a server and a jobs' engine).
+PARTS = {
+    # e2e's swarm modules hold this host's swarm; the rest only containers.
+    "e2e:swarm": ("e2e", ["tests/e2e/swarm"]),
+    "e2e:containers": ("e2e", ["tests/contracts", "tests/e2e/stack"]),
+    # The GitLab project's pipeline (and the doctor on its prepared server), the GitHub project's, and the servers
+    # set up from nothing (provisioned, then the README's production path).
+    "pipeline:gitlab": ("pipeline", ["tests/pipeline/test_doctor_live.py", "tests/pipeline/test_gitlab.py"]),
+    "pipeline:github": ("pipeline", ["tests/pipeline/test_github.py"]),
+    "pipeline:servers": ("pipeline", ["tests/pipeline/test_provision.py", "tests/pipeline/test_provision_deploy.py",
+                                      "tests/pipeline/test_runbook.py"]),
+}
+# Before the lanes, alone: the compile tier builds the image kit (cold, the lanes would wait on it anyway) and
+# fails fast on a template whose Lucky app does not compile.
+FIRST = "compile"
+LANES = {
+    "swarm": ["e2e:swarm", "acme"],
+    "host": ["render", "lint", "upgrade", "e2e:containers", "drill", "cluster", "pipeline:servers"],
+    "pipeline": ["pipeline:gitlab", "pipeline:github"],
+}
+SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|error).*?) in [0-9.]+s")
+
+
+def step_tier(step):
+    """(tier, folders) of a step: a whole tier, or a part of one (PARTS)."""
+    return PARTS[step] if step in PARTS else (step, TIERS[step])
+
+
+def steps():
+    """Every step `all` runs, in lane order after FIRST."""
+    return [FIRST, *[step for lane in LANES.values() for step in lane]]
+
+
+@dataclass
+class Step:
+    """One step's run: its lane, when it started (seconds after the lanes did), how long it took, its exit status
+    and pytest's summary line."""
+
+    name: str
+    lane: str
+    log: Path
+    started: float = 0.0
+    seconds: float = 0.0
+    status: int | None = None
+    result: str = "(no pytest summary)"
+
+    def line(self):
+        return (f"step={self.name} lane={self.lane} start={self.started:.0f} wall_seconds={self.seconds:.0f} "
+                f"exit={self.status} result={self.result!r}")
+
+
+def summary(text):
+    """pytest's last summary line in text ("12 passed, 1 skipped"), or a placeholder."""
+    found = [m.group(1) for line in text.splitlines() if (m := SUMMARY.match(line.strip("= ")))]
+    return found[-1] if found else "(no pytest summary)"
+
+
+def run_lanes(lanes, command, log_dir, echo=print, poll=2.0):
+    """Run each lane's steps one after another and the lanes at once. command(step) -> (argv, env) for a step;
+    its output goes to log_dir/<step>.log and is echoed whole when it ends, then its `step=` line, so the
+    output reads as the steps' outputs one after another. A failed step does not stop its lane. Returns the
+    Steps in the order they ended."""
+    log_dir = Path(log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    queues = {lane: list(names) for lane, names in lanes.items()}
+    running, done = {}, []
+    start = time.monotonic()
+    with ExitStack() as stack:  # a step still running when this ends (an interrupt) is stopped
+        while any(queues.values()) or running:
+            for lane, queue in queues.items():
+                if lane not in running and queue:
+                    name = queue.pop(0)
+                    step = Step(name, lane, log_dir / f"{name.replace(':', '-')}.log")
+                    argv, env = command(step.name)
+                    step.started = time.monotonic() - start
+                    echo(f"lanes: {lane}: {step.name} started at {step.started:.0f} s")
+                    running[lane] = (step, stack.enter_context(popen(argv, log=step.log, env=env)))
+            for lane, (step, proc) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                step.seconds = time.monotonic() - start - step.started
+                step.status = proc.returncode
+                text = step.log.read_text(errors="replace")
+                step.result = summary(text)
+                echo(f"\n{'=' * 30} {step.name} ({lane} lane) {'=' * 30}\n{text.rstrip()}")
+                echo(step.line())
+                done.append(step)
+                del running[lane]
+            if running:
+                time.sleep(poll)
+    return done
+
+
+def report(done, wall):
+    """The closing lines: each step's `step=` line in the order they started, and the wall time."""
+    lines = [step.line() for step in sorted(done, key=lambda s: s.started)]
+    failed = [step.name for step in done if step.status != 0]
+    lines.append(f"lanes: wall_seconds={wall:.0f} ({wall / 60:.1f} min), the steps' own {sum(s.seconds for s in done):.0f} s"
+                 + (f"; failed: {', '.join(failed)}" if failed else "; every step passed"))
+    return lines
