@@ -1,4 +1,4 @@
-"""Every proof in one run, in lanes that run at once: what `nox` with no arguments runs (noxfile.py `all`).
+"""Every proof in one run, in lanes that run at once: `nox -s all` (noxfile.py `all_tiers`).
 
 A Docker tier spends most of its time waiting (a stack converging, a health check's interval, an alert's `for:`,
 a challenge), so two cores hold more than one at a time. A lane runs its steps one after another; the lanes run

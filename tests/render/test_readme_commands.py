@@ -52,3 +52,13 @@ def test_render_command_pins_the_cookiecutter_the_suite_uses():
     pinned = re.search(r"^cookiecutter==(\S+)$", (ROOT / "requirements/constraints.txt").read_text(), re.M).group(1)
     assert f"cookiecutter=={pinned}" in shlex.split(readme_commands()[0])
 
+
+def test_noxfile_docstring_lists_the_sessions_nox_runs():
+    """The noxfile's first line names exactly the sessions `nox` runs, in order (nox.options.sessions)."""
+    import ast
+
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    sessions = next(ast.literal_eval(node.value) for node in tree.body
+                    if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "nox.options.sessions")
+    first_line = ast.get_docstring(tree).splitlines()[0]
+    assert first_line.endswith(f"`nox` runs {', '.join(sessions)}.")
