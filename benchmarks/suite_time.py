@@ -92,9 +92,9 @@ def main():
         per_test, per_module = durations(output)
         rows.append((name, seconds, status, summary(output)))
         print(f"session={name} wall_seconds={seconds:.0f} exit={status} result={summary(output)!r}", flush=True)
-        for line in output.splitlines():
-            if line.startswith(("step=", "lanes: wall_seconds=")):
-                print(f"  {line}")
+        # `all` prints each step's line when it ends and again, in start order, at its end: the second set once.
+        for line in dict.fromkeys(line for line in output.splitlines() if line.startswith(("step=", "lanes: wall_"))):
+            print(f"  {line}")
         for module, spent in sorted(per_module.items(), key=lambda kv: -kv[1])[:args.top]:
             print(f"  module {spent:7.1f}s  {module}")
         for (module, test), spent in sorted(per_test.items(), key=lambda kv: -kv[1])[:args.top]:
