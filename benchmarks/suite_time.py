@@ -72,6 +72,11 @@ def time_by_kind(output):
 
 
 def summary(output):
+    """pytest's last summary line; for `all`, which runs many pytest processes, how many steps passed and failed."""
+    steps = dict.fromkeys(line for line in output.splitlines() if line.startswith("step="))
+    if steps:
+        failed = sum(" exit=0 " not in line for line in steps)
+        return f"{len(steps) - failed} steps passed, {failed} failed"
     found = [m.group(1) for line in output.splitlines() if (m := SUMMARY.match(line.strip("= ")))]
     return found[-1] if found else "(no pytest summary)"
 
