@@ -4,7 +4,8 @@ per session the modules and the single tests that took longest (setup, call and 
 time went by kind of operation (the project's scripts, bounded waits, the image kit: harness/timing.py), so a
 change that saves time can show it.
 
-    python3 -m benchmarks.suite_time                   # what `nox` runs: `all`, every tier in lanes
+    python3 -m benchmarks.suite_time                   # every session `nox` runs, in its order
+    python3 -m benchmarks.suite_time all               # every tier, in lanes (harness/lanes.py)
     python3 -m benchmarks.suite_time render lint e2e   # these sessions, one after another
     python3 -m benchmarks.suite_time --top 15 e2e      # more lines per session
 
@@ -21,13 +22,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from harness import timing
+from harness import lanes, timing
 from harness.proc import run
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DURATION = re.compile(r"^\s*([0-9.]+)s (setup|call|teardown)\s+(\S+?)(?:::(\S+))?$")
-SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|error).*?) in [0-9.]+s")
 
 
 def default_sessions():
@@ -77,8 +77,7 @@ def summary(output):
     if steps:
         failed = sum(" exit=0 " not in line for line in steps)
         return f"{len(steps) - failed} steps passed, {failed} failed"
-    found = [m.group(1) for line in output.splitlines() if (m := SUMMARY.match(line.strip("= ")))]
-    return found[-1] if found else "(no pytest summary)"
+    return lanes.summary(output)
 
 
 def main():

@@ -12,10 +12,11 @@ side by side. The lanes split the tiers by what they hold on this machine:
 - `pipeline`: the generated CI files' jobs, on engines of their own (the jobs' Docker-in-Docker, the servers'
   nodes); the host lane ends with the pipeline tier's third part, the servers set up from nothing.
 
-What the lanes share is made safe for overlapping runs where it lives: kit images are built one at a time and
-lent their upstream names until the last run holding them ends (kit/kit.py `turn`, `upstream_names`), Lucky
-release builds on the host take turns so the second finds the first's layers (harness/docker.py
-`release_build`), and the drill copies the release a running e2e session built instead of parking it.
+What the lanes share is made safe for overlapping runs where it lives: kit images are built one at a time
+(harness/docker.py `turn`) and lent their upstream names until the last run holding them ends (kit/kit.py
+`upstream_names`), Lucky release builds on the host take turns so the second finds the first's layers
+(harness/docker.py `release_build`), and the drill copies the release a running e2e session built instead of
+parking it.
 
 Only the standard library here: noxfile.py imports this module into nox's own interpreter.
 """
