@@ -40,9 +40,11 @@ def turn(name):
 
 @contextmanager
 def release_build():
-    """One Lucky release build at a time on this engine. The legacy builder (engine 20.10, no BuildKit) runs two
-    builds of the same inputs side by side and both compile; one after the other, the second finds the first's
-    compiled layers (Docker/lucky/Dockerfile.prod copies only the compiler's inputs) and takes a second."""
+    """One Lucky release build at a time on this engine. Engine 20.10 builds with the legacy builder (BuildKit
+    became the default on Linux in 23.0: moby/moby v23.0.0 release notes, moby/moby#43992), which runs each build's
+    steps on its own, a cache hit only for a layer already committed: two builds of the same inputs side by side
+    would both compile. One after the other, the second finds the first's compiled layers (Docker/lucky/Dockerfile.prod
+    copies only the compiler's inputs) and takes a second."""
     with turn("release-build"):
         yield
 
