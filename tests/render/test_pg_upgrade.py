@@ -159,6 +159,7 @@ def test_without_a_terminal_it_backs_up_then_asks_and_stops(swarm):
 # exists. script/deploy is replaced by a recorder that also checks the deploy lock is free (pg_upgrade hands it on).
 FLOW = """
 echo "docker $*" >> "$FAKE_LOG"
+echo "$(awk '{ print $6 }' /proc/$$/stat) $(echo "$*" | tr '\\n' ' ')" >> "$FAKE_DIR/sessions"
 case "$1 $2" in
   "node ls") echo node1 ;;
   "stack ls") echo lhd_app ;;
@@ -265,3 +266,18 @@ def test_a_copy_stopped_midway_is_removed_with_the_container_that_holds_it(defau
     kept = f"lhd_app_db_data_pg{PREVIOUS_MAJOR}"
     assert calls.index("docker rm -f c0ffee") < calls.index(f"docker volume rm {kept}")
     assert calls[-1].startswith("docker service scale --detach=false lhd_app_lucky=2 lhd_app_hasura=1")
+
+
+def test_the_copy_runs_out_of_reach_of_the_operators_interrupt(default_project, tmp_path):
+    """The copy's docker calls (the kept volume's creation, the copy, the old server on it) run in a session of
+    their own: an operator's Ctrl-C (SIGINT to the foreground process group) reaches the script, whose trap cleans up
+    once the call ended, never a docker CLI mid-request, whose daemon would finish it after the cleanup (a copy
+    container created then would create the removed volume again). Every other call runs in the script's session."""
+    result, calls = whole_run(default_project, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    own = os.getsid(0)  # the script runs in this process's session
+    sessions = [line.split(" ", 1) for line in (tmp_path / "sessions").read_text().splitlines()]
+    apart = [call.strip() for sid, call in sessions if int(sid) != own]
+    assert apart == [f"volume create lhd_app_db_data_pg{PREVIOUS_MAJOR}",
+                     next(c.strip() for _, c in sessions if "cp -a" in c),
+                     next(c.strip() for _, c in sessions if c.startswith("run -d --name lhd_app_pg_upgrade_old"))], apart

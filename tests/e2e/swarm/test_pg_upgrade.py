@@ -148,7 +148,10 @@ def test_an_interrupted_upgrade_starts_the_old_database_again(upgradable):
     assert upgrade.returncode in (1, 130), out + err
     assert f"! the upgrade stopped before {VOLUME} was changed" in err, err
     assert "Emptying" not in out, out
-    unchanged(live, before, log)
+    try:
+        unchanged(live, before, log)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nscript/pg_upgrade said:\n{out}{err}") from None
     assert served(live) == titles
 
 
