@@ -152,6 +152,37 @@ class TemplateRepository:
         git(self.path, "commit", "--quiet", "-m", message)
 
 
+# The release compile (Dockerfile.prod's `RUN shards build`) in a job's `docker build` output. The legacy
+# builder, which the runner engine here uses (engine 20.10, no buildx), prints "Step N/M : RUN shards build ..."
+# then " ---> Using cache" or " ---> Running in <id>"; BuildKit's plain progress prints "#N [build k/k] RUN
+# shards build ..." then "#N CACHED", or the step's own lines and "#N DONE".
+LEGACY_STEP = re.compile(r"Step \d+/\d+ : RUN shards build")
+BUILDKIT_STEP = re.compile(r"#(\d+) \[[^]]*\] RUN shards build")
+
+
+def release_compile(output):
+    """"reused" or "ran": how the first release compile in output went (a job's or a step's output); None when
+    no build in it reached the compile."""
+    lines = output.splitlines()
+    for index, line in enumerate(lines):
+        buildkit = BUILDKIT_STEP.search(line)
+        if not (buildkit or LEGACY_STEP.search(line)):
+            continue
+        for later in lines[index + 1:]:
+            if buildkit:
+                step = f"#{buildkit.group(1)} "
+                if step + "CACHED" in later:
+                    return "reused"
+                if step + "DONE" in later:
+                    return "ran"
+            elif "---> Using cache" in later:
+                return "reused"
+            elif "---> Running in" in later:
+                return "ran"
+        return None
+    return None
+
+
 class Runner:
     """The jobs' engine: a kit/dind node on the cluster's network (named <cluster>-runner, so the cluster's
     close() removes it and its volume), its socket in a host directory."""

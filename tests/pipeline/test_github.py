@@ -16,6 +16,7 @@ import pytest
 
 from harness.bake import bake
 from harness.github_steps import GITHUB_ANSWERS, GITHUB_NAMES, SHELLS, Event, StepRunner, Workflow
+from harness.pipeline import release_compile
 from harness.proc import run
 from harness.stack import DOMAIN, STAGING_DOMAIN
 from kit import job_images
@@ -202,6 +203,9 @@ def test_build_pushes_the_images_and_outputs_their_digests(main_run, github_serv
     for line in digests:
         name = line.split("@")[0].rsplit("/", 1)[1]
         assert github_server.registry_digest(GITHUB_REGISTRY, name, sha8) == line.split("@")[1], line
+    # The first build compiles; its build stage goes along as the next builds' cache (never deployed).
+    assert release_compile(job.output) == "ran", job.output
+    assert github_server.registry_digest(GITHUB_REGISTRY, "lucky-build", sha8)
     # the token went in on stdin and is masked wherever a step printed it
     assert github_server.registry_password not in job.output
 
@@ -217,7 +221,7 @@ def test_tag_branch_tags_the_commits_images_with_the_branch(main_run, github_ser
     job = main_run.run_job("tag-branch")
     assert job.result == "success", job.output
     sha8 = main_run.event.sha[:8]
-    for name in IMAGES:
+    for name in (*IMAGES, "lucky-build"):
         assert github_server.registry_digest(GITHUB_REGISTRY, name, "main") == \
             github_server.registry_digest(GITHUB_REGISTRY, name, sha8), name
 
@@ -264,6 +268,8 @@ def test_commit_with_a_failing_spec_deploys_nothing(github, github_repository, g
     run = github.start(Event.push("main", sha, actor=github.actor)).run_all(timeout=2400)
     results = {job: r.result for job, r in run.results.items()}
     assert results["build"] == "success" and results["test"] == "failure", results
+    # Only a spec changed: the compile main's last build pushed is reused.
+    assert release_compile(run.results["build"].output) == "reused", run.results["build"].output
     assert results["tag-branch"] == "skipped" and results["deploy"] == "skipped", results
     assert "1 failures" in run.results["test"].step("Lucky specs").output, run.results["test"].output
     assert run.results["test"].step("Remove the stack").outcome == "success"  # if: always()

@@ -8,6 +8,7 @@ server once by hand"), deploy-production; then the failures a user would see in 
 
 import time
 
+from harness.pipeline import release_compile
 from harness.server import ServerStack, keypair
 from harness.stack import REGISTRY, STAGING_DOMAIN
 from harness.stream import RequestStream
@@ -98,13 +99,16 @@ def test_build_pushes_the_images_and_their_digests(gitlab, prepared):
     for line in digests:
         name = line.split("@")[0].rsplit("/", 1)[1]
         assert prepared.registry_digest(REGISTRY, name, sha8) == line.split("@")[1], line
+    # The first build compiles; its build stage goes along as the next builds' cache (never deployed).
+    assert release_compile(job.output) == "ran", job.output
+    assert prepared.registry_digest(REGISTRY, "lucky-build", sha8)
 
 
 def test_tag_branch_tags_the_commits_images_with_the_branch(gitlab, prepared):
     job = gitlab.run("tag-branch", gitlab.push_variables())
     assert job.passed, job.output
     sha8 = gitlab.repo.sha[:8]
-    for name in ("lucky-base", "lucky", "hasura"):
+    for name in ("lucky-base", "lucky-build", "lucky", "hasura"):
         assert prepared.registry_digest(REGISTRY, name, "main") == prepared.registry_digest(REGISTRY, name, sha8), \
             name
 
@@ -179,6 +183,8 @@ def test_second_commit_with_an_additive_migration_deploys_without_a_failed_reque
     for job in ("build", "tag-branch"):
         result = gitlab.run(job, gitlab.push_variables())
         assert result.passed, result.output
+        if job == "build":  # a new migration: compiled afresh, never main's cached build of the first commit
+            assert release_compile(result.output) == "ran", result.output
     with RequestStream(stack, rate=10, limit=600) as stream:
         stream.mark("deploy-production starts")
         job = gitlab.run("deploy-production", deploy_variables(gitlab, prepared, ci_key[0]))
@@ -232,6 +238,8 @@ def test_deploy_staging_deploys_the_staging_branch_to_the_staging_server(gitlab,
     for job in ("build", "tag-branch"):
         result = gitlab.run(job, variables)
         assert result.passed, result.output
+        if job == "build":  # the branch's first build: main built this commit, so its compile is reused
+            assert release_compile(result.output) == "reused", result.output
     job = gitlab.run("deploy-staging", {**variables, "SSH_KEY": ci_key[0], "SERVER_IP": staging.host,
                                         "SSH_KNOWN_HOSTS": staging.known_hosts_line()})
     assert job.passed, job.output
@@ -261,6 +269,8 @@ def test_third_commit_with_a_failing_spec_deploys_nothing(gitlab, prepared, ci_k
     assert not pipeline.passed, pipeline.output
     assert any("1 failures" in line or "1 failure" in line for line in pipeline.script_lines("test")), pipeline.output
     assert pipeline.script_lines("build"), pipeline.output  # the build ran (stage 1)
+    # Only a spec changed: the compile main's last build pushed is reused.
+    assert release_compile("\n".join(pipeline.script_lines("build"))) == "reused", pipeline.output
     assert not pipeline.script_lines("tag-branch") and not pipeline.script_lines("deploy-production"), pipeline.output
     assert (prepared.checkout(), prepared.releases(), prepared.version()) == before
     assert prepared.version() != sha[:8]

@@ -15,7 +15,8 @@ from harness.rules.ci_checks import calls
 
 SHA = "0123abcd"
 REGISTRY = "registry.gitlab.com/my-group/lhd-app"
-IMAGES = ["lucky-base", "lucky", "hasura"]
+IMAGES = ["lucky-base", "lucky", "hasura"]  # deployed: their digests are printed
+PUSHED = ["lucky-base", "lucky-build", "lucky", "hasura"]  # lucky-build: the compile, the next build's cache
 
 FAKE_DOCKER = """#!{python}
 import hashlib, json, os, sys
@@ -55,7 +56,7 @@ def test_push_prints_each_pushed_digest(default_project, tmp_path):
     result, docker = build(default_project, tmp_path, "--push", "--digests", str(digests), SHA)
     assert result.returncode == 0, result.stdout + result.stderr
     pushes = [argv for argv in docker if argv[:1] == ["push"]]
-    assert [argv[-1] for argv in pushes] == [f"{REGISTRY}/{image}:{SHA}" for image in IMAGES]
+    assert [argv[-1] for argv in pushes] == [f"{REGISTRY}/{image}:{SHA}" for image in PUSHED]
     expected = [digest(image) for image in IMAGES]
     lines = result.stdout.splitlines()
     assert [line for line in lines if "@sha256:" in line] == expected
@@ -76,7 +77,7 @@ def test_digests_without_push_is_a_usage_error(default_project, tmp_path):
     """--digests needs --push: there is nothing to record otherwise."""
     result, docker = build(default_project, tmp_path, "--digests", str(tmp_path / "x"), SHA)
     assert result.returncode == 2 and docker == []
-    assert result.stderr.strip() == "usage: script/build [--push [--digests FILE]] [--cache-from TAG] [SHA]"
+    assert result.stderr.strip() == "usage: script/build [--push [--digests FILE]] [--cache-from TAG]... [SHA]"
 
 
 def test_build_without_push_prints_no_digest(default_project, tmp_path):
@@ -85,3 +86,33 @@ def test_build_without_push_prints_no_digest(default_project, tmp_path):
     assert result.returncode == 0, result.stderr
     assert not [argv for argv in docker if argv[:1] == ["push"] or argv[:2] == ["image", "inspect"]]
     assert "@sha256:" not in result.stdout
+
+
+def option(argv, name):
+    return [b for a, b in zip(argv, argv[1:], strict=False) if a == name]
+
+
+def test_push_keeps_the_compile_as_the_next_builds_cache(default_project, tmp_path):
+    """--push builds the release's build stage (the compile) as lucky-build:SHA; every build reads the cache of
+    all four images under each --cache-from tag, in order and once; the release build also reads lucky-build:SHA (the
+    legacy builder, given --cache-from, reuses only those images' layers: without it the release compiles again)."""
+    result, docker = build(default_project, tmp_path, "--push", "--cache-from", "feat", "--cache-from", "main",
+                           "--cache-from", "feat", SHA)
+    assert result.returncode == 0, result.stdout + result.stderr
+    builds = {option(argv, "-t")[0].rsplit("/", 1)[1]: argv for argv in docker if argv[:1] == ["build"]}
+    assert list(builds) == [f"{image}:{SHA}" for image in PUSHED]
+    assert option(builds[f"lucky-build:{SHA}"], "--target") == ["build"]
+    tags = [f"{REGISTRY}/{image}:{tag}" for tag in ("feat", "main") for image in PUSHED]
+    for name, argv in builds.items():
+        own = [f"{REGISTRY}/lucky-build:{SHA}"] if name == f"lucky:{SHA}" else []
+        assert option(argv, "--cache-from") == tags + own, name
+    pulls = [argv[-1] for argv in docker if argv[:1] == ["pull"]]
+    assert pulls == tags
+
+
+def test_an_invalid_cache_tag_builds_nothing(default_project, tmp_path):
+    """A --cache-from that is no image tag: one line naming it, no docker command run."""
+    result, docker = build(default_project, tmp_path, "--cache-from", "main", "--cache-from", "feat/x", SHA)
+    assert result.returncode == 1 and docker == []
+    assert result.stderr.strip() == ("✖ 'feat/x' is not a valid image tag (letters, digits, _ . -, at most 128, "
+                                     "not starting with . or -); nothing was built")
