@@ -197,7 +197,9 @@ def test_full_store_is_one_line_and_keeps_the_dump(live, stores, network, restor
     live.sql("INSERT INTO notes (title, body, published) SELECT 'bulk', string_agg(md5(random()::text), '') , true "
              "FROM generate_series(1, 120000)")
     try:
-        point_at(live, full, network)
+        # The scheduled upload tries the full store too, holding /backups/.offsite-lock meanwhile: a wait of 240 s,
+        # not the module's 60, so that a slow attempt (2 cores shared by every lane) is not what this refusal says.
+        point_at(live, full, network, OFFSITE_TIMEOUT="240")
         errors, kept = bad_backup(live)
     finally:
         live.sql("DELETE FROM notes WHERE title = 'bulk'")
