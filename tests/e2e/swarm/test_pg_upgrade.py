@@ -132,8 +132,10 @@ def test_an_interrupted_upgrade_starts_the_old_database_again(upgradable):
     live = upgradable
     before, titles, log = state(live), served(live), (live.project / "var/releases.log").read_text()
     argv = [live.project / "script/pg_upgrade", "--yes"]
+    # SIGINT at its default, as in an operator's terminal: a run started from a background job (`cmd &` in a
+    # shell without job control) inherits it ignored, and bash cannot trap a signal ignored on entry.
     with popen(argv, cwd=live.project, env=live.env(), text=True, stdin=DEVNULL, stdout=PIPE, stderr=PIPE,
-               start_new_session=True) as upgrade:
+               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as upgrade:
         def copying():
             if upgrade.poll() is not None:
                 raise AssertionError(f"script/pg_upgrade ended ({upgrade.returncode}) before copying")
