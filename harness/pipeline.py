@@ -154,8 +154,9 @@ class TemplateRepository:
 
 # The release compile (Dockerfile.prod's `RUN shards build`) in a job's `docker build` output. The legacy
 # builder, which the runner engine here uses (engine 20.10, no buildx), prints "Step N/M : RUN shards build ..."
-# then " ---> Using cache" or " ---> Running in <id>"; BuildKit's plain progress prints "#N [build k/k] RUN
-# shards build ..." then "#N CACHED", or the step's own lines and "#N DONE".
+# then " ---> Using cache" or " ---> Running in <id>" (seen in this tier's job logs); BuildKit's plain progress
+# prints "#N [build k/k] RUN shards build ..." then "#N CACHED", or the step's own lines and "#N DONE" (its
+# documented `--progress=plain` form; no BuildKit runs here, so that branch is read from samples only).
 LEGACY_STEP = re.compile(r"Step \d+/\d+ : RUN shards build")
 BUILDKIT_STEP = re.compile(r"#(\d+) \[[^]]*\] RUN shards build")
 

@@ -11,7 +11,7 @@ import os
 import sys
 
 from harness.proc import run
-from harness.rules.ci_checks import calls
+from harness.rules.ci_checks import calls, option_values
 
 SHA = "0123abcd"
 REGISTRY = "registry.gitlab.com/my-group/lhd-app"
@@ -88,10 +88,6 @@ def test_build_without_push_prints_no_digest(default_project, tmp_path):
     assert "@sha256:" not in result.stdout
 
 
-def option(argv, name):
-    return [b for a, b in zip(argv, argv[1:], strict=False) if a == name]
-
-
 def test_push_keeps_the_compile_as_the_next_builds_cache(default_project, tmp_path):
     """--push builds the release's build stage (the compile) as lucky-build:SHA; every build reads the cache of
     all four images under each --cache-from tag, in order and once; the release build also reads lucky-build:SHA (the
@@ -99,13 +95,13 @@ def test_push_keeps_the_compile_as_the_next_builds_cache(default_project, tmp_pa
     result, docker = build(default_project, tmp_path, "--push", "--cache-from", "feat", "--cache-from", "main",
                            "--cache-from", "feat", SHA)
     assert result.returncode == 0, result.stdout + result.stderr
-    builds = {option(argv, "-t")[0].rsplit("/", 1)[1]: argv for argv in docker if argv[:1] == ["build"]}
+    builds = {option_values(argv, "-t")[0].rsplit("/", 1)[1]: argv for argv in docker if argv[:1] == ["build"]}
     assert list(builds) == [f"{image}:{SHA}" for image in PUSHED]
-    assert option(builds[f"lucky-build:{SHA}"], "--target") == ["build"]
+    assert option_values(builds[f"lucky-build:{SHA}"], "--target") == ["build"]
     tags = [f"{REGISTRY}/{image}:{tag}" for tag in ("feat", "main") for image in PUSHED]
     for name, argv in builds.items():
         own = [f"{REGISTRY}/lucky-build:{SHA}"] if name == f"lucky:{SHA}" else []
-        assert option(argv, "--cache-from") == tags + own, name
+        assert option_values(argv, "--cache-from") == tags + own, name
     pulls = [argv[-1] for argv in docker if argv[:1] == ["pull"]]
     assert pulls == tags
 
