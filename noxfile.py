@@ -1,8 +1,8 @@
-"""Sessions that prove the template: `nox` runs render, lint, upgrade, compile, e2e, acme, drill, cluster.
+"""Sessions that prove the template, every tier at once in lanes, pipeline and cluster included: `nox` runs all.
 
-`pipeline` runs only when asked (`nox -s pipeline`: 55 minutes more, CONTRIBUTING.md "Where the time goes").
-`nox -s all` runs every tier, pipeline included: compile first, then the others in lanes that run at once
-(harness/lanes.py); not yet the default, see CONTRIBUTING.md "Lanes". `cookie` and `bench` are tools, not proofs.
+`nox -s all` runs every tier: the compile tier first (it builds the image kit), then the others in lanes that run at once
+(harness/lanes.py, CONTRIBUTING.md "Lanes"). Each tier is also a session of its own (`nox -s e2e`), for running
+part of the suite. `cookie` and `bench` are tools, not proofs.
 
 Options come from cookiecutter.json (the one source of answers); harness
 packages are pinned in requirements/constraints.txt.
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # harness.lanes (standard librar
 from harness import lanes  # noqa: E402
 
 nox.needs_version = ">=2024.4.15"
-nox.options.sessions = ["render", "lint", "upgrade", "compile", "e2e", "acme", "drill", "cluster"]
+nox.options.sessions = ["all"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -125,7 +125,7 @@ def docker_tier(session, tier):
     no_leftovers(session, pipeline=tier == "pipeline")
 
 
-@nox.session(name="all", default=False)
+@nox.session(name="all")
 def all_tiers(session):
     """Every proof: compile first (it builds the image kit), then every other tier in lanes that run at once
     (harness/lanes.py); each step's output is printed whole when it ends, then its `step=` line and the wall time."""
@@ -176,7 +176,7 @@ def cluster(session):
     docker_tier(session, "cluster")
 
 
-@nox.session(default=False)
+@nox.session
 def pipeline(session):
     """Run the generated .gitlab-ci.yml's jobs with gitlab-ci-local against a real registry and a real SSH server."""
     docker_tier(session, "pipeline")

@@ -92,6 +92,29 @@ def test_all_is_a_session_and_the_noxfile_says_what_it_runs():
     assert "`nox -s all` runs every tier" in doc, doc
 
 
+def default_sessions(source=None):
+    """The sessions `nox` runs with no arguments (nox.options.sessions in the noxfile's source)."""
+    tree = ast.parse(source if source is not None else (ROOT / "noxfile.py").read_text())
+    return next(ast.literal_eval(node.value) for node in tree.body
+                if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "nox.options.sessions")
+
+
+def tiers_left_out(sessions):
+    """The tiers no session of `sessions` runs: `all` runs every step of the lanes, any other session its tier."""
+    run = {lanes.step_tier(step)[0] for step in lanes.steps()} if "all" in sessions else set(sessions)
+    return sorted(set(lanes.TIERS) - run)
+
+
+def test_nox_with_no_arguments_runs_every_tier():
+    """What CI runs (.ci/run: the README's `python3 -m nox`) is every proof, pipeline and cluster included."""
+    assert tiers_left_out(default_sessions()) == []
+
+
+def test_a_default_run_without_a_tier_is_found():
+    eight = 'nox.options.sessions = ["render", "lint", "upgrade", "compile", "e2e", "acme", "drill", "cluster"]'
+    assert tiers_left_out(default_sessions(eight)) == ["pipeline"]
+
+
 # -- the runner --------------------------------------------------------------------------------------------
 
 def python(code):
