@@ -318,8 +318,14 @@ def test_run_lucky_task_removes_its_secret_copies_when_killed(own_project, tmp_p
     copy of the secrets behind."""
     secrets = tmp_path / "secrets"
     secrets.mkdir()
-    # `docker image inspect` (is there a registry digest for the image?) answers "no such image"; `docker run` hangs.
-    env = {**os.environ, **fake_docker(tmp_path, '[ "$1" = run ] || exit 1; printf "%s\\n" "$*" > "$ARGV_LOG"; sleep 30\n'),
+    # `docker image inspect` (is there a registry digest for the image?) answers "no such image"; `docker run` runs until
+    # the signal kills it. Its traps are set before it logs, so a signal sent once the log is there always ends it (a
+    # `sleep` in the foreground could be forked while sh had caught the signal and then run its 30 s: seen under load),
+    # and each passes the signal on to itself, so the script sees docker killed by it.
+    hang = ('[ "$1" = run ] || exit 1\n'
+            'for sig in INT TERM HUP; do trap "kill \\$! 2>/dev/null; trap - $sig; kill -$sig \\$\\$" "$sig"; done\n'
+            'printf "%s\\n" "$*" > "$ARGV_LOG"\nsleep 30 </dev/null >/dev/null 2>&1 & wait $!\n')
+    env = {**os.environ, **fake_docker(tmp_path, hang),
            "ARGV_LOG": str(tmp_path / "argv.log"), "TMPDIR": str(tmp_path / "tmp")}
     (tmp_path / "tmp").mkdir()
     for name in ("POSTGRES_PASSWORD", "POSTGRES_APP_PASSWORD", "SECRET_KEY_BASE", "SEND_GRID_KEY"):
