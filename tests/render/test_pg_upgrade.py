@@ -5,14 +5,17 @@ nothing: the fake's log shows no call that would."""
 
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from harness.certs import make_ca
 from harness.docker import HEALTHY_MANAGER, fake_docker
-from harness.proc import run
+from harness.proc import DEVNULL, PIPE, popen, run
+from harness.wait import until
 from kit.kit import PINS
 
 MAJOR = PINS["_postgres_version"].split(".")[0]
@@ -187,7 +190,10 @@ case "$1 $2" in
   "volume rm") [ ! -e "$FAKE_DIR/holder" ] && rm -f "$FAKE_DIR/kept" ;;
   "run --rm")
     case "$*" in
-      *"cp -a"*) [ -z "${FAKE_COPY_STOPS:-}" ] || { touch "$FAKE_DIR/holder"; exit 130; } ;;
+      *"cp -a"*)
+        [ -z "${FAKE_COPY_STOPS:-}" ] || { touch "$FAKE_DIR/holder"; exit 130; }
+        [ -z "${FAKE_COPY_WAITS:-}" ] || { touch "$FAKE_DIR/copying"; i=0
+          until [ -e "$FAKE_DIR/go" ] || [ $i -ge 200 ]; do sleep 0.1; i=$((i + 1)); done; echo "copy done" >> "$FAKE_LOG"; } ;;
       *PG_VERSION*) cat "$FAKE_DIR/data" ;;
       *pg_backup*) echo lhd_app_production-20261202T000000Z-before-pg-upgrade.dump ;;
     esac ;;
@@ -203,9 +209,9 @@ esac
 """
 
 
-def whole_run(default_project, tmp_path, deploy_status=0, **fake):
-    """script/pg_upgrade --yes against FLOW (and the fake's settings), script/deploy a recorder exiting
-    deploy_status; (result, calls)."""
+def upgrade_env(default_project, tmp_path, deploy_status=0, **fake):
+    """(project, environment) for script/pg_upgrade --yes against FLOW (and the fake's settings), script/deploy a
+    recorder exiting deploy_status."""
     project = Path(shutil.copytree(default_project, tmp_path / "project"))
     env_file = tmp_path / "prod.env"
     run([project / "script/bootstrap"], env={**os.environ, "LHD_ENV_FILE": str(env_file)})
@@ -216,8 +222,14 @@ def whole_run(default_project, tmp_path, deploy_status=0, **fake):
     env = {**os.environ, **fake_docker(tmp_path, FLOW), "LHD_ENV_FILE": str(env_file), "FAKE_LOG": str(log),
            "FAKE_DIR": str(tmp_path), "OLD_PIN": PREVIOUS, "NEW_IMAGE": f"postgres:{PINS['_postgres_version']}",
            "NEW_DATA": f"{MAJOR} {MAJOR}/docker", **fake}
+    return project, env
+
+
+def whole_run(default_project, tmp_path, deploy_status=0, **fake):
+    """script/pg_upgrade --yes against FLOW; (result, calls)."""
+    project, env = upgrade_env(default_project, tmp_path, deploy_status, **fake)
     result = run([project / "script/pg_upgrade", "--yes"], env=env, check=False, stdin=subprocess.DEVNULL, timeout=60)
-    return result, log.read_text().splitlines()
+    return result, (tmp_path / "docker.log").read_text().splitlines()
 
 
 def test_the_whole_run_stops_moves_and_deploys_in_order(default_project, tmp_path):
@@ -281,3 +293,27 @@ def test_the_copy_runs_out_of_reach_of_the_operators_interrupt(default_project, 
     assert apart == [f"volume create lhd_app_db_data_pg{PREVIOUS_MAJOR}",
                      next(c.strip() for _, c in sessions if "cp -a" in c),
                      next(c.strip() for _, c in sessions if c.startswith("run -d --name lhd_app_pg_upgrade_old"))], apart
+
+
+@pytest.mark.parametrize(("signal_name", "status"), [("INT", 130), ("TERM", 143), ("HUP", 129)])
+def test_a_signal_during_the_copy_lets_it_finish_then_puts_the_old_database_back(default_project, tmp_path,
+                                                                                  signal_name, status):
+    """Ctrl-C, `kill`, or the ssh session dropped while the copy runs: the copy ends first, then the script removes
+    it and starts the old services again, with its one line and the signal's status (docs/postgres-upgrades.md,
+    "When the upgrade fails"). The script starts with every signal at its default, as from a terminal."""
+    project, env = upgrade_env(default_project, tmp_path, FAKE_COPY_WAITS="1")
+    with popen([project / "script/pg_upgrade", "--yes"], env=env, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, text=True,
+               preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGHUP)]) as script:
+        until(lambda: (tmp_path / "copying").exists(), 30, "the copy to start", pause=0.1)
+        script.send_signal(getattr(signal, f"SIG{signal_name}"))
+        time.sleep(0.5)  # the script has the signal now, while the copy still runs
+        (tmp_path / "go").touch()
+        _, stderr = script.communicate(timeout=60)
+    calls = (tmp_path / "docker.log").read_text().splitlines()
+    assert script.returncode == status, stderr
+    assert stderr.splitlines()[-1].endswith(f"starting PostgreSQL {PREVIOUS_MAJOR} and the apps again"), stderr
+    kept = f"docker volume rm lhd_app_db_data_pg{PREVIOUS_MAJOR}"
+    assert calls.index("copy done") < calls.index(kept), calls
+    assert not (tmp_path / "kept").exists()
+    assert "deploy --first" not in " ".join(calls)
+    assert calls[-1].startswith("docker service scale --detach=false lhd_app_lucky=2 lhd_app_hasura=1"), calls
