@@ -76,7 +76,9 @@ def test_readme_production_path_runs_as_written(server, runner, fresh, image_mod
     # console), both host keys known, the site's CA trusted (a real site's certificate is), a registry login
     # with write access for step 5's push, the certificate files beside the project.
     serve_git(server, GIT_PATH, [])
-    ws = Workstation(server, runner, {"gitlab.com": server.manager, f"api.{DOMAIN}": target}).start()
+    # The server's own name too, as the reader's resolver has it: Docker's embedded DNS once answered "Name or service
+    # not known" for it under the lanes' load, eight blocks into the run (2026-12-04), and that is not the README's.
+    ws = Workstation(server, runner, {"gitlab.com": server.manager, f"api.{DOMAIN}": target, target: target}).start()
     ws.put(project, f"{WORKDIR}/")
     authorize_git(server, ws.public_key())
     ws.trust_ssh_host(server.known_hosts_line("gitlab.com"))
