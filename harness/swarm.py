@@ -12,6 +12,7 @@ migrations V2 and V3; BROKEN is SHA1 with a healthcheck that always fails.
 import json
 import os
 import re
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -120,8 +121,33 @@ class Deployment(StackDriver):
                    stdin=DEVNULL)
 
     # -- releases ---------------------------------------------------------------------
+    def prebuild(self, sha):
+        """Start making sha's release in a thread of its own, while the first tests run (their waits leave the cores
+        free): the first test that asks for a release not yet made waits for it (`release`, `build`), and an error
+        in it is raised there."""
+        self._prebuild_error = None
+
+        def make():
+            try:
+                self.release(sha)
+            except BaseException as error:  # raised in the test's thread by wait_prebuild
+                self._prebuild_error = error
+        self._prebuild = threading.Thread(target=make, name=f"prebuild-{sha}", daemon=True)
+        self._prebuild.start()
+
+    def wait_prebuild(self):
+        """Wait for the release `prebuild` started (if any, and not from its own thread); raise its error."""
+        thread = getattr(self, "_prebuild", None)
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join()
+        self._prebuild = None
+        if self._prebuild_error is not None:
+            raise RuntimeError(f"the release built ahead ({thread.name}) failed") from self._prebuild_error
+
     def build(self, sha):
         """script/build SHA (one release build at a time on this engine: harness/docker.py release_build)."""
+        self.wait_prebuild()  # it changes the project's tree (the added migrations) that this build reads
         with release_build():
             result = self.script("build", sha, timeout=3600)
         self.built.add(sha)
@@ -129,8 +155,13 @@ class Deployment(StackDriver):
 
     def release(self, sha):
         """Make sha's images once: SHA1 from the project as rendered, SHA2/SHA3 with the added migrations, BROKEN from SHA1."""
-        if sha in self.built and (sha not in RELEASES or self.docker(
-                "image", "inspect", f"{self.registry}/lucky:{sha}", check=False).returncode == 0):
+        def made():
+            return sha in self.built and (sha not in RELEASES or self.docker(
+                "image", "inspect", f"{self.registry}/lucky:{sha}", check=False).returncode == 0)
+        if made():
+            return
+        self.wait_prebuild()  # it may be making this one
+        if made():
             return
         self.built.discard(sha)  # built once, but removed since (script/deploy's image cleanup keeps 5 releases)
         if sha == BROKEN:

@@ -4,7 +4,7 @@ import pytest
 
 from harness.bake import bake
 from harness.report import add_to_report
-from harness.swarm import SHA1, Deployment, Swarm
+from harness.swarm import SHA1, SHA2, Deployment, Swarm
 from harness.wait import until
 
 
@@ -13,20 +13,26 @@ def deployment(image_mode, tmp_path_factory, request):
     """A rendered project, SHA1 built and first deployed with `script/deploy --first`; everything removed afterwards.
 
     Building is the expensive part (a real Lucky release build per SHA), so it
-    happens once per session; other releases are built when a test first asks.
+    happens once per session: SHA2 (the added migrations: a second Lucky compile) is built in the background
+    from the first deploy on, while the first modules wait on alerts and convergence; other releases are built
+    when a test first asks.
     """
     with Swarm() as swarm:
         base = tmp_path_factory.mktemp("swarm")
         d = Deployment(bake(base / "out"), base / "work", image_mode)
         try:
             d.first_deploy(SHA1)
+            d.prebuild(SHA2)
             report = list(d.notes) + (["created a single-node swarm on 127.0.0.1 (left at teardown)"] if swarm.created else [])
             add_to_report(request.config, report)
             yield d
         finally:
-            d.close()
-            d.unlabel()
-            d.park_images()
+            try:
+                d.wait_prebuild()  # before close(): the build holds the release-build turn and reads the project
+            finally:
+                d.close()
+                d.unlabel()
+                d.park_images()
 
 
 @pytest.fixture
