@@ -93,6 +93,7 @@ class Deployment(StackDriver):
         # naming its holder.
         self.lock_dir = self.workdir / "deploy-lock"
         self.lock_file = self.lock_dir / "holder"
+        self._prebuild, self._prebuild_error = None, None  # the release `prebuild` is making, and its error
         unpark_images(RELEASES, self.registry)
         self.bootstrap()
 
@@ -125,8 +126,6 @@ class Deployment(StackDriver):
         """Start making sha's release in a thread of its own, while the first tests run (their waits leave the cores
         free): the first test that asks for a release not yet made waits for it (`release`, `build`), and an error
         in it is raised there."""
-        self._prebuild_error = None
-
         def make():
             try:
                 self.release(sha)
@@ -137,13 +136,13 @@ class Deployment(StackDriver):
 
     def wait_prebuild(self):
         """Wait for the release `prebuild` started (if any, and not from its own thread); raise its error."""
-        thread = getattr(self, "_prebuild", None)
+        thread = self._prebuild
         if thread is None or thread is threading.current_thread():
             return
         thread.join()
-        self._prebuild = None
-        if self._prebuild_error is not None:
-            raise RuntimeError(f"the release built ahead ({thread.name}) failed") from self._prebuild_error
+        error, self._prebuild, self._prebuild_error = self._prebuild_error, None, None
+        if error is not None:
+            raise RuntimeError(f"the release built ahead ({thread.name}) failed") from error
 
     def build(self, sha):
         """script/build SHA (one release build at a time on this engine: harness/docker.py release_build)."""

@@ -154,11 +154,11 @@ def test_cleanup_keeps_the_last_releases(live, record_property):
     others = [f"{live.registry}-legacy/lucky:{shas[0]}", f"{live.registry}/lucky-legacy:{shas[0]}"]
     live.hold_releases()  # the session's release images keep their cache names while the cleanup untags them
     keep_before = live.settings().get("KEEP_RELEASES", "")
-    live.set_env("KEEP_RELEASES", str(KEEP))
     source = docker("image", "ls", "-q", "lhd-kit/debian:bookworm").stdout.split()[0]
     for other in others:
         docker("tag", source, other)
     try:
+        live.set_env("KEEP_RELEASES", str(KEEP))  # inside the try: the finally puts it back for the next tests
         started = time.perf_counter()
         builds = []
         for sha in shas:
