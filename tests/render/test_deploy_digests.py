@@ -2,7 +2,8 @@
 `docker` plays a one-node swarm (it records every call and the LUCKY_/HASURA_ variables `stack deploy` sees,
 which docker-compose.prod.yml reads as image: REGISTRY/lucky:${LUCKY_TAG}${LUCKY_DIGEST}; the lint tier's
 tests/lint/test_deploy_digests.py merges them with the real `docker stack config`), so the tests read the
-image references swarm and the migrations would get, and the release log (var/releases.log) each run appends to."""
+image references swarm and the migrations would get, and the release log (var/releases.log) each run appends to.
+The same fake plays swarm's answers after a failed update, so the restore that follows is tried too."""
 
 import os
 import re
@@ -31,6 +32,15 @@ echo "docker $*" >> "$FAKE_LOG"
     case "$2" in
       ls) echo lhd_app ;;
       deploy)
+        # FAKE_BROKEN: a tag whose update fails its health checks; swarm rolls the service back.
+        if [ "$LUCKY_TAG" = "${FAKE_BROKEN:-}" ]; then echo rollback_completed > "$FAKE_STATE.update"; exit 0; fi
+        # FAKE_CONFLICTS: a file holding how many of the deploys after it swarm answers "update out of sequence".
+        if [ -s "${FAKE_CONFLICTS:-/nonexistent}" ] && [ "$(cat "$FAKE_CONFLICTS")" -gt 0 ]; then
+          echo $(($(cat "$FAKE_CONFLICTS") - 1)) > "$FAKE_CONFLICTS"
+          echo "failed to update service lhd_app_lucky: Error response from daemon: rpc error: code = Unknown desc = update out of sequence" >&2
+          exit 1
+        fi
+        rm -f "$FAKE_STATE.update"
         echo "env LUCKY_TAG=$LUCKY_TAG LUCKY_DIGEST=$LUCKY_DIGEST" \
           "HASURA_TAG=$HASURA_TAG HASURA_DIGEST=$HASURA_DIGEST" >> "$FAKE_LOG"
         # The image: lines of docker-compose.prod.yml, as compose interpolates them.
@@ -42,7 +52,7 @@ echo "docker $*" >> "$FAKE_LOG"
   service)
     case "$2 $*" in
       inspect*ContainerSpec.Image*) cat "$FAKE_STATE" ;;
-      inspect*UpdateStatus*) echo completed ;;
+      inspect*UpdateStatus*) cat "$FAKE_STATE.update" 2>/dev/null || echo completed ;;
       inspect*Replicas*) echo 1 ;;
       ps*) echo "$(cat "$FAKE_STATE") Running 3 seconds ago" ;;
       ls*) echo 1/1 ;;
@@ -163,3 +173,29 @@ def test_deploy_refuses_malformed_digests(swarm, digests):
     assert result.returncode == 1
     assert result.stderr.strip() == f"✖ '{digests}' is not lucky@sha256:<64 hex>,hasura@sha256:<64 hex>"
     assert not swarm.log.exists()
+
+
+
+@pytest.mark.parametrize("conflicts", [2, 5], ids=["retried", "persistent"])
+def test_restore_after_a_failed_update_retries_sequence_conflicts(swarm, tmp_path, conflicts):
+    """After swarm rolled a broken update back, the restore's `stack deploy` can meet swarm still writing that
+    rollback ("update out of sequence", seen in CI): it deploys again, at most 5 times in all, and reports the
+    restore; when the conflict persists it shows swarm's error and says the restore failed."""
+    counter = tmp_path / "conflicts"
+    counter.write_text(f"{conflicts}\n")
+    result = swarm("deploy", "--yes", "dead0000", FAKE_BROKEN="dead0000", FAKE_CONFLICTS=str(counter))
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    retries = [line for line in lines if "(update out of sequence); deploying again" in line]
+    assert retries == [f"! swarm changed a service while this deploy updated it (update out of sequence); "
+                       f"deploying again ({n}/4)" for n in range(1, min(conflicts, 4) + 1)]
+    if conflicts < 5:
+        assert lines[-1] == ("✖ the update to dead0000 failed its health checks and was rolled back: "
+                             f"every service runs {OLD} again")
+        assert swarm.state.read_text().startswith(f"{swarm.registry}/lucky:{OLD}")
+    else:
+        assert lines[-2:] == [
+            "failed to update service lhd_app_lucky: Error response from daemon: rpc error: code = Unknown desc = "
+            "update out of sequence",
+            f"✖ could not restore {OLD} either: check 'docker service ps lhd_app_lucky'"]
+    assert counter.read_text().strip() == str(max(conflicts - 5, 0))
