@@ -37,7 +37,8 @@ echo "docker $*" >> "$FAKE_LOG"
         # FAKE_CONFLICTS: a file holding how many of the deploys after it swarm answers "update out of sequence".
         if [ -s "${FAKE_CONFLICTS:-/nonexistent}" ] && [ "$(cat "$FAKE_CONFLICTS")" -gt 0 ]; then
           echo $(($(cat "$FAKE_CONFLICTS") - 1)) > "$FAKE_CONFLICTS"
-          echo "failed to update service lhd_app_lucky: Error response from daemon: rpc error: code = Unknown desc = update out of sequence" >&2
+          printf '%s %s\\n' "failed to update service lhd_app_lucky: Error response from daemon: rpc error:" \
+            "code = Unknown desc = update out of sequence" >&2
           exit 1
         fi
         rm -f "$FAKE_STATE.update"
