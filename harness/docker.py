@@ -82,6 +82,16 @@ def fake_docker(directory, script):
     return {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
 
 
+def network_hosts(network):
+    """["NAME:IP", ...] of every container on `network` now: hosts entries for a job container on it, so the
+    server's name resolves without Docker's embedded DNS, which answered "Could not resolve hostname" under
+    load (seen in CI inside a deploy job and on the runbook's workstation)."""
+    out = docker("network", "inspect", network, "--format",
+                 "{{range .Containers}}{{.Name}} {{.IPv4Address}}\n{{end}}").stdout
+    return [f"{name}:{address.split('/')[0]}" for name, address in
+            (line.split() for line in out.splitlines() if len(line.split()) == 2) if address]
+
+
 def unique(prefix):
     """prefix-<8 hex>: a name no other run uses."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"

@@ -51,7 +51,7 @@ from pathlib import Path
 import yaml
 
 from harness import reaper
-from harness.docker import docker, unique
+from harness.docker import docker, network_hosts, unique
 from harness.names import names
 from harness.proc import DEVNULL, TimeoutExpired, run
 
@@ -800,8 +800,9 @@ class JobContainer:
         mounts = ["-v", f"{self.host_work}:{WORK}", *self.runner.volumes]
         if self.runner.socket:
             mounts += ["-v", f"{self.runner.socket}:/var/run/docker.sock"]
+        hosts = [arg for host in network_hosts(self.runner.network) for arg in ("--add-host", host)]
         docker("run", "-d", "--name", self.name, "--hostname", self.name, "--network", self.runner.network,
-               *self.runner.labels, *mounts, "-e", f"HOME={HOME}", "--entrypoint", "sleep", self.image(steps),
+               *self.runner.labels, *mounts, *hosts, "-e", f"HOME={HOME}", "--entrypoint", "sleep", self.image(steps),
                "infinity")
         try:
             self.exec(["mkdir", "-p", HOME], {})

@@ -23,7 +23,7 @@ from pathlib import Path
 from harness.bake import bake, copy_template
 from harness.cluster_nodes import NODE_OPTIONS, REGISTRY_HOST
 from harness.combinations import ROOT
-from harness.docker import docker
+from harness.docker import docker, network_hosts
 from harness.proc import run
 from harness.stack import REGISTRY
 from harness.wait import until
@@ -286,7 +286,8 @@ class GitlabCiLocal:
         # made the next build's tree dirty (seen).
         args = [self.binary, "--color=false", "--cleanup", "--no-artifacts-to-source", "--pull-policy", "if-not-present",
                 "--network", self.cluster.network, "--volume", f"{self.runner.socket_dir}:{ENGINE_DIR}",
-                "--max-job-name-padding", "0", *[arg for volume in self.volumes for arg in ("--volume", volume)]]
+                "--max-job-name-padding", "0", *[arg for volume in self.volumes for arg in ("--volume", volume)],
+                *[arg for host in network_hosts(self.cluster.network) for arg in ("--extra-host", host)]]
         for key, value in variables.items():
             args += ["--variable", f"{key}={value}"]
         for key in unset:
