@@ -137,3 +137,31 @@ def test_the_ssh_command_and_the_program_it_sends(default_project, env, tmp_path
     assert f"CI_KEY={public}\n" in program and "DEPLOY_USER=ship\n" in program
     assert "ROOT_LOGIN=no\n" in program and "MODE=provision\n" in program
     assert "PRIVATE KEY" not in program
+
+
+def getent_fake(bin_dir, misses):
+    """A getent whose first `misses` lookups find nothing (exit 2, as getent says "not found"), then every name
+    is 10.0.0.5; each call is counted in getent.calls."""
+    fake(bin_dir, "getent", f"""calls="$(dirname "$0")/getent.calls"
+echo "$*" >>"$calls"
+[ "$(wc -l <"$calls")" -gt {misses} ] || exit 2
+echo "10.0.0.5        STREAM $2"
+""")
+
+
+@pytest.mark.parametrize(("misses", "message"), [
+    (2, "✖ the manager is not in a swarm: provision it first"),
+    (3, "✖ root@server.example.org cannot resolve manager.example.org or has no route to it: nothing was changed"),
+], ids=["passing-miss", "unresolvable"])
+def test_join_resolves_the_manager_or_says_it_cannot(default_project, env, misses, message):
+    """--join: the new node resolves the manager's name, trying 3 times; two misses are passed over (the run goes
+    on to the manager, which this fake says is in no swarm), three are one line naming it. Before, the first
+    miss ended the remote program under set -e with status 2 and no word (seen in CI)."""
+    environment, log, bin_dir = env
+    docker_fake(bin_dir)
+    getent_fake(bin_dir, misses)
+    result = provision(default_project, environment, "--join", "root@manager.example.org", "root@server.example.org")
+    assert (result.returncode, result.stderr.splitlines()) == (1, [message]), result.stdout
+    assert (bin_dir / "getent.calls").read_text().splitlines()[:3] == ["ahosts manager.example.org"] * 3
+    calls = log.read_text().splitlines()
+    assert not [c for c in calls if c.startswith("MUTATED")], calls
