@@ -8,6 +8,7 @@ The same fake plays swarm's answers after a failed update, so the restore that f
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -15,7 +16,8 @@ import pytest
 
 from harness.certs import make_ca
 from harness.docker import HEALTHY_MANAGER, fake_docker
-from harness.proc import run
+from harness.proc import popen, run
+from harness.wait import until
 
 NEW, OLD = "bbbb2222", "aaaa1111"
 LUCKY, HASURA, LOCAL = "1" * 64, "2" * 64, "3" * 64
@@ -61,7 +63,11 @@ echo "docker $*" >> "$FAKE_LOG"
   image)
     [ -n "${FAKE_REPO_DIGESTS:-}" ] || { echo "Error: No such image: $3" >&2; exit 1; }
     echo "[{\\"RepoTags\\": [\\"$3\\"], \\"RepoDigests\\": [$FAKE_REPO_DIGESTS]}]" ;;
-  run) case "$*" in *migration_versions*) echo 20260101000000 ;; esac ;;
+  run) case "$*" in
+    *migration_versions*) echo 20260101000000 ;;
+    # FAKE_HOLD: the migration records its arguments there, then runs until interrupted.
+    *update_db) if [ -n "${FAKE_HOLD:-}" ]; then echo "$*" > "$FAKE_HOLD"; sleep 60; fi ;;
+  esac ;;
 esac
 """
 
@@ -200,3 +206,27 @@ def test_restore_after_a_failed_update_retries_sequence_conflicts(swarm, tmp_pat
             "update out of sequence",
             f"✖ could not restore {OLD} either: check 'docker service ps lhd_app_lucky'"]
     assert counter.read_text().strip() == str(max(conflicts - 5, 0))
+
+
+@pytest.mark.parametrize(("sent", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+                         ids=["ctrl-c", "cancelled-job", "dropped-ssh"])
+def test_an_interrupted_migration_leaves_no_secret_copies_and_no_update(swarm, tmp_path, sent, status):
+    """Ctrl-C (INT to the terminal's process group), a cancelled CI job (TERM) or a dropped ssh session (HUP)
+    while the migration runs: the readable copies of the secrets run_lucky_task made for the migration's
+    container are removed, the deploy stops with the signal's status, and no service is updated nor the release
+    recorded. Without run_lucky_task's traps the Ctrl-C case fails (the copies stay); TERM and HUP pass even
+    then, because bash runs the EXIT trap itself on those (sig.c, termsig_handler), and are kept as the rule."""
+    hold, log = tmp_path / "held", tmp_path / "deploy.log"
+    with popen([swarm.project / "script/deploy", "--yes", NEW], log=log, env={**swarm.env, "FAKE_HOLD": str(hold)},
+               stdin=subprocess.DEVNULL, start_new_session=True) as proc:
+        argv = until(lambda: hold.exists() and hold.read_text().split(), 30, "the migration to start")
+        copies = {Path(argv[i + 1].split(":")[0]) for i, arg in enumerate(argv) if arg == "-v"}
+        assert len(copies) == 3 and all(path.is_file() for path in copies), argv
+        os.killpg(proc.pid, sent)
+        proc.wait(timeout=30)
+    # The subshell's trap exits with 128+N; script/deploy, which has no trap of its own for TERM and HUP, ends by
+    # the signal, or (bash's SIGINT rule: the child handled it) with that status.
+    assert proc.returncode in (status, -sent), log.read_text()
+    assert not [path for path in copies if path.exists()] and not next(iter(copies)).parent.exists()
+    assert not [call for call in swarm.calls() if call.startswith("docker stack deploy")], swarm.calls()
+    assert not swarm.releases.exists()
