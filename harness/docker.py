@@ -88,8 +88,8 @@ def network_hosts(network):
     load (seen in CI inside a deploy job and on the runbook's workstation)."""
     out = docker("network", "inspect", network, "--format",
                  "{{range .Containers}}{{.Name}} {{.IPv4Address}}\n{{end}}").stdout
-    return [f"{name}:{address.split('/')[0]}" for name, address in
-            (line.split() for line in out.splitlines() if len(line.split()) == 2) if address]
+    entries = (line.split() for line in out.splitlines())
+    return [f"{fields[0]}:{fields[1].split('/')[0]}" for fields in entries if len(fields) == 2]
 
 
 def unique(prefix):

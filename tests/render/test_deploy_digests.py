@@ -182,7 +182,6 @@ def test_deploy_refuses_malformed_digests(swarm, digests):
     assert not swarm.log.exists()
 
 
-
 @pytest.mark.parametrize("conflicts", [2, 5], ids=["retried", "persistent"])
 def test_restore_after_a_failed_update_retries_sequence_conflicts(swarm, tmp_path, conflicts):
     """After swarm rolled a broken update back, the restore's `stack deploy` can meet swarm still writing that
