@@ -284,6 +284,8 @@ class GitlabCiLocal:
         # --no-artifacts-to-source: GitLab never writes a job's artifacts back into the repository; copied there
         # (gitlab-ci-local's default: src/argv.js `artifactsToSource ?? true` in 4.56.0), the build's images.digests
         # made the next build's tree dirty (seen).
+        # --extra-host NAME:IP for every container on the cluster network: gitlab-ci-local 4.56.0 hands each to the
+        # job's `docker create` as --add-host (src/job.js), so the server's name resolves without the embedded DNS.
         args = [self.binary, "--color=false", "--cleanup", "--no-artifacts-to-source", "--pull-policy", "if-not-present",
                 "--network", self.cluster.network, "--volume", f"{self.runner.socket_dir}:{ENGINE_DIR}",
                 "--max-job-name-padding", "0", *[arg for volume in self.volumes for arg in ("--volume", volume)],

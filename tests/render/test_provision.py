@@ -140,8 +140,8 @@ def test_the_ssh_command_and_the_program_it_sends(default_project, env, tmp_path
 
 
 def getent_fake(bin_dir, misses):
-    """A getent whose first `misses` lookups find nothing (exit 2, as getent says "not found"), then every name
-    is 10.0.0.5; each call is counted in getent.calls."""
+    """A getent whose first `misses` lookups find nothing (exit 2: getent(1), "one or more supplied key could not
+    be found"), then every name is 10.0.0.5; each call is counted in getent.calls."""
     fake(bin_dir, "getent", f"""calls="$(dirname "$0")/getent.calls"
 echo "$*" >>"$calls"
 [ "$(wc -l <"$calls")" -gt {misses} ] || exit 2
