@@ -425,5 +425,12 @@ class StackDriver:
     def prefixed(cid, result):
         return "".join(f"{cid[:12]} | {line}\n" for line in (result.stdout + result.stderr).splitlines())
 
+    def task_history(self, services=("lucky", "hasura", "traefik")):
+        """Each service's tasks, newest first in each slot, with swarm's error for those that failed."""
+        return "".join(self.docker("service", "ps", "--no-trunc", "--format",
+                                   "{{.Name}} {{.Image}} {{.DesiredState}} {{.CurrentState}} {{.Error}}",
+                                   self.service(s), check=False).stdout for s in services)
+
     def failure_sections(self):
-        return [("swarm services", self.service_table()), ("service logs (last 30 lines each)", self.service_logs())]
+        return [("swarm services", self.service_table()), ("swarm tasks", self.task_history()),
+                ("service logs (last 30 lines each)", self.service_logs())]

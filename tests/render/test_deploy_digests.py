@@ -35,7 +35,12 @@ echo "docker $*" >> "$FAKE_LOG"
       ls) echo lhd_app ;;
       deploy)
         # FAKE_BROKEN: a tag whose update fails its health checks; swarm rolls the service back.
-        if [ "$LUCKY_TAG" = "${FAKE_BROKEN:-}" ]; then echo rollback_completed > "$FAKE_STATE.update"; exit 0; fi
+        # Its stopped task says why in FAKE_TASK_ERROR (`service ps --filter desired-state=shutdown`).
+        if [ "$LUCKY_TAG" = "${FAKE_BROKEN:-}" ]; then
+          echo rollback_completed > "$FAKE_STATE.update"
+          printf '%s|%s\\n' "$REGISTRY_IMAGE/lucky:$LUCKY_TAG$LUCKY_DIGEST" "${FAKE_TASK_ERROR:-}" > "$FAKE_STATE.failed"
+          exit 0
+        fi
         # FAKE_CONFLICTS: a file holding how many of the deploys after it swarm answers "update out of sequence".
         if [ -s "${FAKE_CONFLICTS:-/nonexistent}" ] && [ "$(cat "$FAKE_CONFLICTS")" -gt 0 ]; then
           echo $(($(cat "$FAKE_CONFLICTS") - 1)) > "$FAKE_CONFLICTS"
@@ -57,6 +62,7 @@ echo "docker $*" >> "$FAKE_LOG"
       inspect*ContainerSpec.Image*) cat "$FAKE_STATE" ;;
       inspect*UpdateStatus*) cat "$FAKE_STATE.update" 2>/dev/null || echo completed ;;
       inspect*Replicas*) echo 1 ;;
+      ps*desired-state=shutdown*) cat "$FAKE_STATE.failed" 2>/dev/null ;;
       ps*) echo "$(cat "$FAKE_STATE") Running 3 seconds ago" ;;
       ls*) echo 1/1 ;;
     esac ;;
@@ -205,6 +211,19 @@ def test_restore_after_a_failed_update_retries_sequence_conflicts(swarm, tmp_pat
             "update out of sequence",
             f"✖ could not restore {OLD} either: check 'docker service ps lhd_app_lucky'"]
     assert counter.read_text().strip() == str(max(conflicts - 5, 0))
+
+
+@pytest.mark.parametrize("error", ["task: unhealthy container", "task: non-zero exit (1)", ""],
+                         ids=["unhealthy", "exited", "no-error"])
+def test_a_rolled_back_update_says_what_swarm_said(swarm, error):
+    """The warning for an update swarm rolled back carries swarm's error for the new task (why it failed: its
+    health checks, an exit, a missing image), so the operator need not go to `docker service ps --no-trunc`;
+    when swarm recorded none, the warning is the plain one."""
+    result = swarm("deploy", "--yes", "dead0000", FAKE_BROKEN="dead0000", FAKE_TASK_ERROR=error)
+    assert result.returncode == 1
+    warning = next(line for line in result.stderr.splitlines() if "swarm rolled it back" in line)
+    plain = f"! the update of lhd_app_hasura to dead0000 failed its health checks; swarm rolled it back to {OLD}"
+    assert warning == (f"{plain} (swarm: {error})" if error else plain)
 
 
 @pytest.mark.parametrize(("sent", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
