@@ -134,6 +134,8 @@ def stack_problems(config, check_updates=True):
             problems.append(f"{name}: healthcheck interval {check.get('interval', '30s (the default)')} holds every "
                             f"script/deploy --first that long (swarm counts a task running at its first healthy "
                             f"check): at most {MAX_HEALTH_INTERVAL}s, with retries for the same patience")
+        if name == "hasura":
+            problems += entrypoint_wait_problems(svc, check)
         deploy = svc.get("deploy", {})
         if deploy.get("mode") == "global":
             continue
@@ -152,6 +154,24 @@ def stack_problems(config, check_updates=True):
     if "traefik" in services and not any(p.get("published") in (80, "80") for p in services["traefik"].get("ports", [])):
         problems.append("traefik: port 80 is not published")
     return problems
+
+
+# Hasura's cli-migrations entrypoint waits this many seconds (default 30) for its temporary server, which opens its
+# port only once it has reached the database and loaded the metadata, then exits 1 (hasura/graphql-engine
+# packaging/cli-migrations/v3/docker-entrypoint.sh, wait_for_port; tests/contracts/test_hasura.py holds the double to
+# it). Shorter than the healthcheck's start period, a slow start ends the container before its health checks judge it,
+# and a swarm update rolls back.
+ENTRYPOINT_WAIT = ("HASURA_GRAPHQL_MIGRATIONS_SERVER_TIMEOUT", 30)
+
+
+def entrypoint_wait_problems(svc, check):
+    variable, default = ENTRYPOINT_WAIT
+    wait = int((svc.get("environment") or {}).get(variable, default))
+    start = seconds(check.get("start_period", "0s"))
+    if wait < start:
+        return [f"hasura: {variable} is {wait}s, under its healthcheck start_period of {start:.0f}s: a slow start "
+                f"ends the container (exit 1) before its health checks judge it, and an update rolls back"]
+    return []
 
 
 # A task Traefik routes to must keep serving after SIGTERM until Traefik has

@@ -33,8 +33,9 @@ GOOD_STACK = {
                        "restart_policy": {"condition": "any"}},
         },
         "hasura": {
-            "healthcheck": {"test": ["CMD", "hasura_healthcheck"], "interval": "10s"},
+            "healthcheck": {"test": ["CMD", "hasura_healthcheck"], "interval": "10s", "start_period": "1m0s"},
             "environment": {"HASURA_GRAPHQL_ENABLE_CONSOLE": "false", "HASURA_GRAPHQL_DEV_MODE": "false",
+                            "HASURA_GRAPHQL_MIGRATIONS_SERVER_TIMEOUT": "90",
                             "HASURA_GRAPHQL_ADMIN_SECRET_FILE": "/run/secrets/hasura_admin_secret",
                             "HASURA_JWT_KEY_FILE": "/run/secrets/hasura_jwt_key",
                             "HASURA_GRAPHQL_ENABLED_APIS": "metadata,graphql", "HASURA_GRAPHQL_ENABLE_TELEMETRY": "false",
@@ -92,6 +93,18 @@ def test_a_slow_healthcheck_interval_is_named(interval):
     assert len(problems) == 1 and problems[0].startswith(
         f"hasura: healthcheck interval {interval or '30s (the default)'} holds every script/deploy --first"), problems
     assert checks.stack_problems(broken(lambda s: s["hasura"]["healthcheck"].update(interval="10s"))) == []
+
+
+@pytest.mark.parametrize("wait", [None, "59"], ids=["upstream-default", "under-start-period"])
+def test_an_entrypoint_wait_under_the_start_period_is_named(wait):
+    """Hasura's entrypoint gives up on its temporary server after HASURA_GRAPHQL_MIGRATIONS_SERVER_TIMEOUT (30 s
+    unset): under the healthcheck's start period (60 s here) it is named; equal or longer passes."""
+    env = "HASURA_GRAPHQL_MIGRATIONS_SERVER_TIMEOUT"
+    problems = checks.stack_problems(broken(lambda s: s["hasura"]["environment"].update({env: wait}) if wait
+                                            else s["hasura"]["environment"].pop(env)))
+    assert problems == [f"hasura: {env} is {wait or 30}s, under its healthcheck start_period of 60s: a slow start "
+                        "ends the container (exit 1) before its health checks judge it, and an update rolls back"]
+    assert checks.stack_problems(broken(lambda s: s["hasura"]["environment"].update({env: "60"}))) == []
 
 
 SECURITY_BREAKS = {
