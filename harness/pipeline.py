@@ -23,7 +23,7 @@ from pathlib import Path
 from harness.bake import bake, copy_template
 from harness.cluster_nodes import NODE_OPTIONS, REGISTRY_HOST
 from harness.combinations import ROOT
-from harness.docker import docker, network_hosts
+from harness.docker import docker, network_hosts, release_build
 from harness.proc import run
 from harness.stack import REGISTRY
 from harness.wait import until
@@ -225,6 +225,34 @@ class Runner:
 
     def image_ids(self):
         return set(self.docker("image", "ls", "-q", "--no-trunc").stdout.split())
+
+    def seed_compile(self, project, tag="main"):
+        """Give this engine the project's release compile as <registry>/lucky-base:TAG and lucky-build:TAG: what
+        script/build's `--cache-from TAG` finds when an earlier pipeline of branch TAG pushed them (the build
+        job's, docs/ci.md "The compile is cached"), so the job's build reuses the compile instead of making it.
+        Made on this host's engine, in its turn of release builds (`release_build`): there the compile is
+        usually cached already, since the e2e and cluster tiers build the same inputs (Dockerfile.prod copies
+        only the compiler's, which no answer of a pipeline project changes); otherwise it is made there, once.
+        Then streamed into this engine (`docker save | docker load`: the same image ids, as a pull gives, which
+        the legacy builder's --cache-from matches by history and layers). Returns the seconds it took."""
+        started = time.perf_counter()
+        registry = re.search(r'^REGISTRY_IMAGE="(.*)"$', (project / "script/functions/common").read_text(), re.M)[1]
+        seeds = {name: f"lhd-seed/{name}:{self.name}" for name in ("lucky-base", "lucky-build")}
+        common = ["docker", "build", "--quiet", "--build-arg", "BUILDKIT_INLINE_CACHE=1"]  # script/build's arguments
+        try:
+            with release_build():
+                run([*common, "--target", "base", "-f", "Docker/lucky/Dockerfile", "-t", seeds["lucky-base"], "."],
+                    cwd=project, timeout=2400)
+                run([*common, "-f", "Docker/lucky/Dockerfile.prod", "--build-arg", f"BASE_IMAGE={seeds['lucky-base']}",
+                     "--target", "build", "-t", seeds["lucky-build"], "."], cwd=project, timeout=2400)
+            run(["bash", "-c", 'set -o pipefail; docker save "${@:2}" | docker -H "$1" load -q', "seed",
+                 f"unix://{self.socket_dir}/docker.sock", *seeds.values()], timeout=900)
+        finally:  # the names only: the host keeps the layers, its cache
+            docker("image", "rm", "--no-prune", *seeds.values(), check=False)
+        for name, seed in seeds.items():
+            self.docker("tag", seed, f"{registry}/{name}:{tag}")
+            self.docker("image", "rm", "--no-prune", seed)
+        return time.perf_counter() - started
 
 
 @dataclass

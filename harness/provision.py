@@ -173,9 +173,10 @@ class FreshServers:
 
 
 def push_images(runner, repository, registry, workdir):
-    """The `build` job's `script/build --push --digests FILE SHA8` for the repository's HEAD, run from the host
-    with the jobs' engine (the runner's socket, logged in to the registry as CI_REGISTRY_USER): the images
-    pushed to the registry as the pipeline pushes them. Returns (the digests file, seconds)."""
+    """The `build` job's `script/build --push --digests FILE --cache-from main SHA8` (the default branch's
+    images are the cache, .gitlab-ci.yml) for the repository's HEAD, run from the host with the jobs' engine
+    (the runner's socket, logged in to the registry as CI_REGISTRY_USER): the images pushed to the registry as
+    the pipeline pushes them. Returns (the digests file, seconds, the build's output)."""
     workdir = Path(workdir)
     config = workdir / "docker-config"
     config.mkdir(parents=True, exist_ok=True)
@@ -185,6 +186,6 @@ def push_images(runner, repository, registry, workdir):
     sha8 = repository.sha[:8]
     digests = workdir / f"{sha8}.digests"  # outside the checkout: script/build refuses an untracked file
     started = time.perf_counter()
-    run([repository.path / "script/build", "--push", "--digests", digests, sha8], cwd=repository.path, env=env,
-        timeout=2400)
-    return digests, time.perf_counter() - started
+    built = run([repository.path / "script/build", "--push", "--digests", digests, "--cache-from", "main", sha8],
+                cwd=repository.path, env=env, timeout=2400)
+    return digests, time.perf_counter() - started, built.stdout + built.stderr
