@@ -36,7 +36,7 @@ echo "docker $*" >> "$FAKE_LOG"
       deploy)
         # FAKE_BROKEN: a tag whose update fails its health checks; swarm rolls the service back.
         # Its stopped task says why in FAKE_TASK_ERROR (`service ps --filter desired-state=shutdown`).
-        if [ "$LUCKY_TAG" = "${FAKE_BROKEN:-}" ]; then
+        if [ -n "${FAKE_BROKEN:-}" ] && [ "${LUCKY_TAG:-}" = "$FAKE_BROKEN" ]; then
           echo rollback_completed > "$FAKE_STATE.update"
           printf '%s|%s\\n' "$REGISTRY_IMAGE/lucky:$LUCKY_TAG$LUCKY_DIGEST" "${FAKE_TASK_ERROR:-}" > "$FAKE_STATE.failed"
           exit 0
@@ -211,6 +211,26 @@ def test_restore_after_a_failed_update_retries_sequence_conflicts(swarm, tmp_pat
             "update out of sequence",
             f"✖ could not restore {OLD} either: check 'docker service ps lhd_app_lucky'"]
     assert counter.read_text().strip() == str(max(conflicts - 5, 0))
+
+
+@pytest.mark.parametrize("conflicts", [2, 5], ids=["retried", "persistent"])
+def test_monitoring_up_retries_sequence_conflicts_as_deploy_does(swarm, tmp_path, conflicts):
+    """`script/monitoring up` deploys its stack through the same `stack_deploy` as script/deploy: swarm's "update
+    out of sequence" is deployed again, at most 5 times in all, then its error is shown and the script fails."""
+    counter = tmp_path / "conflicts"
+    counter.write_text(f"{conflicts}\n")
+    result = swarm("monitoring", "up", FAKE_CONFLICTS=str(counter))
+    deploys = [call for call in swarm.calls() if call.startswith("docker stack deploy")]
+    assert len(deploys) == min(conflicts + 1, 5) and all(d.endswith(" lhd_app_monitoring") for d in deploys), deploys
+    lines = result.stderr.splitlines()
+    retries = [line for line in lines if "(update out of sequence); deploying again" in line]
+    assert len(retries) == min(conflicts, 4), lines
+    if conflicts < 5:
+        assert result.returncode == 0, result.stderr
+        assert "✔ All done." in result.stdout, result.stdout
+    else:
+        assert result.returncode == 1
+        assert lines[-1].endswith("code = Unknown desc = update out of sequence"), lines
 
 
 @pytest.mark.parametrize("error", ["task: unhealthy container", "task: non-zero exit (1)", ""],
