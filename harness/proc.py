@@ -4,6 +4,7 @@ stopped when the block ends. Nothing else in the harness, the kit or the tests s
 in pyproject.toml holds them to it)."""
 
 import subprocess
+import sys
 from contextlib import contextmanager
 
 DEVNULL = subprocess.DEVNULL
@@ -28,6 +29,20 @@ def run(argv, check=True, timeout=900, **kwargs):
     if check and result.returncode != 0:
         raise CommandFailed(argv, result)
     return result
+
+
+# A terminal's shell starts a command with SIGINT, SIGQUIT and SIGHUP at their defaults. A run started in the
+# background (`cmd &` in a script: SIGINT and SIGQUIT ignored) or under nohup (SIGHUP ignored) hands them down
+# ignored, and POSIX keeps a signal ignored on entry ignored: a shell below can neither be ended by it nor trap it.
+_DEFAULT_SIGNALS = ("import os, signal, sys\n"
+                    "for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):\n    signal.signal(s, signal.SIG_DFL)\n"
+                    "os.execvp(sys.argv[1], sys.argv[1:])")
+
+
+def default_signals(argv):
+    """argv as a terminal's shell would start it, with SIGINT, SIGQUIT and SIGHUP at their defaults whatever this
+    run inherited (the same process: a Python that sets them, then execs argv), for a test that sends them."""
+    return [sys.executable, "-c", _DEFAULT_SIGNALS, *[str(a) for a in argv]]
 
 
 def stop_process(proc, timeout=10):

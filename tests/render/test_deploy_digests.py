@@ -16,7 +16,7 @@ import pytest
 
 from harness.certs import make_ca
 from harness.docker import HEALTHY_MANAGER, fake_docker
-from harness.proc import popen, run
+from harness.proc import default_signals, popen, run
 from harness.wait import until
 
 NEW, OLD = "bbbb2222", "aaaa1111"
@@ -256,8 +256,9 @@ def test_an_interrupted_migration_leaves_no_secret_copies_and_no_update(swarm, t
     make the exit status 128+N, change nothing this test sees on bash 5: bash runs the EXIT trap itself when such
     a signal ends it (sig.c, termsig_handler)."""
     hold, log = tmp_path / "held", tmp_path / "deploy.log"
-    with popen([swarm.project / "script/deploy", "--yes", NEW], log=log, env={**swarm.env, "FAKE_HOLD": str(hold)},
-               stdin=subprocess.DEVNULL, start_new_session=True) as proc:
+    # default_signals: as a terminal starts it, whatever this run inherited (a run under nohup ignores HUP).
+    with popen(default_signals([swarm.project / "script/deploy", "--yes", NEW]), log=log,
+               env={**swarm.env, "FAKE_HOLD": str(hold)}, stdin=subprocess.DEVNULL, start_new_session=True) as proc:
         argv = until(lambda: hold.exists() and hold.read_text().split(), 30, "the migration to start")
         copies = {Path(argv[i + 1].split(":")[0]) for i, arg in enumerate(argv) if arg == "-v"}
         assert len(copies) == 3 and all(path.is_file() for path in copies), argv

@@ -8,12 +8,11 @@ import os
 import shutil
 import stat
 import subprocess
-import sys
 
 import pytest
 
 from harness.docker import fake_docker
-from harness.proc import run
+from harness.proc import default_signals, run
 
 SECRET_FILES = {"postgres_password", "hasura_graphql_admin_secret", "hasura_jwt_key", "secret_key_base",
                 "send_grid_key", "dashboard_users", "grafana_admin_password"}
@@ -335,12 +334,9 @@ def test_run_lucky_task_removes_its_secret_copies_when_killed(own_project, tmp_p
     driver = (f"set -m\nbash -c {subprocess.list2cmdline([task])} & pid=$!\n"
               f"for _ in $(seq 100); do [ -s {tmp_path}/argv.log ] && break; sleep 0.1; done\n"
               f"kill -{signal_name} -- -$pid\nwait $pid || true\n")
-    # A terminal's Ctrl-C reaches a shell whose SIGINT is at its default. The driver starts from the default
-    # dispositions whatever the suite inherited (a run started from a background job inherits SIGINT ignored, which
-    # no shell can undo: POSIX keeps signals ignored on entry ignored).
-    reset = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-             "signal.signal(signal.SIGQUIT, signal.SIG_DFL); os.execvp('bash', ['bash', '-c', sys.argv[1]])")
-    run([sys.executable, "-c", reset, driver], env=env, timeout=30)
+    # A terminal's Ctrl-C reaches a shell whose SIGINT is at its default: the driver starts from the default
+    # dispositions whatever the suite inherited (a background job's SIGINT ignored, nohup's SIGHUP).
+    run(default_signals(["bash", "-c", driver]), env=env, timeout=30)
     argv = (tmp_path / "argv.log").read_text()
     assert f"{tmp_path}/tmp/" in argv  # the copies were made there
     assert list((tmp_path / "tmp").iterdir()) == []
