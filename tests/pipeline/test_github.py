@@ -18,6 +18,7 @@ from harness.bake import bake
 from harness.github_steps import GITHUB_ANSWERS, GITHUB_NAMES, SHELLS, Event, StepRunner, Workflow
 from harness.pipeline import release_compile
 from harness.proc import run
+from harness.report import add_to_report
 from harness.stack import DOMAIN, STAGING_DOMAIN
 from kit import job_images
 
@@ -188,11 +189,11 @@ def production(server, key):
 
 
 @pytest.fixture(scope="module")
-def main_run(github, github_repository, runner):
+def main_run(github, github_repository, runner, request):
     """A run of the workflow for the push of the project's first commit to main, main's compile in the runner's
     engine as an earlier run leaves it (`Runner.seed_compile`): the GitLab part's first build proves the compile
     on an empty registry, which this one would repeat for ten minutes of two cores."""
-    runner.seed_compile(github_repository.path)
+    add_to_report(request.config, [f"github: {runner.seed_compile(github_repository.path)[1]}"])
     return github.start(Event.push("main", github_repository.sha, actor=github.actor))
 
 

@@ -72,7 +72,7 @@ def test_a_fresh_server_is_provisioned_and_first_deployed(server, runner, repo, 
     sha8 = repo.sha[:8]
     # main's compile, as an earlier pipeline of the project leaves it (the GitLab part's first build proves the
     # compile of an empty registry): the build job's --cache-from main reuses it.
-    TIMES["seed"] = runner.seed_compile(repo.path)
+    TIMES["seed"], seeded = runner.seed_compile(repo.path)
     _, TIMES["build"], output = push_images(runner, repo, server, tmp_path_factory.mktemp("build-1"))
     assert release_compile(output) == "reused", output
     alpha = fleet.servers[0]
@@ -98,7 +98,7 @@ def test_a_fresh_server_is_provisioned_and_first_deployed(server, runner, repo, 
               f"built and pushed beforehand by the jobs' engine in {TIMES['build']:.0f} s, main's compile "
               f"given to it in {TIMES['seed']:.0f} s)")
     print(figure)
-    add_to_report(request.config, [figure, *[f"provision: {note}" for note in notes]])
+    add_to_report(request.config, [figure, f"provision: {seeded}", *[f"provision: {note}" for note in notes]])
 
 
 def test_a_second_commit_is_deployed_by_script_ci_deploy(server, runner, repo, fleet, ci_key, tmp_path_factory,
