@@ -5,15 +5,13 @@ a challenge), so two cores hold more than one at a time. A lane runs its steps o
 side by side. The lanes split the tiers by what they hold on this machine:
 
 - `swarm`: this host's single-node swarm. Its Traefik publishes ports 80 and 443 in host mode and its node
-  carries the stateful roles' labels, so one project's stack owns it at a time: e2e's swarm modules, then acme;
-  then render and upgrade (CPU only), at the end of the lane that otherwise ends first, where the machine is
-  quieter (CI's run of 2026-12-04: swarm 3308 s, pipeline 3758 s, host 3952 s with render's 252 s and
-  upgrade's 214 s in it; upgrade took 98 s at the swarm lane's end).
-- `host`: lint (CPU only), then containers on this
+  carries the stateful roles' labels, so one project's stack owns it at a time: e2e's swarm modules, then acme.
+- `host`: render and lint (CPU only, done early), then containers on this
   host's engine, each on free ports of 127.0.0.1 and labelled with its run (harness/reaper.py): e2e's image
   contracts and dev stack, then the cluster and the pipeline's servers (Docker-in-Docker nodes).
 - `pipeline`: the generated CI files' jobs, on engines of their own (the jobs' Docker-in-Docker, the servers'
-  nodes), then the drill; the host lane ends with the pipeline tier's third part, the servers set up from nothing.
+  nodes), then the drill, then upgrade (CPU only: at a lane's end, where the machine is quieter, it takes 98 s
+  instead of 214 s); the host lane ends with the pipeline tier's third part, the servers set up from nothing.
   The drill left the host lane on 2026-12-04's figures (a fresh clone, 2 cores): the host lane ended last, at
   4131 s, the pipeline lane at 3026 s.
 
@@ -64,9 +62,9 @@ PARTS = {
 # fails fast on a template whose Lucky app does not compile.
 FIRST = "compile"
 LANES = {
-    "swarm": ["e2e:swarm", "acme", "render", "upgrade"],
-    "host": ["lint", "e2e:containers", "cluster", "pipeline:servers"],
-    "pipeline": ["pipeline:gitlab", "pipeline:github", "drill"],
+    "swarm": ["e2e:swarm", "acme"],
+    "host": ["render", "lint", "e2e:containers", "cluster", "pipeline:servers"],
+    "pipeline": ["pipeline:gitlab", "pipeline:github", "drill", "upgrade"],
 }
 SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|error).*?) in [0-9.]+s")
 
