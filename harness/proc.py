@@ -3,8 +3,8 @@ stderr. `run` for a command that finishes, `popen` for one that runs beside the 
 stopped when the block ends. Nothing else in the harness, the kit or the tests starts a process (ruff's banned-api
 in pyproject.toml holds them to it)."""
 
+import signal
 import subprocess
-import sys
 from contextlib import contextmanager
 
 DEVNULL = subprocess.DEVNULL
@@ -31,18 +31,13 @@ def run(argv, check=True, timeout=900, **kwargs):
     return result
 
 
-# A terminal's shell starts a command with SIGINT, SIGQUIT and SIGHUP at their defaults. A run started in the
-# background (`cmd &` in a script: SIGINT and SIGQUIT ignored) or under nohup (SIGHUP ignored) hands them down
-# ignored, and POSIX keeps a signal ignored on entry ignored: a shell below can neither be ended by it nor trap it.
-_DEFAULT_SIGNALS = ("import os, signal, sys\n"
-                    "for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):\n    signal.signal(s, signal.SIG_DFL)\n"
-                    "os.execvp(sys.argv[1], sys.argv[1:])")
-
-
-def default_signals(argv):
-    """argv as a terminal's shell would start it, with SIGINT, SIGQUIT and SIGHUP at their defaults whatever this
-    run inherited (the same process: a Python that sets them, then execs argv), for a test that sends them."""
-    return [sys.executable, "-c", _DEFAULT_SIGNALS, *[str(a) for a in argv]]
+def default_signals():
+    """preexec_fn for a test that sends a command signals: SIGINT, SIGQUIT and SIGHUP at their defaults in the
+    child, as a terminal's shell starts a command, whatever this run inherited. A run started in the background
+    (`cmd &` in a script: SIGINT and SIGQUIT ignored) or under nohup (SIGHUP ignored) hands them down ignored, and
+    POSIX keeps a signal ignored on entry ignored: a shell below can neither be ended by it nor trap it."""
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def stop_process(proc, timeout=10):

@@ -257,8 +257,8 @@ def test_an_interrupted_migration_leaves_no_secret_copies_and_no_update(swarm, t
     a signal ends it (sig.c, termsig_handler)."""
     hold, log = tmp_path / "held", tmp_path / "deploy.log"
     # default_signals: as a terminal starts it, whatever this run inherited (a run under nohup ignores HUP).
-    with popen(default_signals([swarm.project / "script/deploy", "--yes", NEW]), log=log,
-               env={**swarm.env, "FAKE_HOLD": str(hold)}, stdin=subprocess.DEVNULL, start_new_session=True) as proc:
+    with popen([swarm.project / "script/deploy", "--yes", NEW], log=log, env={**swarm.env, "FAKE_HOLD": str(hold)},
+               stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=default_signals) as proc:
         argv = until(lambda: hold.exists() and hold.read_text().split(), 30, "the migration to start")
         copies = {Path(argv[i + 1].split(":")[0]) for i, arg in enumerate(argv) if arg == "-v"}
         assert len(copies) == 3 and all(path.is_file() for path in copies), argv

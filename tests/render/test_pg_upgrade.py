@@ -14,7 +14,7 @@ import pytest
 
 from harness.certs import make_ca
 from harness.docker import HEALTHY_MANAGER, fake_docker
-from harness.proc import DEVNULL, PIPE, popen, run
+from harness.proc import DEVNULL, PIPE, default_signals, popen, run
 from harness.wait import until
 from kit.kit import PINS
 
@@ -303,7 +303,7 @@ def test_a_signal_during_the_copy_lets_it_finish_then_puts_the_old_database_back
     "When the upgrade fails"). The script starts with every signal at its default, as from a terminal."""
     project, env = upgrade_env(default_project, tmp_path, FAKE_COPY_WAITS="1")
     with popen([project / "script/pg_upgrade", "--yes"], env=env, stdin=DEVNULL, stdout=PIPE, stderr=PIPE, text=True,
-               preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGHUP)]) as script:
+               preexec_fn=default_signals) as script:
         until(lambda: (tmp_path / "copying").exists(), 30, "the copy to start", pause=0.1)
         script.send_signal(getattr(signal, f"SIG{signal_name}"))
         time.sleep(0.5)  # the script has the signal now, while the copy still runs

@@ -336,7 +336,7 @@ def test_run_lucky_task_removes_its_secret_copies_when_killed(own_project, tmp_p
               f"kill -{signal_name} -- -$pid\nwait $pid || true\n")
     # A terminal's Ctrl-C reaches a shell whose SIGINT is at its default: the driver starts from the default
     # dispositions whatever the suite inherited (a background job's SIGINT ignored, nohup's SIGHUP).
-    run(default_signals(["bash", "-c", driver]), env=env, timeout=30)
+    run(["bash", "-c", driver], env=env, timeout=30, preexec_fn=default_signals)
     argv = (tmp_path / "argv.log").read_text()
     assert f"{tmp_path}/tmp/" in argv  # the copies were made there
     assert list((tmp_path / "tmp").iterdir()) == []

@@ -17,7 +17,7 @@ import pytest
 
 from harness.docker import docker
 from harness.names import DEFAULT as NAMES
-from harness.proc import DEVNULL, PIPE, popen
+from harness.proc import DEVNULL, PIPE, default_signals, popen
 from harness.swarm import SHA1, previous_major_files
 from harness.wait import until
 from kit.kit import PINS
@@ -132,10 +132,9 @@ def test_an_interrupted_upgrade_starts_the_old_database_again(upgradable):
     live = upgradable
     before, titles, log = state(live), served(live), (live.project / "var/releases.log").read_text()
     argv = [live.project / "script/pg_upgrade", "--yes"]
-    # SIGINT at its default, as in an operator's terminal: a run started from a background job (`cmd &` in a
-    # shell without job control) inherits it ignored, and bash cannot trap a signal ignored on entry.
+    # SIGINT at its default, as in an operator's terminal, whatever this run inherited (harness/proc.py).
     with popen(argv, cwd=live.project, env=live.env(), text=True, stdin=DEVNULL, stdout=PIPE, stderr=PIPE,
-               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) as upgrade:
+               start_new_session=True, preexec_fn=default_signals) as upgrade:
         def copying():
             if upgrade.poll() is not None:
                 raise AssertionError(f"script/pg_upgrade ended ({upgrade.returncode}) before copying")
