@@ -176,7 +176,7 @@ def push_images(runner, repository, registry, workdir):
     """The `build` job's `script/build --push --digests FILE --cache-from main SHA8` (the default branch's
     images are the cache, .gitlab-ci.yml) for the repository's HEAD, run from the host with the jobs' engine
     (the runner's socket, logged in to the registry as CI_REGISTRY_USER): the images pushed to the registry as
-    the pipeline pushes them. Returns (the digests file, seconds, the build's output)."""
+    the pipeline pushes them. Returns (the digests file, seconds)."""
     workdir = Path(workdir)
     config = workdir / "docker-config"
     config.mkdir(parents=True, exist_ok=True)
@@ -186,6 +186,6 @@ def push_images(runner, repository, registry, workdir):
     sha8 = repository.sha[:8]
     digests = workdir / f"{sha8}.digests"  # outside the checkout: script/build refuses an untracked file
     started = time.perf_counter()
-    built = run([repository.path / "script/build", "--push", "--digests", digests, "--cache-from", "main", sha8],
-                cwd=repository.path, env=env, timeout=2400)
-    return digests, time.perf_counter() - started, built.stdout + built.stderr
+    run([repository.path / "script/build", "--push", "--digests", digests, "--cache-from", "main", sha8],
+        cwd=repository.path, env=env, timeout=2400)
+    return digests, time.perf_counter() - started

@@ -207,6 +207,8 @@ class StackDriver:
     """The rendered project's production stack on a swarm, driven by its own scripts (see the module docstring)."""
 
     names = DEFAULT
+    # The services a failed test's report shows (failure_sections).
+    reported = ("lucky", "hasura", "traefik")
 
     def __init__(self, project, workdir, mode):
         self.project = Path(project)
@@ -409,7 +411,7 @@ class StackDriver:
     def migrations(self):
         return [int(v) for v in self.sql("SELECT version FROM migrations ORDER BY version").split()]
 
-    def service_logs(self, tail=30, services=("lucky", "hasura", "traefik")):
+    def service_logs(self, tail=30, services=reported):
         return "".join(self.task_logs(s, tail=tail) for s in services)
 
     def task_logs(self, service, since=None, tail=None):
@@ -425,11 +427,11 @@ class StackDriver:
     def prefixed(cid, result):
         return "".join(f"{cid[:12]} | {line}\n" for line in (result.stdout + result.stderr).splitlines())
 
-    def task_history(self, services=("lucky", "hasura", "traefik")):
-        """Each service's tasks, newest first in each slot, with swarm's error for those that failed."""
+    def task_history(self):
+        """Each reported service's tasks, newest first in each slot, with swarm's error for those that failed."""
         return "".join(self.docker("service", "ps", "--no-trunc", "--format",
                                    "{{.Name}} {{.Image}} {{.DesiredState}} {{.CurrentState}} {{.Error}}",
-                                   self.service(s), check=False).stdout for s in services)
+                                   self.service(s), check=False).stdout for s in self.reported)
 
     def failure_sections(self):
         return [("swarm services", self.service_table()), ("swarm tasks", self.task_history()),

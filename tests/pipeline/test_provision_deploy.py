@@ -73,7 +73,7 @@ def test_a_fresh_server_is_provisioned_and_first_deployed(server, runner, repo, 
     # A cold build in the jobs' engine, never seeded (Runner.seed_compile): images --cache-from restores carry no
     # build config, so the engine's own cache would not find them, and the runbook's workstation build
     # (`script/build --push` as the README says, no --cache-from) on this engine would compile again (seen: 400 s).
-    _, TIMES["build"], _ = push_images(runner, repo, server, tmp_path_factory.mktemp("build-1"))
+    _, TIMES["build"] = push_images(runner, repo, server, tmp_path_factory.mktemp("build-1"))
     alpha = fleet.servers[0]
     started = time.perf_counter()
     result = run([repo.path / "script/provision", "-F", fleet.ssh_config, "--key", f"{ci_key}.pub",
@@ -110,7 +110,7 @@ def test_a_second_commit_is_deployed_by_script_ci_deploy(server, runner, repo, f
     sha = repo.commit("Deployed by CI")
     repo.push("main")
     run(["chmod", "-R", "a+rX", repo.bare])
-    digests, TIMES["second build"], _ = push_images(runner, repo, server, tmp_path_factory.mktemp("build-2"))
+    digests, TIMES["second build"] = push_images(runner, repo, server, tmp_path_factory.mktemp("build-2"))
     address = fleet.ip(alpha)
     env = {**os.environ, "SERVER_IP": address, "SSH_KNOWN_HOSTS": fleet.known_hosts_line(alpha, address),
            "DEPLOY_USER": "deploy"}
