@@ -58,9 +58,12 @@ from harness.proc import DEVNULL, TimeoutExpired, run
 WORK = "/home/runner/work"  # a hosted runner's work folder
 HOME = "/home/runner"
 SHELLS = {None: "bash -e {0}", "bash": "bash --noprofile --norc -eo pipefail {0}", "sh": "sh -e {0}"}
-# The GitHub-rendered project of the pipeline tier (tests/pipeline/test_github.py): its own owner, so its images
-# (ghcr.io/my-org/lhd-app/...) do not share the GitLab project's repositories in the session's one registry.
-GITHUB_ANSWERS = {"git_host": "github", "repo_owner": "my-org"}
+# The GitHub-rendered project of the pipeline tier (tests/pipeline/test_github.py): its own repository name, so its
+# images (ghcr.io/my-group/lhd-app-gh/...) do not share the GitLab project's repositories in the session's one
+# registry. Not its own owner: repo_owner is shard.yml's author, a compile input, and a compile of its own would cost
+# the GitHub part a whole release build that the e2e tier's holds already (Runner.seed_compile; the render tier's
+# tests/render/test_release_compile.py keeps the release-building projects on one compile).
+GITHUB_ANSWERS = {"git_host": "github", "repo_name": "lhd-app-gh"}
 GITHUB_NAMES = names(**GITHUB_ANSWERS)
 STATUS_FUNCTIONS = ("success(", "always(", "failure(", "cancelled(")
 
@@ -531,8 +534,9 @@ class Workflow:
             values[name] = value
         return values
 
-    def github_context(self, event, job=None, workspace=f"{WORK}/lhd-app/lhd-app"):
-        owner = self.repository.split("/")[0]
+    def github_context(self, event, job=None):
+        owner, repo = self.repository.split("/")
+        workspace = f"{WORK}/{repo}/{repo}"  # a hosted runner's checkout folder, as Job.workspace
         payload = {"inputs": self.inputs(event)} if event.name == "workflow_dispatch" else {}
         if event.name == "pull_request":
             payload = {"number": event.number, "pull_request": {"number": event.number,

@@ -232,7 +232,8 @@ class Runner:
         job's, docs/ci.md "The compile is cached"), so the job's build reuses the compile instead of making it.
         Made on this host's engine, in its turn of release builds (`release_build`): there the compile is
         usually cached already, since the e2e and cluster tiers build the same inputs (Dockerfile.prod copies
-        only the compiler's, which no answer of a pipeline project changes); otherwise it is made there, once.
+        only the compiler's, and tests/render/test_release_compile.py keeps every host-built project's the same);
+        otherwise it is made there, once.
         Then streamed into this engine (`docker save | docker load`: the same image ids, as a pull gives, which
         the legacy builder's --cache-from matches by history and layers). Returns (seconds, what they went to)."""
         started = time.perf_counter()

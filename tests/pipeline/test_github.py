@@ -25,7 +25,7 @@ from kit import job_images
 PUSHING = {"build", "tag-branch", "deploy"}
 IMAGES = ("lucky-base", "lucky", "hasura")
 SSH_KEY_MISSING = "::error::SSH_KEY is not set in this environment, see docs/ci.md"
-GITHUB_REGISTRY = f"{GITHUB_NAMES.registry_host}/{GITHUB_NAMES.registry_path}"  # ghcr.io/my-org/lhd-app
+GITHUB_REGISTRY = f"{GITHUB_NAMES.registry_host}/{GITHUB_NAMES.registry_path}"  # ghcr.io/my-group/lhd-app-gh
 
 
 def running(plan):
@@ -191,8 +191,8 @@ def production(server, key):
 @pytest.fixture(scope="module")
 def main_run(github, github_repository, runner, request):
     """A run of the workflow for the push of the project's first commit to main, main's compile in the runner's
-    engine as an earlier run leaves it (`Runner.seed_compile`): the GitLab part's first build proves the compile
-    on an empty registry, which this one would repeat for ten minutes of two cores."""
+    engine as an earlier run leaves it (`Runner.seed_compile`): a compile in a job is the GitLab part's second
+    commit's, which this one would repeat for ten minutes of two cores."""
     add_to_report(request.config, [f"github: {runner.seed_compile(github_repository.path)[1]}"])
     return github.start(Event.push("main", github_repository.sha, actor=github.actor))
 
