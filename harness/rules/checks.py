@@ -4,6 +4,7 @@ The same function runs on generated files (test_generated.py, must be clean)
 and on a deliberately broken fixture (test_checks_bite.py, must complain).
 """
 
+import hashlib
 import json
 import os
 import re
@@ -46,6 +47,37 @@ def run_tool(cmd, cwd=None, env=None, timeout=300):
 
 def shellcheck(files, cwd):
     return run_tool([tool("shellcheck"), "-x", "--severity=info", *files], cwd=cwd)
+
+
+# What `shellcheck -x` follows from a file: a `# shellcheck source=PATH` directive, or a source/. of a literal path.
+SOURCED = re.compile(r"^\s*#\s*shellcheck\s+source=(\S+)|^\s*(?:source|\.)\s+([\w./-]+)\s*$", re.M)
+_passed = set()  # shellcheck_key of every file shellcheck_once saw pass in this process
+
+
+def shellcheck_key(cwd, rel, _seen=None):
+    """Everything shellcheck's verdict on the file rel (relative to cwd) depends on: its path and text, then those of
+    the files it sources, recursively."""
+    seen = _seen if _seen is not None else set()
+    if rel in seen:
+        return ""
+    seen.add(rel)
+    path = Path(cwd) / rel
+    text = path.read_text(errors="replace") if path.is_file() else "<absent>"
+    parts = [rel, hashlib.sha256(text.encode()).hexdigest()]
+    parts += [shellcheck_key(cwd, a or b, seen) for a, b in SOURCED.findall(text)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def shellcheck_once(files, cwd):
+    """shellcheck of those files whose shellcheck_key has not passed in this process yet: the variants of a rendering
+    share most scripts, and a file with the same text sourcing the same texts gets the same verdict. Files that fail
+    are checked again wherever they appear."""
+    keys = {f: shellcheck_key(cwd, f) for f in files}
+    todo = [f for f in files if keys[f] not in _passed]
+    problems = shellcheck(todo, cwd) if todo else []
+    if not problems:
+        _passed.update(keys[f] for f in todo)
+    return problems
 
 
 def hadolint(files):

@@ -373,3 +373,22 @@ def test_alert_limit_rule_bites(expr, fires):
     else:
         assert len(found) == 1 and found[0].startswith("alert TaskHighMemory: compares memory use with ") \
             and "no task can reach it" in found[0] and "(1073741824 bytes)" in found[0], found
+
+
+def test_shellcheck_once_checks_again_what_a_sourced_file_changes(tmp_path, monkeypatch):
+    """A script that passed is not checked again while it and what it sources are unchanged; a change in the sourced
+    file (a variable it no longer sets) checks the script again, and shellcheck names the problem (SC2154)."""
+    (tmp_path / "lib").write_text("#!/usr/bin/env bash\n# shellcheck disable=SC2034\ngreeting=hello\n")
+    script = ("#!/usr/bin/env bash\n# shellcheck source=lib\nsource \"$(dirname \"${BASH_SOURCE[0]}\")/lib\"\n"
+              "echo \"${greeting}\"\n")
+    (tmp_path / "main").write_text(script)
+    calls = []
+    real = checks.shellcheck
+    monkeypatch.setattr(checks, "shellcheck", lambda files, cwd: calls.append(list(files)) or real(files, cwd))
+    assert checks.shellcheck_once(["main", "lib"], cwd=tmp_path) == []
+    assert checks.shellcheck_once(["main", "lib"], cwd=tmp_path) == [] and calls == [["main", "lib"]]
+    (tmp_path / "lib").write_text("#!/usr/bin/env bash\ntrue\n")
+    problems = checks.shellcheck_once(["main", "lib"], cwd=tmp_path)
+    assert calls[-1] == ["main", "lib"] and any("SC2154" in p for p in problems), problems
+    # A failing file is never recorded as passed: checked again, failing again.
+    assert any("SC2154" in p for p in checks.shellcheck_once(["main"], cwd=tmp_path)) and calls[-1] == ["main"]
