@@ -198,12 +198,17 @@ def test_full_store_is_one_line_and_keeps_the_dump(live, stores, network, restor
              "FROM generate_series(1, 120000)")
     try:
         point_at(live, full, network)
-        # The service's scheduled uploads stopped (the next point_at's deploy starts it again): they would try the
-        # full store too, holding /backups/.offsite-lock for as long as an upload may take (OFFSITE_TIMEOUT), and
-        # script/backup would say that it waited for the lock instead of what this test is about.
-        docker("service", "scale", "--detach", f"{live.service('offsite')}=0")
-        until(lambda: live.container("offsite") is None, 90, "the offsite service's task to stop")
-        errors, kept = bad_backup(live)
+        # The service's scheduled uploads stopped meanwhile: they would try the full store too, holding
+        # /backups/.offsite-lock for as long as an upload may take (OFFSITE_TIMEOUT), and script/backup would say
+        # that it waited for the lock instead of what this test is about. Scaled back at once: the next test's
+        # `live` wants every replica running (else it starts the stack afresh, 313 s in run 16).
+        offsite = live.service("offsite")
+        docker("service", "scale", "--detach", f"{offsite}=0")
+        try:
+            until(lambda: live.container("offsite") is None, 90, "the offsite service's task to stop")
+            errors, kept = bad_backup(live)
+        finally:
+            docker("service", "scale", "--detach", f"{offsite}=1")
     finally:
         live.sql("DELETE FROM notes WHERE title = 'bulk'")
         full.close()
