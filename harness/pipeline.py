@@ -250,8 +250,13 @@ class Runner:
                 compiled = run([*common, "-f", "Docker/lucky/Dockerfile.prod", "--build-arg", f"BASE_IMAGE={base}",
                                 "--target", "build", "."], cwd=project, timeout=2400).stdout.split()[-1]
                 built = time.perf_counter()
+                # Every image of the build's chain, each step's: `docker load` links a loaded image to its parent
+                # only when both were saved together (moby image/tarexport validatedParentLinks, SetParent), and
+                # the legacy builder's own cache finds a step's image among its parent's children. So a plain
+                # `script/build` (the README's, no --cache-from) reuses the compile there too.
+                chain = [i for i in run(["docker", "history", "-q", compiled]).stdout.split() if i != "<missing>"]
             run(["bash", "-c", 'set -o pipefail; docker save "${@:2}" | docker -H "$1" load -q', "seed",
-                 f"unix://{self.socket_dir}/docker.sock", base, compiled], timeout=900)
+                 f"unix://{self.socket_dir}/docker.sock", base, *chain], timeout=900)
         finally:
             docker("image", "rm", "--no-prune", base, check=False)
         self.docker("tag", base, f"{registry}/lucky-base:{tag}")

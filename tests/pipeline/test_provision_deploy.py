@@ -72,10 +72,10 @@ def test_a_fresh_server_is_provisioned_and_first_deployed(server, runner, repo, 
     sha8 = repo.sha[:8]
     # main's compile, as an earlier pipeline of the project leaves it (the GitLab part's first build proves the
     # compile on an empty registry): the build job's --cache-from main reuses it here and for the second commit.
-    # The runbook's workstation build (`script/build --push` as the README says, no --cache-from) then compiles
-    # once on this engine: images --cache-from restores carry no build config for the engine's own cache. Cold
-    # instead (run 16, 2026-12-04), this build took 567 s and the second commit's 282 s (no main to reuse), the
-    # runbook 127 s: the servers' step 1551 s, against 1168 s seeded (run 14).
+    # The seed holds the compile's whole chain, so the runbook's workstation build (`script/build --push` as the
+    # README says, no --cache-from) on this engine reuses it too (the runbook 120 s, was 403 s). Cold instead (run
+    # 16, 2026-12-04), this build took 567 s and the second commit's 282 s (no main to reuse): the servers' step
+    # 1551 s, against 1011 s seeded (run 17) and 619 s with the whole chain (alone on the machine).
     TIMES["seed"], seeded = runner.seed_compile(repo.path)
     _, TIMES["build"] = push_images(runner, repo, server, tmp_path_factory.mktemp("build-1"))
     alpha = fleet.servers[0]
