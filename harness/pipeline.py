@@ -254,7 +254,7 @@ class Runner:
                 # only when both were saved together (moby image/tarexport validatedParentLinks, SetParent), and
                 # the legacy builder's own cache finds a step's image among its parent's children. So a plain
                 # `script/build` (the README's, no --cache-from) reuses the compile there too.
-                chain = [i for i in run(["docker", "history", "-q", compiled]).stdout.split() if i != "<missing>"]
+                chain = [i for i in docker("history", "-q", compiled).stdout.split() if i != "<missing>"]
             run(["bash", "-c", 'set -o pipefail; docker save "${@:2}" | docker -H "$1" load -q', "seed",
                  f"unix://{self.socket_dir}/docker.sock", base, *chain], timeout=900)
         finally:

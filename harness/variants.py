@@ -3,6 +3,7 @@ variants a check must see: combinations whose files that check reads differ."""
 
 import atexit
 import hashlib
+import re
 import shutil
 import tempfile
 from functools import cache
@@ -45,3 +46,31 @@ def unique_variants(patterns, when):
             seen.add(key)
             chosen.append((combo, project))
     return chosen
+
+
+# The stages a Lucky release compile is made in: Dockerfile's `base` (shards, the healthcheck), then Dockerfile.prod's
+# `build` (the app and lucky_tasks). A COPY line (not --from) of either is one of its inputs.
+COMPILE_STAGES = {"Docker/lucky/Dockerfile": "base", "Docker/lucky/Dockerfile.prod": "build"}
+STAGE = re.compile(r"^FROM\s+\S+(?:\s+AS\s+(\S+))?", re.I)
+COPY = re.compile(r"^COPY\s+(?!--from)(.+)$", re.I)
+
+
+def compile_inputs(project):
+    """The project's files a release compile reads, relative: both Dockerfiles and what their compile stages COPY
+    (a COPY's last word is its destination; a source is a file, a folder, or a glob such as shard.loc[k])."""
+    found = set(COMPILE_STAGES)
+    for dockerfile, stage in COMPILE_STAGES.items():
+        current = None
+        for line in (project / dockerfile).read_text().splitlines():
+            if start := STAGE.match(line):
+                current = start.group(1)
+            elif current == stage and (copy := COPY.match(line)):
+                for source in copy.group(1).split()[:-1]:
+                    found.update(rels(project, source, f"{source}/**/*"))
+    return sorted(found)
+
+
+def compile_digest(project):
+    """One digest of every release compile input, names and contents: two projects with the same digest make the
+    same compile, which the engine's layer cache then holds once."""
+    return digest(project, compile_inputs(project))

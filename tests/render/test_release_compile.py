@@ -1,14 +1,15 @@
 """harness.pipeline.release_compile reads, from a job's `docker build` output, whether the release compile
 (Dockerfile.prod's `RUN shards build`) ran or was reused: the pipeline tier's proof that a CI build reuses the
 compile pushed as lucky-build only when its inputs are unchanged. And the projects built on this host share one
-compile (harness/bake.py compile_digest)."""
+compile (harness/variants.py compile_digest)."""
 
 import pytest
 
 from harness.acme import ANSWERS as ACME_ANSWERS
-from harness.bake import bake, compile_digest, compile_inputs
+from harness.bake import bake
 from harness.github_steps import GITHUB_ANSWERS
 from harness.pipeline import release_compile
+from harness.variants import compile_digest, compile_inputs
 
 LEGACY = """build > Step 1/9 : ARG BASE_IMAGE
 build > Step 8/9 : RUN shards build --production --release --static lhd_app lucky_tasks     && find db
