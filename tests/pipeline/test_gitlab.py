@@ -101,9 +101,9 @@ def test_build_pushes_the_images_and_their_digests(gitlab, prepared):
         assert prepared.registry_digest(REGISTRY, name, sha8) == line.split("@")[1], line
     # The first build compiles; its build stage goes along as the next builds' cache (never deployed). It cannot
     # be seeded from this host's compile as the GitHub part's is: gitlab-ci-local makes the job's copy of the
-    # checkout world-writable (src/job.js, `chmod a+rw -R /gcl-builds/` unless --no-umask; GitLab Runner's docker
-    # executor does the same with umask 0000), and a COPY's cache key holds the files' modes, so the first COPY
-    # already misses (run 16, 2026-12-04).
+    # checkout world-writable (4.56.0, src/job.js: `chmod a+rw -R /gcl-builds/` unless --no-umask; GitLab Runner's
+    # docker executor does the same with umask 0000), and a COPY's cache key holds the files' modes, so the first
+    # COPY already misses (run 16, 2026-12-04).
     assert release_compile(job.output) == "ran", job.output
     assert prepared.registry_digest(REGISTRY, "lucky-build", sha8)
 
