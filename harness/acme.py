@@ -28,8 +28,8 @@ import requests
 from harness import reaper
 from harness.docker import docker, unique
 from harness.names import names
-from harness.stack import DOMAIN, short_alert_rules
-from harness.swarm import Deployment
+from harness.stack import DOMAIN
+from harness.swarm import SHORT_ALERTS, Deployment
 from harness.wait import until
 from kit.kit import HARNESS_PINS
 
@@ -42,9 +42,9 @@ APP_ROUTED = ("api", "traefik")  # the hosts the app stack routes
 # resolver (Docker/prometheus-swarm/docker-compose.https.yml).
 MONITORING_ROUTED = ("prometheus", "alertmanager")
 ROUTED = APP_ROUTED + MONITORING_ROUTED
-# The certificate alerts' `for:` (15m and 1h in the project), shortened by a harness-side copy of the rules file
-# so that a live test sees them fire; their expressions are the project's, unchanged.
-ALERT_FOR = "10s"
+# The certificate alerts' `for:` (15m and 1h in the project), shortened to ALERT_FOR with the app's by the
+# deployment's harness-side copy of the rules file, so that a live test sees them fire; their expressions are the
+# project's, unchanged.
 CERTIFICATE_ALERTS = {"CertificateExpiresSoon": "1h", "CertificateIssuanceFailing": "15m"}  # the project's for:
 VERSION = HARNESS_PINS["pebble"]
 PEBBLE_IMAGE = f"ghcr.io/letsencrypt/pebble:{VERSION}"
@@ -158,6 +158,7 @@ class AcmeDeployment(Deployment):
     """Deployment of a `tls=letsencrypt` project as the stack lhd_acme, its Traefik also on Pebble's network."""
 
     names = names(**ANSWERS)
+    short_alerts = {**SHORT_ALERTS, **CERTIFICATE_ALERTS}
 
     def __init__(self, project, workdir, mode, pebble):
         self.pebble = pebble
@@ -167,15 +168,12 @@ class AcmeDeployment(Deployment):
             "# Harness-side: Traefik joins the network Pebble and challtestsrv run on.\n"
             "services:\n  traefik:\n    networks:\n      - acme_ca\n"
             f"networks:\n  acme_ca:\n    external: true\n    name: {pebble.network}\n")
-        self.alerts_override = short_alert_rules(project, workdir, self.names.swarm, CERTIFICATE_ALERTS, ALERT_FOR)
         super().__init__(project, workdir, mode)
 
     def script_env(self):
         env = super().script_env()
         env["LHD_EXTRA_COMPOSE_FILES"] = ":".join(filter(None, [env.get("LHD_EXTRA_COMPOSE_FILES"),
                                                                str(self.acme_override)]))
-        env["LHD_MONITORING_EXTRA_COMPOSE_FILES"] = ":".join(filter(None, [
-            env.get("LHD_MONITORING_EXTRA_COMPOSE_FILES"), str(self.alerts_override)]))
         return env
 
     def alerts(self, name, verify=True):

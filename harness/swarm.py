@@ -35,12 +35,17 @@ from harness.stack import (  # noqa: F401 - the tier's names, imported from here
     fast_intervals,
     harness_overrides,
     park_images,
+    short_alert_rules,
     unpark_images,
     write_override,
 )
 from harness.wait import WaitTimeout, until
 
 BACKUP_INTERVAL = 30  # seconds between the backup service's dumps, short enough to see one
+# The alerts whose `for:` a fast deployment shortens to ALERT_FOR, {name: the project's `for:`}, in a harness copy
+# of the rules file (harness/stack.py short_alert_rules). The promtool unit tests (tests/lint/fixtures/monitoring)
+# keep the project's values.
+SHORT_ALERTS, ALERT_FOR = {"AppServiceNotRunning": "1m"}, "10s"
 
 SHA1, SHA2, SHA3, BROKEN = "aaaa1111", "bbbb2222", "cccc3333", "dead0000"
 RELEASES = (SHA1, SHA2, SHA3, BROKEN)
@@ -78,6 +83,8 @@ class StateUnreachable(RuntimeError):
 class Deployment(StackDriver):
     """One rendered project on this host's swarm, driven by its own scripts; `close()` removes everything."""
 
+    short_alerts = SHORT_ALERTS  # fast: shortened to ALERT_FOR in the monitoring stack
+
     def __init__(self, project, workdir, mode, fast=True):
         super().__init__(project, workdir, mode)
         self.env_file = self.workdir / "production.env"
@@ -89,6 +96,11 @@ class Deployment(StackDriver):
                                        "Harness-side override of the app stack.", whole=True)
         self.monitoring_override = write_override(self.workdir / "monitoring-override.yml", monitoring,
                                                   "Harness-side override of the monitoring stack.") if monitoring else None
+        self.alert_override = short_alert_rules(self.project, self.workdir, self.swarm_name, self.short_alerts,
+                                                ALERT_FOR) if fast else None
+        if fast:
+            self.notes.append(f"harness override: the `for:` of {', '.join(sorted(self.short_alerts))} {ALERT_FOR} "
+                              "(the rules file's values are kept by the promtool unit tests)")
         # The deploy lock's private directory (script/functions/swarm take_deploy_lock); lock_file is the file
         # naming its holder.
         self.lock_dir = self.workdir / "deploy-lock"
@@ -109,8 +121,9 @@ class Deployment(StackDriver):
                "WAIT_TIMEOUT": "120", "DEPLOY_LOCK_DIR": str(self.lock_dir), "BACKUP_INTERVAL": str(BACKUP_INTERVAL)}
         if self.override:
             env["LHD_EXTRA_COMPOSE_FILES"] = str(self.override)
-        if self.monitoring_override:
-            env["LHD_MONITORING_EXTRA_COMPOSE_FILES"] = str(self.monitoring_override)
+        monitoring = [str(f) for f in (self.monitoring_override, self.alert_override) if f]
+        if monitoring:
+            env["LHD_MONITORING_EXTRA_COMPOSE_FILES"] = ":".join(monitoring)
         return env
 
     def env(self, **extra):

@@ -29,10 +29,9 @@ import yaml
 from harness import reaper
 from harness.docker import docker, unique
 from harness.stack import short_alert_rules
-from harness.swarm import SHA1
+from harness.swarm import ALERT_FOR, SHA1
 from harness.wait import until
 
-ALERT_FOR = "10s"
 DATA_ALERTS = {"BackupMissing": "1m", "BackupFailing": "1m"}  # the project's for: (BackupMissing "never" keeps 1h)
 SINK_IMAGE = "lhd-kit/runtime:bookworm"  # Debian's python3 (kit/kit.py RUNTIME)
 # The sink: POSTs to /<name> are saved as <name>-<n>, mails as mail-<n>, each whole (written aside, then renamed).
@@ -118,7 +117,8 @@ def receivers(live, monitoring, sink, tmp_path):
     override = tmp_path / "sink-network.yml"
     override.write_text(yaml.safe_dump({"services": {"alertmanager": {"networks": {"sinks": {}}}},
                                         "networks": {"sinks": {"name": network, "external": True}}}))
-    short = short_alert_rules(live.project, tmp_path, live.swarm_name, DATA_ALERTS, ALERT_FOR)
+    short = short_alert_rules(live.project, tmp_path, live.swarm_name, {**live.short_alerts, **DATA_ALERTS},
+                              ALERT_FOR)  # in place of the deployment's own short rules (live.alert_override)
     extra = [str(f) for f in (live.monitoring_override, override, short) if f]
     live.script("monitoring", "up", env={**env, "LHD_MONITORING_EXTRA_COMPOSE_FILES": ":".join(extra)})
     try:

@@ -288,7 +288,8 @@ def test_cadvisor_proxy_serves_only_cadvisors_reads_on_a_node_local_socket(monit
 
 def test_lucky_scaled_to_zero_fires_an_alert(monitoring, live):
     """Scaled to 0, lucky has no running task: within 3 minutes Alertmanager lists AppServiceNotRunning for it
-    (through Traefik, with the login); scaled back to 1, the stack settles again."""
+    (through Traefik, with the login); scaled back to 1, the stack settles again. The rule's `for:` is the harness's
+    10 s here (harness/swarm.py SHORT_ALERTS); the promtool unit tests keep the project's minute."""
     service = f"{live.swarm_name}_lucky"
     login = ("admin", live.dashboard_password)
 
