@@ -17,8 +17,10 @@ touches the host's own swarm or its ports 80/443.
   ports 80 and 443 are published on 127.0.0.1 at free high ports of the host.
 """
 
+import fcntl
 import hashlib
 import json
+import os
 import secrets
 import shutil
 import time
@@ -34,6 +36,9 @@ from harness.wait import until
 from kit import kit
 
 PREFIX = "lhd-cluster"
+# A directory every step of a run shares for the `docker save` files of images loaded into nodes (noxfile.py
+# all_tiers sets it, and removes it when the lanes end); without it, each cluster keeps its own in its workdir.
+IMAGE_TARS = "LHD_IMAGE_TARS"
 NODE_IMAGE = "lhd-cluster/node:bookworm"
 REGISTRY_IMAGE = "lhd-cluster/registry:bookworm"
 REGISTRY_HOST = DEFAULT.registry_host
@@ -87,6 +92,23 @@ def remove_cluster(name):
         docker("volume", "rm", "-f", *found["volumes"], check=False, timeout=180)
     if found["networks"]:
         docker("network", "rm", *found["networks"], check=False)
+
+
+def saved_images(images, directory):
+    """A `docker save` file of images in directory, named by the images' names and ids: written once (under a lock,
+    then renamed into place) and read by every cluster of any process asking for the same images while it is
+    there. The three third-party images a server runs make 1.2 GB, and a run loads them into eight servers."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ids = docker("image", "inspect", "--format", "{{.Id}}", *images).stdout.split()
+    key = hashlib.sha256("\n".join(f"{name}={id_}" for name, id_ in zip(images, ids, strict=True)).encode())
+    tar = directory / f"images-{key.hexdigest()[:16]}.tar"
+    with open(tar.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not tar.exists():
+            part = tar.with_suffix(".part")
+            docker("save", "-o", part, *images, timeout=900)
+            part.rename(tar)
+    return tar
 
 
 class Cluster:
@@ -172,8 +194,11 @@ class Cluster:
 
     def close(self):
         """Stop the nodes (their engines stop the containers they run), then remove every container,
-        volume and network of this cluster. Idempotent."""
+        volume and network of this cluster. Idempotent. The `docker save` files it kept in its workdir (gigabytes)
+        go too."""
         remove_cluster(self.name)
+        for leftover in self.workdir.glob("images-*"):
+            leftover.unlink(missing_ok=True)
 
     def leftovers(self):
         """kind -> names of this cluster's containers, volumes and networks still on the host."""
@@ -218,10 +243,9 @@ class Cluster:
                        input=self.registry_password)
 
     def load(self, images, nodes):
-        """Copy local images of the host engine into nodes: one `docker save`, then `docker load` in each (in parallel)."""
-        tar = self.workdir / f"images-{hashlib.sha256(' '.join(images).encode()).hexdigest()[:8]}.tar"
-        if not tar.exists():
-            docker("save", "-o", tar, *images, timeout=900)
+        """Copy local images of the host engine into nodes: one `docker save` (saved_images), then `docker load` in
+        each (in parallel)."""
+        tar = saved_images(images, Path(os.environ.get(IMAGE_TARS) or self.workdir))
 
         def load_into(node):
             with open(tar, "rb") as handle:
