@@ -7,6 +7,7 @@ release of a project rendered with other answers (what another test tier builds)
 
     python3 -m benchmarks.lucky_build             # all four builds
     python3 -m benchmarks.lucky_build --release   # the three release builds only
+    python3 -m benchmarks.lucky_build --dev       # the development image only
 
 Local mode builds the kit first (real Crystal and shards, Lucky from the
 shards mirror); the kit's own build time is benchmarks/kit_build.py's.
@@ -41,6 +42,8 @@ def main():
             if "--release" not in sys.argv[1:]:
                 timed("dev image (no cache)", ["docker", "build", "--no-cache", "--target", "development",
                                                "-f", "Docker/lucky/Dockerfile", "-t", dev, "."], project)
+            if "--dev" in sys.argv[1:]:
+                return
             timed("release build (script/build, base cached)", [project / "script/build", "feed0001"], project)
             size = run(["docker", "image", "inspect", "--format", "{{.Size}}", f"{registry}/lucky:feed0001"]).stdout
             print(f"production image: size_mb={int(size) / 1e6:.1f}")

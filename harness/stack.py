@@ -118,15 +118,17 @@ def harness_overrides(mode, app=None):
 
 # Intervals whose production value only matters in production, shortened for the e2e swarm tier (one Deployment
 # deploys some 35 times): a new Lucky or Hasura task is healthy after its first healthcheck (10 s in the images)
-# and an update completes after its `monitor` period (30 s in the stack file). Neither changes what is proved:
-# a broken release still fails its checks and is rolled back, and traffic still moves by Traefik's 5 s refresh
-# against the tasks' 10 s shutdown delay. The cluster tier (harness/cluster.py) keeps production values.
+# and an update completes after its `monitor` period (30 s in the stack file; script/deploy waits for that). Neither
+# changes what is proved: a broken release never gets healthy, so it still fails its checks and is rolled back
+# (before any monitor period starts), and traffic still moves by Traefik's 5 s refresh against the tasks' 10 s
+# shutdown delay (the old task is stopped once the new one runs, not after the monitor). The cluster tier
+# (harness/cluster.py) keeps production values.
 FAST_INTERVALS = {name: {"healthcheck": {"interval": "2s"},
                          "deploy": {"update_config": {"parallelism": 1, "order": "start-first",
-                                                      "failure_action": "rollback", "monitor": "5s"}}}
+                                                      "failure_action": "rollback", "monitor": "2s"}}}
                   for name in ("lucky", "hasura")}
 FAST_INTERVALS_NOTE = ("harness override: lucky and hasura healthcheck interval 2s (10s in the images), update "
-                       "monitor 5s (30s in the stack file); production values in the cluster tier")
+                       "monitor 2s (30s in the stack file); production values in the cluster tier")
 
 
 def fast_intervals(app):
