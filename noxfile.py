@@ -1,7 +1,7 @@
 """Sessions that prove the template, every tier at once in lanes, pipeline and cluster included: `nox` runs all.
 
-`nox -s all` runs every tier: the compile tier first (it builds the image kit), then the others in lanes that run at once
-(harness/lanes.py, CONTRIBUTING.md "Lanes"). Each tier is also a session of its own (`nox -s e2e`), for running
+`nox -s all` runs every tier, in lanes that run at once (harness/lanes.py, CONTRIBUTING.md "Lanes"); when the compile
+tier (the gate) fails, no further step starts. Each tier is also a session of its own (`nox -s e2e`), for running
 part of the suite. `cookie` and `bench` are tools, not proofs.
 
 Options come from cookiecutter.json (the one source of answers); harness
@@ -127,13 +127,12 @@ def docker_tier(session, tier):
 
 @nox.session(name="all")
 def all_tiers(session):
-    """Every proof: compile first (it builds the image kit), then every other tier in lanes that run at once
-    (harness/lanes.py); each step's output is printed whole when it ends, then its `step=` line and the wall time."""
+    """Every proof: every tier in lanes that run at once (harness/lanes.py; a failed compile tier starts no further
+    step); each step's output is printed whole when it ends, then its `step=` line and the wall time."""
     if session.posargs:
         session.error("`all` takes no pytest arguments: give them to one tier's session (nox -s e2e -- -k restore)")
     lint_tools(session)
     docker_tools(session, pipeline=True)
-    pytest_tier(session, lanes.FIRST, env=DOCKER_ENV)
     # The lanes start their own processes, which --install-only would not stop: a skipped session.run (None,
     # where a silent run gives its output) says nox was asked to install only.
     if session.run("python", "-c", "", silent=True) is None:
@@ -154,15 +153,17 @@ def all_tiers(session):
     start = time.monotonic()
     try:
         done = lanes.run_lanes(lanes.LANES, command, Path(session.create_tmp()) / "lanes",
-                               echo=lambda text: print(text, flush=True))
+                               echo=lambda text: print(text, flush=True), gate=lanes.GATE)
     finally:
         shutil.rmtree(tars, ignore_errors=True)
     for line in lanes.report(done, time.monotonic() - start):
         print(line, flush=True)
     no_leftovers(session, pipeline=True)
-    failed = [step.name for step in done if step.status != 0]
+    failed = [step.name for step in done if step.status != 0 and not step.skipped]
+    skipped = [step.name for step in done if step.skipped]
     if failed:
-        session.error(f"failed: {', '.join(failed)} (each step's output is above, under its name)")
+        session.error(f"failed: {', '.join(failed)} (each step's output is above, under its name)"
+                      + (f"; not run: {', '.join(skipped)}" if skipped else ""))
 
 
 @nox.session(name="compile")

@@ -59,12 +59,15 @@ PARTS = {
     "pipeline:servers": ("pipeline", ["tests/pipeline/test_provision.py", "tests/pipeline/test_provision_deploy.py",
                                       "tests/pipeline/test_runbook.py"]),
 }
-# Before the lanes, alone: the compile tier builds the image kit (cold, the lanes would wait on it anyway) and
-# fails fast on a template whose Lucky app does not compile.
-FIRST = "compile"
+# The gate: the compile tier, first in its lane. When it fails (a template whose Lucky app does not compile), no
+# step starts after it in any lane; the steps already running end on their own (a stopped pytest would leave its
+# stacks). It no longer runs alone before the lanes: the image kit it used to build first is built by whichever
+# step asks first (one build at a time, harness/docker.py `turn`; the others wait for it), and warm its semantic
+# checks left a core idle for 75 s while every lane waited (run 18, 2026-12-05).
+GATE = "compile"
 LANES = {
     "swarm": ["e2e:swarm", "acme"],
-    "host": ["lint", "e2e:containers", "cluster", "pipeline:servers"],
+    "host": [GATE, "lint", "e2e:containers", "cluster", "pipeline:servers"],
     "pipeline": ["pipeline:gitlab", "pipeline:github", "drill", "render", "upgrade"],
 }
 SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|error).*?) in [0-9.]+s")
@@ -76,8 +79,8 @@ def step_tier(step):
 
 
 def steps():
-    """Every step `all` runs, in lane order after FIRST."""
-    return [FIRST, *[step for lane in LANES.values() for step in lane]]
+    """Every step `all` runs, in lane order."""
+    return [step for lane in LANES.values() for step in lane]
 
 
 @dataclass
@@ -93,6 +96,10 @@ class Step:
     status: int | None = None
     result: str = "(no pytest summary)"
 
+    @property
+    def skipped(self):
+        return self.status is None
+
     def line(self):
         return (f"step={self.name} lane={self.lane} start={self.started:.0f} wall_seconds={self.seconds:.0f} "
                 f"exit={self.status} result={self.result!r}")
@@ -104,11 +111,12 @@ def summary(text):
     return found[-1] if found else "(no pytest summary)"
 
 
-def run_lanes(lanes, command, log_dir, echo=print, poll=2.0):
+def run_lanes(lanes, command, log_dir, echo=print, poll=2.0, gate=None):
     """Run each lane's steps one after another and the lanes at once. command(step) -> (argv, env) for a step;
     its output goes to log_dir/<step>.log and is echoed whole when it ends, then its `step=` line, so the
-    output reads as the steps' outputs one after another. A failed step does not stop its lane. Returns the
-    Steps in the order they ended."""
+    output reads as the steps' outputs one after another. A failed step does not stop its lane, except the
+    gate: once it has failed, no step starts any more (each is reported as not run). Returns the Steps in the
+    order they ended."""
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     queues = {lane: list(names) for lane, names in lanes.items()}
@@ -116,6 +124,14 @@ def run_lanes(lanes, command, log_dir, echo=print, poll=2.0):
     start = time.monotonic()
     with ExitStack() as stack:  # a step still running when this ends (an interrupt) is stopped
         while any(queues.values()) or running:
+            if any(step.name == gate and step.status != 0 for step in done):
+                for lane, queue in queues.items():
+                    for name in queue:
+                        step = Step(name, lane, log_dir / f"{name.replace(':', '-')}.log",
+                                    result=f"(not run: {gate} failed)")
+                        echo(step.line())
+                        done.append(step)
+                    queue.clear()
             for lane, queue in queues.items():
                 if lane not in running and queue:
                     name = queue.pop(0)
@@ -143,7 +159,9 @@ def run_lanes(lanes, command, log_dir, echo=print, poll=2.0):
 def report(done, wall):
     """The closing lines: each step's `step=` line in the order they started, and the wall time."""
     lines = [step.line() for step in sorted(done, key=lambda s: s.started)]
-    failed = [step.name for step in done if step.status != 0]
+    failed = [step.name for step in done if step.status != 0 and not step.skipped]
+    skipped = [step.name for step in done if step.skipped]
     lines.append(f"lanes: wall_seconds={wall:.0f} ({wall / 60:.1f} min), the steps' own {sum(s.seconds for s in done):.0f} s"
-                 + (f"; failed: {', '.join(failed)}" if failed else "; every step passed"))
+                 + (f"; failed: {', '.join(failed)}" if failed else "" if skipped else "; every step passed")
+                 + (f"; not run: {', '.join(skipped)}" if skipped else ""))
     return lines

@@ -1,6 +1,7 @@
-"""`nox -s all` runs every proof (harness/lanes.py): compile first, then every other tier in lanes that run at once. The
-lanes cover every test module exactly once, the tiers that deploy to this host's swarm share its lane, and the
-runner runs lanes side by side, a lane's steps one after another, with each step's output whole."""
+"""`nox -s all` runs every proof (harness/lanes.py): every tier in lanes that run at once. The lanes cover every test
+module exactly once, the tiers that deploy to this host's swarm share its lane, and the runner runs lanes side by
+side, a lane's steps one after another, with each step's output whole; once the gate (compile) fails, no step
+starts."""
 
 import ast
 import sys
@@ -36,9 +37,9 @@ def sources(paths):
     return sorted(found)
 
 
-def covered(lane_map, first=lanes.FIRST):
-    """Every module the steps of first and lane_map run, once per step that runs it."""
-    return sorted(module for step in [first, *(s for names in lane_map.values() for s in names)]
+def covered(lane_map):
+    """Every module the steps of lane_map run, once per step that runs it."""
+    return sorted(module for names in lane_map.values() for step in names
                   for module in modules(lanes.step_tier(step)[1]))
 
 
@@ -162,6 +163,31 @@ def test_a_failed_step_is_reported_and_its_lane_goes_on(tmp_path):
     block = next(text for text in echoed if "bad (x lane)" in text)
     assert "noise" in block and "1 failed" in block
     assert echoed[echoed.index(block) + 1].startswith("step=bad lane=x ")
+
+
+def test_a_failed_gate_starts_no_further_step_and_lets_running_ones_end(tmp_path):
+    echoed = []
+    commands = {"gate": python("print('1 failed in 0.1s'); raise SystemExit(1)"),
+                "slow": python("import time; time.sleep(0.5); print('2 passed in 0.5s')"),
+                "after-gate": python("print('3 passed in 0.1s')"), "after-slow": python("print('4 passed in 0.1s')")}
+    done = lanes.run_lanes({"x": ["gate", "after-gate"], "y": ["slow", "after-slow"]}, lambda step: (commands[step], None),
+                           tmp_path / "logs", echo=echoed.append, poll=0.05, gate="gate")
+    assert {s.name: (s.status, s.result) for s in done} == {
+        "gate": (1, "1 failed"), "slow": (0, "2 passed"),
+        "after-gate": (None, "(not run: gate failed)"), "after-slow": (None, "(not run: gate failed)")}, echoed
+    assert lanes.report(done, 1.0)[-1].endswith("; failed: gate; not run: after-gate, after-slow")
+
+
+def test_a_failed_step_other_than_the_gate_stops_nothing(tmp_path):
+    commands = {"bad": python("raise SystemExit(1)"), "next": python("print('1 passed in 0.1s')")}
+    done = lanes.run_lanes({"x": ["bad", "next"]}, lambda step: (commands[step], None), tmp_path / "logs",
+                           echo=lambda text: None, poll=0.05, gate="compile")
+    assert [(s.name, s.status) for s in done] == [("bad", 1), ("next", 0)]
+
+
+def test_the_gate_is_the_compile_tier_and_the_first_step_of_its_lane():
+    assert lanes.GATE == "compile"
+    assert [lane[0] for lane in lanes.LANES.values()].count(lanes.GATE) == 1
 
 
 def test_every_step_names_a_tier_or_a_part_of_one():
