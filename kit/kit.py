@@ -393,7 +393,12 @@ def alias(pairs):
     return real
 
 
-RUNS = CACHE / "runs"  # one file per live run: named <pid>-<token>, holding the upstream names it lent
+# One file per live run: named <pid>-<token>, holding the upstream names it lent. Per engine, not per checkout: a
+# run of another checkout (a worktree, a clone made for a measured run) lends the same names on the same engine,
+# and a registry of this checkout's runs only would let this one's end untag what that one still uses (seen
+# 2026-12-05: a clone's lanes lost alpine:3.22 and crystallang/crystal:1.21.0-alpine mid-run to a session of the
+# working copy). Machine-wide, as harness/docker.py `turn`'s locks are.
+RUNS = Path(tempfile.gettempdir()) / f"lhd-kit-runs-{os.getuid()}"
 
 
 def _held_elsewhere():
@@ -416,7 +421,7 @@ def _runs_lock():
     import fcntl
 
     RUNS.mkdir(parents=True, exist_ok=True)
-    with open(RUNS.parent / "runs.lock", "w") as handle:
+    with open(RUNS / ".lock", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
 

@@ -1,11 +1,15 @@
 """The kit lends upstream names to its images only for the duration of a run."""
 
 import io
+import os
+import shutil
+import sys
 import tarfile
 
 import pytest
 
 from harness.docker import docker, unique
+from harness.proc import PIPE, popen
 from kit import kit
 
 
@@ -80,4 +84,38 @@ def test_overlapping_runs_keep_the_name_until_the_last_leaves(image_mode, names)
             assert kit.holder(upstream) == "kit"
         assert kit.holder(upstream) == "kit"
         assert kit.leftovers([names]) == []  # a live run holds it: not a leftover of the run that ended
+    assert kit.holder(upstream) is None
+
+
+HOLD = """
+import sys
+from kit import kit
+with kit.upstream_names([(sys.argv[1], sys.argv[2])]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_run_of_another_checkout_keeps_the_name_until_it_leaves(image_mode, names, tmp_path):
+    """A run of another checkout of the template (its own kit/ and kit/.cache) on the same engine lends the same
+    name: this run's end leaves it to that one, which removes it when it leaves."""
+    kit_name, upstream = names
+    other = tmp_path / "other-checkout"
+    for folder in ("kit", "harness"):
+        shutil.copytree(kit.ROOT / folder, other / folder, ignore=shutil.ignore_patterns(
+            "__pycache__", ".cache", "node_modules", "alpine*", "crystal", "dind", "doubles", "hasura", "jobs",
+            "pebble", "postgres", "prometheus", "provision-node", "rclone", "registry", "restic", "runtime", "sftp",
+            "socket-proxy", "traefik"))
+    shutil.copy(kit.ROOT / "cookiecutter.json", other)
+    with popen([sys.executable, "-c", HOLD, kit_name, upstream], cwd=other, text=True,
+               env={**os.environ, "PYTHONPATH": str(other)}, stdin=PIPE, stdout=PIPE) as holder:
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            with kit.upstream_names([names]):
+                assert kit.holder(upstream) == "kit"
+            assert kit.holder(upstream) == "kit", "this run's end untagged a name the other checkout's run holds"
+        finally:
+            holder.stdin.close()
+            holder.wait(timeout=60)
+    assert holder.returncode == 0
     assert kit.holder(upstream) is None
