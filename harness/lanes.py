@@ -6,21 +6,23 @@ side by side. The lanes split the tiers by what they hold on this machine:
 
 - `swarm`: this host's single-node swarm. Its Traefik publishes ports 80 and 443 in host mode and its node
   carries the stateful roles' labels, so one project's stack owns it at a time: e2e's swarm modules, then acme.
-- `host`: lint (CPU only, done early), then containers on this host's engine, each on free ports of 127.0.0.1 and
+- `host`: the compile tier (the gate, below), lint (CPU only, done early), then containers on this host's engine,
+  each on free ports of 127.0.0.1 and
   labelled with its run (harness/reaper.py): e2e's image contracts and dev stack, then the cluster and the pipeline
   tier's third part, the servers set up from nothing (Docker-in-Docker nodes).
 - `pipeline`: the generated CI files' jobs, on engines of their own (the jobs' Docker-in-Docker, the servers'
   nodes), then the drill, then render and upgrade (CPU only: at a lane's end, where the machine is quieter, they
   take half as long as at its start: render 134-168 s against 256 s, upgrade 68-86 s against 243 s).
-  Where the CPU-only steps go follows the lanes' ends (a fresh clone, 2 cores, 2026-12-04). In run 17 the swarm
-  lane ended last (2946 s, render and upgrade at its end, 202 s), the host lane at 2807 s, the pipeline lane at
-  2560 s: so they moved to the pipeline lane's end, for lanes near 2810 s by run 17's figures (not yet measured).
+  Where the CPU-only steps go follows the lanes' ends (a fresh clone, 2 cores). In run 20 (2026-12-05) the lanes
+  ended within 90 s of each other: pipeline 2771 s (render and upgrade at its end; render took 209 s there beside
+  acme and the servers), swarm 2719 s, host 2683 s.
 
-What the lanes share is made safe for overlapping runs where it lives: kit images are built one at a time
-(harness/docker.py `turn`) and lent their upstream names until the last run holding them ends (kit/kit.py
-`upstream_names`), Lucky release builds on the host take turns so the second finds the first's layers
-(harness/docker.py `release_build`), and the drill copies the release a running e2e session built instead of
-parking it.
+What the lanes share is made safe for overlapping runs where it lives: the kit's inputs are fetched and its images
+built one at a time (harness/docker.py `turn`), and its images lent their upstream names until the last run on the
+engine holding them ends, whichever checkout it runs from (kit/kit.py `upstream_names`); Lucky release builds on the
+host take turns so the second finds the first's layers (harness/docker.py `release_build`); the `docker save` files
+nodes load images from are written once per run (harness/cluster_nodes.py `saved_images`); and the drill copies the
+release a running e2e session built instead of parking it.
 
 Only the standard library here: noxfile.py imports this module into nox's own interpreter.
 """
