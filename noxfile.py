@@ -159,7 +159,7 @@ def all_tiers(session):
     for line in lanes.report(done, time.monotonic() - start):
         print(line, flush=True)
     no_leftovers(session, pipeline=True)
-    failed = [step.name for step in done if step.status != 0 and not step.skipped]
+    failed = [step.name for step in done if step.failed]
     skipped = [step.name for step in done if step.skipped]
     if failed:
         session.error(f"failed: {', '.join(failed)} (each step's output is above, under its name)"

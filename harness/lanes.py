@@ -100,7 +100,12 @@ class Step:
 
     @property
     def skipped(self):
+        """Never started (the gate had failed)."""
         return self.status is None
+
+    @property
+    def failed(self):
+        return not self.skipped and self.status != 0
 
     def line(self):
         return (f"step={self.name} lane={self.lane} start={self.started:.0f} wall_seconds={self.seconds:.0f} "
@@ -126,7 +131,7 @@ def run_lanes(lanes, command, log_dir, echo=print, poll=2.0, gate=None):
     start = time.monotonic()
     with ExitStack() as stack:  # a step still running when this ends (an interrupt) is stopped
         while any(queues.values()) or running:
-            if any(step.name == gate and step.status != 0 for step in done):
+            if any(step.name == gate and step.failed for step in done):
                 for lane, queue in queues.items():
                     for name in queue:
                         step = Step(name, lane, log_dir / f"{name.replace(':', '-')}.log",
@@ -161,7 +166,7 @@ def run_lanes(lanes, command, log_dir, echo=print, poll=2.0, gate=None):
 def report(done, wall):
     """The closing lines: each step's `step=` line in the order they started, and the wall time."""
     lines = [step.line() for step in sorted(done, key=lambda s: s.started)]
-    failed = [step.name for step in done if step.status != 0 and not step.skipped]
+    failed = [step.name for step in done if step.failed]
     skipped = [step.name for step in done if step.skipped]
     lines.append(f"lanes: wall_seconds={wall:.0f} ({wall / 60:.1f} min), the steps' own {sum(s.seconds for s in done):.0f} s"
                  + (f"; failed: {', '.join(failed)}" if failed else "" if skipped else "; every step passed")

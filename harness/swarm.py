@@ -96,9 +96,10 @@ class Deployment(StackDriver):
                                        "Harness-side override of the app stack.", whole=True)
         self.monitoring_override = write_override(self.workdir / "monitoring-override.yml", monitoring,
                                                   "Harness-side override of the monitoring stack.") if monitoring else None
-        self.alert_override = short_alert_rules(self.project, self.workdir, self.swarm_name, self.short_alerts,
-                                                ALERT_FOR) if fast else None
+        self.alert_override = None
         if fast:
+            self.alert_override = short_alert_rules(self.project, self.workdir, self.swarm_name, self.short_alerts,
+                                                    ALERT_FOR)
             self.notes.append(f"harness override: the `for:` of {', '.join(sorted(self.short_alerts))} {ALERT_FOR} "
                               "(the rules file's values are kept by the promtool unit tests)")
         # The deploy lock's private directory (script/functions/swarm take_deploy_lock); lock_file is the file

@@ -16,12 +16,6 @@ from harness.swarm import SHA1
 from kit import kit
 
 
-def drop_image_tars(workdir):
-    """The `docker save` files Cluster.load kept in workdir (gigabytes): not needed once the nodes are gone."""
-    for tar in workdir.glob("images-*.tar"):
-        tar.unlink()
-
-
 @pytest.fixture(scope="session")
 def server(image_mode, tmp_path_factory):
     """The registry (it stands for CI's, which outlives the server) and the first server's node; at teardown
@@ -33,8 +27,7 @@ def server(image_mode, tmp_path_factory):
     try:
         yield s.start()
     finally:
-        s.close()
-        drop_image_tars(s.workdir)
+        s.close()  # Cluster.close(): its `docker save` files go too
     left = s.leftovers()
     assert not any(left.values()), f"the servers left {left}"
 
