@@ -121,8 +121,9 @@ def harness_overrides(mode, app=None):
 # and an update completes after its `monitor` period (30 s in the stack file; script/deploy waits for that). Neither
 # changes what is proved: a broken release never gets healthy, so it still fails its checks and is rolled back
 # (before any monitor period starts), and traffic still moves by Traefik's 5 s refresh against the tasks' 10 s
-# shutdown delay (the old task is stopped once the new one runs, not after the monitor). The cluster tier
-# (harness/cluster.py) keeps production values.
+# shutdown delay (the old task is stopped once the new one runs, not after the monitor: swarmkit's
+# manager/orchestrator/update/updater.go, updateTask, start-first). The cluster tier (harness/cluster.py) keeps
+# production values.
 FAST_INTERVALS = {name: {"healthcheck": {"interval": "2s"},
                          "deploy": {"update_config": {"parallelism": 1, "order": "start-first",
                                                       "failure_action": "rollback", "monitor": "2s"}}}
