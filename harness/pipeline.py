@@ -243,12 +243,11 @@ class Runner:
         try:
             with release_build():
                 turn = time.perf_counter()
-                run([*common, "--target", "base", "-f", "Docker/lucky/Dockerfile", "-t", base, "."], cwd=project,
-                    timeout=2400)
+                commit_build(project, *common[2:], "--target", "base", "-f", "Docker/lucky/Dockerfile", "-t", base)
                 # The compile's image by id, never named here: removing an image's last name deletes it, and with
                 # it this host's cache of the compile (the base keeps its layers: the compile's image is its child).
-                compiled = run([*common, "-f", "Docker/lucky/Dockerfile.prod", "--build-arg", f"BASE_IMAGE={base}",
-                                "--target", "build", "."], cwd=project, timeout=2400).stdout.split()[-1]
+                compiled = commit_build(project, *common[2:], "-f", "Docker/lucky/Dockerfile.prod", "--build-arg",
+                                        f"BASE_IMAGE={base}", "--target", "build").stdout.split()[-1]
                 built = time.perf_counter()
                 # Every image of the build's chain, each step's: `docker load` links a loaded image to its parent
                 # only when both were saved together (moby image/tarexport validatedParentLinks, SetParent), and
@@ -266,6 +265,14 @@ class Runner:
         return seconds, (f"main's compile given to the jobs' engine in {seconds:.0f} s (its turn of the host's "
                          f"release builds awaited {turn - started:.0f} s, the host's build {built - turn:.0f} s, "
                          f"the copy {seconds - (built - started):.0f} s)")
+
+
+def commit_build(checkout, *args):
+    """`docker build ARGS` of the checkout's HEAD as script/build builds a checkout: the commit on stdin, as `git -c
+    tar.umask=0022 archive` gives it (git's modes), so every COPY has the cache key a job's build of that commit has,
+    whatever the modes of the checkout it runs in (GitLab's are world-writable)."""
+    return run(["bash", "-c", 'set -o pipefail; git -c tar.umask=0022 archive --format=tar HEAD | docker build "$@" -',
+                "commit_build", *args], cwd=checkout, timeout=2400)
 
 
 @dataclass

@@ -191,8 +191,8 @@ def production(server, key):
 @pytest.fixture(scope="module")
 def main_run(github, github_repository, runner, request):
     """A run of the workflow for the push of the project's first commit to main, main's compile in the runner's
-    engine as an earlier run leaves it (`Runner.seed_compile`): the GitLab part's first build proves the compile
-    on an empty registry, which this one would repeat for ten minutes of two cores."""
+    engine as an earlier run leaves it (`Runner.seed_compile`): the GitLab part's second commit proves a compile
+    in a job, which this one would repeat for ten minutes of two cores."""
     add_to_report(request.config, [f"github: {runner.seed_compile(github_repository.path)[1]}"])
     return github.start(Event.push("main", github_repository.sha, actor=github.actor))
 

@@ -9,6 +9,7 @@ server once by hand"), deploy-production; then the failures a user would see in 
 import time
 
 from harness.pipeline import release_compile
+from harness.report import add_to_report
 from harness.server import ServerStack, keypair
 from harness.stack import REGISTRY, STAGING_DOMAIN
 from harness.stream import RequestStream
@@ -90,7 +91,12 @@ def test_deploy_production_without_ssh_key_stops_in_one_line(gitlab, prepared):
     assert job.script_lines() == ["SSH_KEY is not set for production, see docs/ci.md"], job.output
 
 
-def test_build_pushes_the_images_and_their_digests(gitlab, prepared):
+def test_build_pushes_the_images_and_their_digests(gitlab, prepared, request):
+    """The build job pushes lucky-base, lucky-build, lucky and hasura under the commit's SHA8 and records the
+    registry's digests; main's compile, as an earlier pipeline leaves it in the registry (here given to the jobs'
+    engine: Runner.seed_compile, built from the host's checkout of the commit), is reused although the job's copy
+    of the checkout is world-writable; and no file the images copied from it is writable by others."""
+    add_to_report(request.config, [f"gitlab: {gitlab.runner.seed_compile(gitlab.repo.path)[1]}"])
     job = gitlab.run("build", gitlab.push_variables())
     assert job.passed, job.output
     digests = (gitlab.repo.path / ".gitlab-ci-local/artifacts/build/images.digests").read_text().split()
@@ -99,13 +105,20 @@ def test_build_pushes_the_images_and_their_digests(gitlab, prepared):
     for line in digests:
         name = line.split("@")[0].rsplit("/", 1)[1]
         assert prepared.registry_digest(REGISTRY, name, sha8) == line.split("@")[1], line
-    # The first build compiles; its build stage goes along as the next builds' cache (never deployed). It cannot
-    # be seeded from this host's compile as the GitHub part's is: gitlab-ci-local makes the job's copy of the
-    # checkout world-writable (4.56.0, src/job.js: `chmod a+rw -R /gcl-builds/` unless --no-umask; GitLab Runner's
-    # docker executor does the same with umask 0000), and a COPY's cache key holds the files' modes, so the first
-    # COPY already misses (run 16, 2026-12-04).
-    assert release_compile(job.output) == "ran", job.output
+    # gitlab-ci-local makes the job's copy of the checkout world-writable (4.56.0, src/job.js: `chmod a+rw -R
+    # /gcl-builds/` unless --no-umask; GitLab Runner's docker executor checks out with umask 0000). script/build
+    # builds the commit (git archive: git's modes), so the seeded compile's COPY cache keys match (before, with the
+    # checkout as the context, the first COPY missed: run 16) and the images' files are 0755/0644, not 0777/0666.
+    # Its build stage goes along as the next builds' cache (never deployed).
+    assert release_compile(job.output) == "reused", job.output
     assert prepared.registry_digest(REGISTRY, "lucky-build", sha8)
+    expected = {"lucky": {"/usr/local/bin/with_secrets": "755", "/usr/local/bin/update_db": "755"},
+                "hasura": {"/usr/local/bin/with_secrets": "755", "/usr/local/bin/hasura_healthcheck": "755",
+                           "/hasura-metadata": "755", "/hasura-metadata/version.yaml": "644"}}
+    for image, modes in expected.items():
+        out = gitlab.runner.docker("run", "--rm", "--entrypoint", "stat", f"{REGISTRY}/{image}:{sha8}", "-c",
+                                   "%n %a", *modes).stdout
+        assert dict(line.split() for line in out.splitlines()) == modes, (image, out)
 
 
 def test_tag_branch_tags_the_commits_images_with_the_branch(gitlab, prepared):

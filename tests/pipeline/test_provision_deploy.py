@@ -70,8 +70,8 @@ def test_a_fresh_server_is_provisioned_and_first_deployed(server, runner, repo, 
                                                           tmp_path_factory, request):
     """script/provision, then the README's first deploy by hand: /version answers the commit."""
     sha8 = repo.sha[:8]
-    # main's compile, as an earlier pipeline of the project leaves it (the GitLab part's first build proves the
-    # compile on an empty registry): the build job's --cache-from main reuses it here and for the second commit.
+    # main's compile, as an earlier pipeline of the project leaves it (the GitLab part's second commit proves a
+    # compile in a job): the build job's --cache-from main reuses it here and for the second commit.
     # The seed holds the compile's whole chain, so the runbook's workstation build (`script/build --push` as the
     # README says, no --cache-from) on this engine reuses it too (the runbook 120 s, was 403 s). Cold instead (run
     # 16, 2026-12-04), this build took 567 s and the second commit's 282 s (no main to reuse): the servers' step

@@ -1,16 +1,19 @@
 """script/build tags images with a commit SHA, so in a git checkout it builds only that commit: HEAD, with
 nothing changed (the generated-README review found `script/build SHA` built the working tree and only named it
-SHA). A `docker` stand-in records what would be built; nothing reaches an engine."""
+SHA). A `docker` stand-in records what would be built, and keeps each build context it is handed on stdin; nothing
+reaches an engine."""
 
 import os
 import shutil
+import stat
+import tarfile
 
 import pytest
 
 from harness.proc import run
 from harness.upgrade import git
 
-FAKE_DOCKER = '#!/bin/sh\necho "$*" >> "{log}"\n'
+FAKE_DOCKER = '#!/bin/sh\necho "$*" >> "{log}"\ncase "$*" in "build "*" -") cat > "{log}.$$.tar" ;; esac\n'
 
 
 @pytest.fixture
@@ -38,6 +41,31 @@ def build(project, tmp_path, *args):
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     result = run([project / "script/build", *args], check=False, cwd=project, env=env, timeout=60)
     return result, log.read_text().splitlines() if log.exists() else []
+
+
+def test_the_context_is_the_commit_with_gits_modes(checkout, tmp_path):
+    """A checkout made world-writable as GitLab Runner's umask 0000 leaves it (gitlab-ci-local 4.56.0 src/job.js:
+    `chmod a+rw -R`), with an ignored .env beside: every build's context is the commit on stdin (git archive), its
+    tracked files only, 0644 or 0755; so no image holds a file its app user could rewrite, and the cache key of
+    each COPY is the one a workstation's build of the commit has."""
+    project, _, head = checkout
+    (project / ".env").write_text("SECRET=1\n")
+    run(["chmod", "-R", "a+rw", project])
+    result, docker = build(project, tmp_path)
+    assert result.returncode == 0, result.stderr
+    builds = [line for line in docker if line.startswith("build")]
+    assert len(builds) == 3 and all(line.endswith(" -") for line in builds), builds
+    contexts = sorted(tmp_path.glob("docker.log.*.tar"))
+    assert len(contexts) == 3, contexts
+    tracked = set(git(project, "ls-files").split())
+    for context in contexts:
+        with tarfile.open(context) as tar:
+            members = [m for m in tar.getmembers() if m.name != "pax_global_header"]
+        assert {m.name for m in members if m.isfile()} == tracked - {name for name in tracked
+                                                                     if (project / name).is_symlink()}
+        modes = {m.name: stat.S_IMODE(m.mode) for m in members if not m.issym()}
+        assert set(modes.values()) <= {0o644, 0o755}, {n: oct(m) for n, m in modes.items() if m not in (0o644, 0o755)}
+        assert modes["script/docker/with_secrets"] == 0o755 and modes["src/app.cr"] == 0o644
 
 
 def test_head_of_a_clean_checkout_is_built_under_its_sha(checkout, tmp_path):
