@@ -21,6 +21,7 @@ import ssl
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -52,13 +53,20 @@ CHALLTESTSRV_IMAGE = f"ghcr.io/letsencrypt/pebble-challtestsrv:{VERSION}"
 # Pebble's certificate lifetime, and ACME_CERTIFICATES_DURATION in hours: below 24 h Traefik renews a certificate
 # 20 min before it expires and checks every minute (traefik/traefik pkg/provider/acme/provider.go,
 # getCertificateRenewDurations and the ticker in Provider.Init's goroutine, v3.7.9), so a certificate is due
-# RENEWAL_DUE s after it was issued (5 min). The restart and redeploy tests, which assert that no new order is made,
-# run before that: in the lanes' run 14 (2026-12-04) they had ended within 140 s of the module's start, issuance
-# included. The renewal test waits out the rest.
-VALIDITY = 25 * 60
+# RENEWAL_DUE s after it was issued (3 min). The restart and redeploy tests, which assert that no order is made
+# before that, start well within it (in the lanes' run 21, 2026-12-05, the redeploy ended 75 s after the issuance;
+# in run 14, under more load, 140 s after the module's start) and refuse to conclude if they start after it. The
+# renewal test waits out the rest (it was 5 min, 25 min certificates, until run 22: about 130 s more).
+VALIDITY = 23 * 60
 DURATION = 1
 RENEWAL_DUE = VALIDITY - 20 * 60
 ISSUED = "Issued certificate serial"  # Pebble's log line for each finalized order (wfe.go)
+
+
+def epoch(stamp):
+    """Epoch seconds of an RFC 3339 UTC timestamp with up to nanoseconds, as `docker logs --timestamps` prints it."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp() + float(f"0.{fraction or 0}")
 
 
 class Pebble:
@@ -138,7 +146,17 @@ class Pebble:
 
     def issued(self):
         """Serials of the certificates Pebble issued, one per finalized order, from its log."""
-        return [line.split(ISSUED, 1)[1].split()[0] for line in self.log().splitlines() if ISSUED in line]
+        return [serial for _, serial in self.issued_at()]
+
+    def issued_at(self):
+        """(when, serial) of every certificate Pebble issued: when in epoch seconds, the engine's timestamp of the
+        log line (`docker logs --timestamps`, RFC 3339 with nanoseconds, UTC)."""
+        result = docker("logs", "--timestamps", self.pebble, check=False)
+        found = []
+        for line in (result.stdout + result.stderr).splitlines():
+            if ISSUED in line:
+                found.append((epoch(line.split(" ", 1)[0]), line.split(ISSUED, 1)[1].split()[0]))
+        return found
 
     def stop(self):
         docker("stop", "-t", "2", self.pebble, check=False)
