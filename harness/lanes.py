@@ -6,16 +6,17 @@ side by side. The lanes split the tiers by what they hold on this machine:
 
 - `swarm`: this host's single-node swarm. Its Traefik publishes ports 80 and 443 in host mode and its node
   carries the stateful roles' labels, so one project's stack owns it at a time: e2e's swarm modules, then acme.
-- `host`: the compile tier (the gate, below), lint (CPU only, done early), then containers on this host's engine,
-  each on free ports of 127.0.0.1 and
-  labelled with its run (harness/reaper.py): e2e's image contracts and dev stack, then the cluster and the pipeline
-  tier's third part, the servers set up from nothing (Docker-in-Docker nodes).
+- `host`: the compile tier (the gate, below), then containers on this host's engine, each on free ports of
+  127.0.0.1 and labelled with its run (harness/reaper.py): e2e's image contracts and dev stack, then the cluster
+  and the pipeline tier's third part, the servers set up from nothing (Docker-in-Docker nodes); then render.
 - `pipeline`: the generated CI files' jobs, on engines of their own (the jobs' Docker-in-Docker, the servers'
-  nodes), then the drill, then render and upgrade (CPU only: at a lane's end, where the machine is quieter, they
-  take half as long as at its start: render 134-168 s against 256 s, upgrade 68-86 s against 243 s).
-  Where the CPU-only steps go follows the lanes' ends (a fresh clone, 2 cores). In run 20 (2026-12-05) the lanes
-  ended within 90 s of each other: pipeline 2771 s (render and upgrade at its end; render took 209 s there beside
-  acme and the servers), swarm 2719 s, host 2683 s.
+  nodes), then the drill, then lint and upgrade.
+  Render, lint and upgrade need only the CPU: at a lane's end, where the machine is quieter, they take half as long
+  as at its start (render 134-168 s against 256 s, upgrade 68-86 s against 243 s), so they fill the lanes' ends,
+  which they follow (a fresh clone, 2 cores). In run 21 (2026-12-05) the lanes ended at 2783 s (pipeline, render
+  and upgrade at its end), 2661 s (host, lint second) and 2644 s (swarm); then the GitLab part's first build was
+  given main's compile (about 280 s less) and acme's certificates due 2 minutes sooner (about 130 s less), and lint
+  (about 230 s) went to the pipeline lane's end and render to the host lane's.
 
 What the lanes share is made safe for overlapping runs where it lives: the kit's inputs are fetched and its images
 built one at a time (harness/docker.py `turn`), and its images lent their upstream names until the last run on the
@@ -69,8 +70,8 @@ PARTS = {
 GATE = "compile"
 LANES = {
     "swarm": ["e2e:swarm", "acme"],
-    "host": [GATE, "lint", "e2e:containers", "cluster", "pipeline:servers"],
-    "pipeline": ["pipeline:gitlab", "pipeline:github", "drill", "render", "upgrade"],
+    "host": [GATE, "e2e:containers", "cluster", "pipeline:servers", "render"],
+    "pipeline": ["pipeline:gitlab", "pipeline:github", "drill", "lint", "upgrade"],
 }
 SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|error).*?) in [0-9.]+s")
 
