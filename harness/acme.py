@@ -141,7 +141,9 @@ class Pebble:
                       timeout=5).raise_for_status()
 
     def log(self):
-        result = docker("logs", self.pebble, check=False)
+        """Pebble's log, each line after the engine's timestamp of it (`docker logs --timestamps`: RFC 3339 with
+        nanoseconds, UTC)."""
+        result = docker("logs", "--timestamps", self.pebble, check=False)
         return result.stdout + result.stderr
 
     def issued(self):
@@ -149,14 +151,9 @@ class Pebble:
         return [serial for _, serial in self.issued_at()]
 
     def issued_at(self):
-        """(when, serial) of every certificate Pebble issued: when in epoch seconds, the engine's timestamp of the
-        log line (`docker logs --timestamps`, RFC 3339 with nanoseconds, UTC)."""
-        result = docker("logs", "--timestamps", self.pebble, check=False)
-        found = []
-        for line in (result.stdout + result.stderr).splitlines():
-            if ISSUED in line:
-                found.append((epoch(line.split(" ", 1)[0]), line.split(ISSUED, 1)[1].split()[0]))
-        return found
+        """(when, serial) of every certificate Pebble issued, when in epoch seconds (its log line's timestamp)."""
+        return [(epoch(line.split(" ", 1)[0]), line.split(ISSUED, 1)[1].split()[0])
+                for line in self.log().splitlines() if ISSUED in line]
 
     def stop(self):
         docker("stop", "-t", "2", self.pebble, check=False)

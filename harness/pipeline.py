@@ -239,14 +239,14 @@ class Runner:
         started = time.perf_counter()
         registry = re.search(r'^REGISTRY_IMAGE="(.*)"$', (project / "script/functions/common").read_text(), re.M)[1]
         base = f"lhd-seed/lucky-base:{self.name}"
-        common = ["docker", "build", "--quiet", "--build-arg", "BUILDKIT_INLINE_CACHE=1"]  # script/build's arguments
+        common = ["--quiet", "--build-arg", "BUILDKIT_INLINE_CACHE=1"]  # script/build's arguments
         try:
             with release_build():
                 turn = time.perf_counter()
-                commit_build(project, *common[2:], "--target", "base", "-f", "Docker/lucky/Dockerfile", "-t", base)
+                commit_build(project, *common, "--target", "base", "-f", "Docker/lucky/Dockerfile", "-t", base)
                 # The compile's image by id, never named here: removing an image's last name deletes it, and with
                 # it this host's cache of the compile (the base keeps its layers: the compile's image is its child).
-                compiled = commit_build(project, *common[2:], "-f", "Docker/lucky/Dockerfile.prod", "--build-arg",
+                compiled = commit_build(project, *common, "-f", "Docker/lucky/Dockerfile.prod", "--build-arg",
                                         f"BASE_IMAGE={base}", "--target", "build").stdout.split()[-1]
                 built = time.perf_counter()
                 # Every image of the build's chain, each step's: `docker load` links a loaded image to its parent
