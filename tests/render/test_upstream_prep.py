@@ -4,7 +4,8 @@
 root) with fake `sudo`, `apt-get` and `docker` first on PATH, the way the
 template's GitHub workflow runs it on a runner with passwordless sudo. The
 fakes record every call, so the tests see what was installed, through what,
-and what a missing precondition prints.
+and what a missing precondition prints. `bootstrap pipeline` (gitlab-ci-local) runs with fake `node` and `npm`:
+a machine's first install is kept and copied into the next clone.
 """
 
 import os
@@ -22,11 +23,11 @@ from kit import kit
 NOBODY = 65534
 # Real programs the bootstrap script (and the fakes: chmod) call; everything else is a fake or absent.
 REAL = ["bash", "sh", "env", "id", "find", "head", "grep", "cut", "dirname", "mkdir", "ln", "timeout", "sleep",
-        "tail", "sed", "cat", "chmod"]
+        "tail", "sed", "cat", "chmod", "cp", "rm", "mv", "mktemp", "sha256sum"]
 # command a fake package provides, per package name (tools/bootstrap's tables)
 PROVIDES = {"git": "git", "prometheus": "promtool", "prometheus-alertmanager": "amtool", "crystal": "crystal",
             "openssl": "openssl", "openssh-server": "sshd", "nodejs": "node", "npm": "npm", "debootstrap": "debootstrap",
-            "unzip": "unzip",
+            "unzip": "unzip", "rsync": "rsync",
             "docker.io": "dockerd"}
 
 FAKE_SUDO = """#!/bin/sh
@@ -91,12 +92,13 @@ def sandbox():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def bootstrap(sandbox, command, sudo="works", mode=None):
+def bootstrap(sandbox, command, sudo="works", mode=None, **extra):
     """Run the copied script as a non-root user; return (result, recorded calls)."""
     env = {"PATH": str(sandbox / "bin"), "HOME": str(sandbox / "home"), "LHD_FAKE_LOG": str(sandbox / "log"),
            "LHD_FAKE_SUDO": sudo, "LHD_FAKE_BIN": str(sandbox / "bin"), "LHD_FAKE_PROVIDES": str(sandbox / "provides")}
     if mode:
         env["LHD_IMAGE_MODE"] = mode
+    env.update(extra)
     argv = [shutil.which("bash"), str(sandbox / "repo/tools/bootstrap"), command]
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
@@ -163,3 +165,82 @@ def test_upstream_mode_without_a_registry_fails_fast_in_one_line(monkeypatch):
     assert time.monotonic() - start < 5
     assert "\n" not in message and "upstream" in message and "LHD_IMAGE_MODE=local" in message, message
     assert all(host in message for host in kit.REGISTRY_HOSTS), message
+
+
+# gitlab-ci-local's install, for `bootstrap pipeline`: node answers what the script asks it, npm ci "installs" the
+# pinned version (or fails, with LHD_FAKE_NPM=fails).
+FAKE_NODE = """#!/bin/sh
+case "$1" in
+  --version) echo v20.19.2 ;;
+  -p) [ -f "$3" ] && sed -n 's/.*"version": *"\\(.*\\)".*/\\1/p' "$3" ;;
+esac
+"""
+FAKE_NPM = """#!/bin/sh
+echo "npm $*" >> "$LHD_FAKE_LOG"
+[ "$LHD_FAKE_NPM" = fails ] && exit 1
+while [ "$1" != --prefix ]; do shift; done
+want=$(sed -n 's/.*"gitlab-ci-local": "\\(.*\\)".*/\\1/p' "$2/package.json")
+mkdir -p "$2/node_modules/gitlab-ci-local" "$2/node_modules/.bin"
+printf '{"version": "%s"}\\n' "$want" > "$2/node_modules/gitlab-ci-local/package.json"
+printf '#!/bin/sh\\nexit 0\\n' > "$2/node_modules/.bin/gitlab-ci-local"
+chmod +x "$2/node_modules/.bin/gitlab-ci-local"
+"""
+
+
+@pytest.fixture
+def pipeline_sandbox(sandbox):
+    """The sandbox with fake node and npm, and the real requirements/pipeline lock files."""
+    write(sandbox / "bin/node", FAKE_NODE)
+    write(sandbox / "bin/npm", FAKE_NPM)
+    node = sandbox / "repo/requirements/pipeline"
+    node.mkdir()
+    node.chmod(0o777)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(ROOT / "requirements/pipeline" / name, node / name)
+        (node / name).chmod(0o666)
+    return sandbox
+
+
+def npm_calls(calls):
+    return [c for c in calls if c.startswith("npm ")]
+
+
+def fresh_clone(sandbox):
+    """What a new clone of the repository has: no installed node_modules."""
+    shutil.rmtree(sandbox / "repo/requirements/pipeline/node_modules")
+
+
+def test_a_fresh_clone_copies_the_gitlab_ci_local_this_machine_installed(pipeline_sandbox):
+    """npm ci compiles re2 from C++ (about 100 CPU-seconds here): the first install is kept in the user's cache, and
+    the next clone's `bootstrap pipeline` copies it instead of running npm again."""
+    first, calls = bootstrap(pipeline_sandbox, "pipeline")
+    assert first.returncode == 0, f"{first.stdout}\n{first.stderr}\n{calls}"
+    assert len(npm_calls(calls)) == 1, calls
+    fresh_clone(pipeline_sandbox)
+    second, calls = bootstrap(pipeline_sandbox, "pipeline")
+    assert second.returncode == 0, f"{second.stdout}\n{second.stderr}\n{calls}"
+    assert len(npm_calls(calls)) == 1, calls  # still the first run's only
+    assert "gitlab-ci-local copied from " in second.stdout, second.stdout
+    assert (pipeline_sandbox / "repo/requirements/pipeline/node_modules/.bin/gitlab-ci-local").exists()
+
+
+def test_a_changed_lock_file_installs_again(pipeline_sandbox):
+    """The cache is keyed by the lock file: a new pin is installed by npm, never taken from an older tree."""
+    bootstrap(pipeline_sandbox, "pipeline")
+    fresh_clone(pipeline_sandbox)
+    lock = pipeline_sandbox / "repo/requirements/pipeline/package-lock.json"
+    lock.write_text(lock.read_text() + "\n")
+    result, calls = bootstrap(pipeline_sandbox, "pipeline")
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{calls}"
+    assert len(npm_calls(calls)) == 2 and "copied from" not in result.stdout, (calls, result.stdout)
+
+
+def test_a_failed_install_stops_in_one_line_and_caches_nothing(pipeline_sandbox):
+    """npm ci failing stops the bootstrap with one line, and leaves no tree in the cache for the next clone."""
+    result, calls = bootstrap(pipeline_sandbox, "pipeline", LHD_FAKE_NPM="fails")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and "npm ci of gitlab-ci-local" in lines[0], result.stderr
+    cache = pipeline_sandbox / "home/.cache/lhd/gitlab-ci-local"
+    assert not cache.exists() or not any(cache.iterdir()), list(cache.iterdir())
+    again, calls = bootstrap(pipeline_sandbox, "pipeline")
+    assert again.returncode == 0 and len(npm_calls(calls)) == 2, (again.stderr, calls)
