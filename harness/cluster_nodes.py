@@ -42,21 +42,12 @@ IMAGE_TARS = "LHD_IMAGE_TARS"
 NODE_IMAGE = "lhd-cluster/node:bookworm"
 REGISTRY_IMAGE = "lhd-cluster/registry:bookworm"
 REGISTRY_HOST = DEFAULT.registry_host
-# The CPU weight of the nodes, and of everything their engines run, against a host container's 1024 (cgroup v1's
-# cpu.shares: it counts only while the two cores are short). The host's single swarm (e2e's swarm modules, then
-# acme) is the lanes' longest (harness/lanes.py), and its stacks, builds and one-off containers are the host's;
-# the nodes' lanes end earlier. Halving the nodes' weight gives the host's work the cores first when both want them.
-NODE_CPU_SHARES = 512
 # What shared/ENVIRONMENT.md measured a Docker-in-Docker node needs, --privileged being refused here.
 NODE_OPTIONS = [
     *[arg for cap in ("SYS_ADMIN", "NET_ADMIN", "SYS_MODULE", "SYS_PTRACE", "MKNOD", "NET_RAW", "SYS_CHROOT",
                       "IPC_LOCK", "SYS_NICE") for arg in ("--cap-add", cap)],
     "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
     "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run",
-    # The node's own processes (its engine, sshd, what `docker exec` starts), and its engine's containers, which
-    # kit/dind/node-entrypoint puts under one cgroup of that weight (on cgroup v1, where they would otherwise sit
-    # beside the host's containers).
-    "--cpu-shares", str(NODE_CPU_SHARES), "-e", f"LHD_INNER_CPU_SHARES={NODE_CPU_SHARES}",
 ]
 
 

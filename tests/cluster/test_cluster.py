@@ -8,8 +8,6 @@ import json
 from datetime import UTC, datetime
 
 from harness.cluster import PROJECT_DIR, REGISTRY_HOST
-from harness.cluster_nodes import NODE_CPU_SHARES
-from harness.docker import docker
 from harness.names import DEFAULT as NAMES
 from harness.report import add_to_report
 from harness.wait import until
@@ -73,23 +71,6 @@ def test_replicas_spread_over_every_node_from_the_registry(spread):
         project = [line for line in pulled.splitlines() if line.startswith(REGISTRY_HOST)]
         assert project and all(":<none>@sha256:" in line for line in project), pulled
     assert {f"{NAMES.registry_path}/lucky", f"{NAMES.registry_path}/hasura"} <= set(d.cluster.catalog())
-
-
-def test_the_nodes_and_what_they_run_yield_the_cpu_to_the_host(spread):
-    """Every node runs with NODE_CPU_SHARES, and its engine's containers (here lucky's task on a worker) sit in the
-    one cgroup of that weight kit/dind/node-entrypoint makes, not beside the host's containers with a host
-    container's weight (cgroup v1 here: the host's hierarchy is the node's)."""
-    d = spread
-    worker = d.cluster.workers[0]
-    for node in d.cluster.nodes:
-        assert docker("inspect", "--format", "{{.HostConfig.CpuShares}}", node).stdout.strip() == str(NODE_CPU_SHARES)
-    task = d.cluster.docker_on(worker, "ps", "-q", "--filter", f"name={NAMES.service('lucky')}").stdout.split()[0]
-    pid = d.cluster.docker_on(worker, "inspect", "--format", "{{.State.Pid}}", task).stdout.strip()
-    cgroups = dict(line.split(":", 2)[1:] for line in d.cluster.on(worker, "cat", f"/proc/{pid}/cgroup").stdout.split("\n")
-                   if line.count(":") >= 2)
-    cpu = next(path for controllers, path in cgroups.items() if "cpu" in controllers.split(","))
-    assert cpu.startswith("/lhd-nodes/"), cgroups
-    assert d.cluster.on(worker, "cat", "/sys/fs/cgroup/cpu/lhd-nodes/cpu.shares").stdout.strip() == str(NODE_CPU_SHARES)
 
 
 def test_traefik_on_the_manager_routes_to_tasks_on_every_node(spread):
