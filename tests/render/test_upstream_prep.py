@@ -244,3 +244,35 @@ def test_a_failed_install_stops_in_one_line_and_caches_nothing(pipeline_sandbox)
     assert not cache.exists() or not any(cache.iterdir()), list(cache.iterdir())
     again, calls = bootstrap(pipeline_sandbox, "pipeline")
     assert again.returncode == 0 and len(npm_calls(calls)) == 2, (again.stderr, calls)
+
+
+def test_an_interrupted_copy_from_the_cache_leaves_no_half_installed_tree(pipeline_sandbox):
+    """A copy out of the cache that stops half-way (here a file it cannot read) fails the bootstrap and leaves the
+    clone without node_modules, which a later run would otherwise take as installed (it reads the version only)."""
+    bootstrap(pipeline_sandbox, "pipeline")
+    fresh_clone(pipeline_sandbox)
+    package = next((pipeline_sandbox / "home/.cache/lhd/gitlab-ci-local").rglob("gitlab-ci-local/package.json"))
+    unreadable = package.parent / "zz-unreadable"
+    unreadable.write_text("")
+    unreadable.chmod(0)
+    result, calls = bootstrap(pipeline_sandbox, "pipeline")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1 and lines[0].startswith("bootstrap: could not copy"), lines
+    node = pipeline_sandbox / "repo/requirements/pipeline"
+    assert sorted(p.name for p in node.iterdir()) == ["package-lock.json", "package.json"]
+    unreadable.unlink()
+    again, calls = bootstrap(pipeline_sandbox, "pipeline")
+    assert again.returncode == 0 and "copied from" in again.stdout, (again.stdout, again.stderr)
+    assert (node / "node_modules/.bin/gitlab-ci-local").exists()
+
+
+def test_a_cache_that_cannot_be_written_still_installs(pipeline_sandbox):
+    """Keeping the tree is a saving, not a precondition: with no cache directory to write, npm's install stands and
+    the bootstrap says in one line that the next clone installs again."""
+    write(pipeline_sandbox / "home/.cache", "", 0o444)  # a file where the cache directory would go
+    result, calls = bootstrap(pipeline_sandbox, "pipeline")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "could not keep gitlab-ci-local in " in result.stdout and len(npm_calls(calls)) == 1, (result.stdout, calls)
+    node = pipeline_sandbox / "repo/requirements/pipeline"
+    assert (node / "node_modules/.bin/gitlab-ci-local").exists()
+    assert sorted(p.name for p in node.iterdir()) == ["node_modules", "package-lock.json", "package.json"]
