@@ -138,24 +138,17 @@ def all_tiers(session):
     if session.run("python", "-c", "", silent=True) is None:
         return
     quiet = without_docker(session)
-    # The `docker save` files of images loaded into Docker-in-Docker nodes, shared by every step's clusters
-    # (harness/cluster_nodes.py saved_images): each image set is saved once per run, not once per server.
-    tars = Path(session.create_tmp()) / "image-tars"
-    shutil.rmtree(tars, ignore_errors=True)
 
     def command(step):
         tier, folders = lanes.step_tier(step)
         argv = [Path(session.bin) / "python", "-m", "pytest", *folders, "-q", "-p", "no:cacheprovider",
                 *TIER_ARGS.get(tier, [])]
         path = quiet if tier == "render" else {"PATH": os.pathsep.join([session.bin, os.environ.get("PATH", "")])}
-        return argv, {**os.environ, **DOCKER_ENV, **path, "LHD_IMAGE_TARS": str(tars)}
+        return argv, {**os.environ, **DOCKER_ENV, **path}
 
     start = time.monotonic()
-    try:
-        done = lanes.run_lanes(lanes.LANES, command, Path(session.create_tmp()) / "lanes",
-                               echo=lambda text: print(text, flush=True), gate=lanes.GATE)
-    finally:
-        shutil.rmtree(tars, ignore_errors=True)
+    done = lanes.run_lanes(lanes.LANES, command, Path(session.create_tmp()) / "lanes",
+                           echo=lambda text: print(text, flush=True), gate=lanes.GATE)
     for line in lanes.report(done, time.monotonic() - start):
         print(line, flush=True)
     no_leftovers(session, pipeline=True)

@@ -36,9 +36,13 @@ from harness.wait import until
 from kit import kit
 
 PREFIX = "lhd-cluster"
-# A directory every step of a run shares for the `docker save` files of images loaded into nodes (noxfile.py
-# all_tiers sets it, and removes it when the lanes end); without it, each cluster keeps its own in its workdir.
+# The `docker save` files of images loaded into nodes are the machine's (`image_tars`), kept across runs:
+# a warm run saves none (run 27: 3.7 GB, about 19 CPU-seconds of the host's dockerd, in its first two minutes).
+# LHD_IMAGE_TARS names another directory for them.
 IMAGE_TARS = "LHD_IMAGE_TARS"
+# A set no run has asked for in this long is removed by the next save (each template change makes new release
+# images, so new sets).
+TARS_KEPT_FOR = 2 * 24 * 3600
 NODE_IMAGE = "lhd-cluster/node:bookworm"
 REGISTRY_IMAGE = "lhd-cluster/registry:bookworm"
 REGISTRY_HOST = DEFAULT.registry_host
@@ -94,21 +98,54 @@ def remove_cluster(name):
         docker("network", "rm", *found["networks"], check=False)
 
 
+def image_tars():
+    """The directory of the `docker save` files nodes load: LHD_IMAGE_TARS, else the machine's
+    ${XDG_CACHE_HOME:-~/.cache}/lhd/image-tars."""
+    if os.environ.get(IMAGE_TARS):
+        return Path(os.environ[IMAGE_TARS])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lhd" / "image-tars"
+
+
 def saved_images(images, directory):
     """A `docker save` file of images in directory, named by the images' names and ids: written once (under a lock,
-    then renamed into place) and read by every cluster of any process asking for the same images while it is
-    there. The three third-party images a server runs make 1.2 GB, and a run loads them into eight servers."""
+    then renamed into place, so a save cut short leaves no file of that name) and read by every cluster of any
+    process asking for the same images while it is there, in this run or a later one. The three third-party images
+    a server runs make 1.2 GB, and a run loads them into eight servers. Asking marks the file used; a new save
+    removes the sets unused for TARS_KEPT_FOR (`prune_tars`)."""
     directory.mkdir(parents=True, exist_ok=True)
     ids = docker("image", "inspect", "--format", "{{.Id}}", *images).stdout.split()
     key = hashlib.sha256("\n".join(f"{name}={id_}" for name, id_ in zip(images, ids, strict=True)).encode())
     tar = directory / f"images-{key.hexdigest()[:16]}.tar"
     with open(tar.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not tar.exists():
+        if tar.exists():
+            os.utime(tar)
+        else:
             part = tar.with_suffix(".part")
             docker("save", "-o", part, *images, timeout=900)
             part.rename(tar)
+            prune_tars(directory, keep=tar)
     return tar
+
+
+def prune_tars(directory, keep, now=None):
+    """Remove the saved sets in directory (and saves cut short) unused for TARS_KEPT_FOR, each under its own lock
+    taken without waiting: a set someone is saving or marking used stays. Lock files stay (an asker may be
+    waiting on one)."""
+    now = time.time() if now is None else now
+    for old in [*directory.glob("images-*.tar"), *directory.glob("images-*.part")]:
+        if old == keep:
+            continue
+        with open(old.with_suffix(".lock"), "w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            try:
+                if now - old.stat().st_mtime > TARS_KEPT_FOR:
+                    old.unlink()
+            except FileNotFoundError:
+                pass
 
 
 class Cluster:
@@ -194,11 +231,9 @@ class Cluster:
 
     def close(self):
         """Stop the nodes (their engines stop the containers they run), then remove every container,
-        volume and network of this cluster. Idempotent. The `docker save` files it kept in its workdir (gigabytes)
-        go too."""
+        volume and network of this cluster. Idempotent. The `docker save` files it loaded stay the machine's
+        (`image_tars`)."""
         remove_cluster(self.name)
-        for leftover in self.workdir.glob("images-*"):
-            leftover.unlink(missing_ok=True)
 
     def leftovers(self):
         """kind -> names of this cluster's containers, volumes and networks still on the host."""
@@ -245,7 +280,7 @@ class Cluster:
     def load(self, images, nodes):
         """Copy local images of the host engine into nodes: one `docker save` (saved_images), then `docker load` in
         each (in parallel)."""
-        tar = saved_images(images, Path(os.environ.get(IMAGE_TARS) or self.workdir))
+        tar = saved_images(images, image_tars())
 
         def load_into(node):
             with open(tar, "rb") as handle:

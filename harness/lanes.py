@@ -22,7 +22,7 @@ What the lanes share is made safe for overlapping runs where it lives: the kit's
 built one at a time (harness/docker.py `turn`), and its images lent their upstream names until the last run on the
 engine holding them ends, whichever checkout it runs from (kit/kit.py `upstream_names`); Lucky release builds on the
 host take turns so the second finds the first's layers (harness/docker.py `release_build`); the `docker save` files
-nodes load images from are written once per run (harness/cluster_nodes.py `saved_images`); and the drill copies the
+nodes load images from are written once per machine (harness/cluster_nodes.py `saved_images`); and the drill copies the
 release a running e2e session built instead of parking it.
 
 Only the standard library here: noxfile.py imports this module into nox's own interpreter.
