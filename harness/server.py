@@ -53,6 +53,15 @@ OVERRIDES = "/srv/overrides/app.yml"  # the server's own compose override (LHD_E
 THIRD_PARTY = ("postgres", "traefik", "tecnativa/docker-socket-proxy")
 
 
+def third_party_seed():
+    """The stack's Docker Hub images under their upstream names, for a server's node to start with
+    (harness/cluster_nodes.py `seeded_store`), when the host has them all (local mode: the kit lends the names);
+    else none, and the server gets them as it would without."""
+    images = [upstream_image(name) for name in THIRD_PARTY]
+    found = docker("image", "inspect", "--format", "{{.Id}}", *images, check=False).stdout.split()
+    return images if len(found) == len(images) else []
+
+
 def keypair(directory, name="ci-deploy"):
     """A fresh ed25519 key pair in directory (ssh-keygen); returns (private key text, public key line)."""
     directory = Path(directory)
@@ -87,7 +96,9 @@ class Server(Cluster):
 
     def start(self):
         """The cluster's start (network, registry, node), then the node leaves the swarm Cluster.start made:
-        on a server, the README's `script/bootstrap --swarm` makes it."""
+        on a server, the README's `script/bootstrap --swarm` makes it. The node starts with the stack's third-party
+        images (`third_party_seed`)."""
+        self.seed = tuple(third_party_seed())
         super().start()
         self.docker_on(self.manager, "swarm", "leave", "--force")
         return self
@@ -247,6 +258,7 @@ class SecondServer(Server):
 
     def start(self):
         self.ca, self.registry_ip = self.first.ca, self.first.registry_ip
+        self.seed = tuple(third_party_seed())
         self.start_node(self.manager)
         until(lambda: self.docker_on(self.manager, "info", "--format", "{{.ServerVersion}}").stdout.strip(), 90,
               f"the engine of {self.manager} to answer")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import cluster_nodes, reaper
-from harness.cluster_nodes import saved_images
+from harness.cluster_nodes import NODE_IMAGE, Cluster, build_images, saved_images, seeded_store
 from harness.docker import docker, unique
 
 
@@ -116,3 +116,89 @@ def test_a_new_save_removes_only_the_sets_unused_for_two_days(tmp_path, monkeypa
     assert sorted(p.name for p in tars.glob("images-*.*") if p.suffix != ".lock") == sorted(
         [new.name, asked.name, "images-recent.tar", "images-held.tar"])
     assert (tars / "images-old.lock").exists()
+
+
+def seed_volumes():
+    return set(docker("volume", "ls", "-q", "--filter", f"label={cluster_nodes.SEED_LABEL}").stdout.split())
+
+
+def test_nodes_start_with_a_seed_made_once_and_load_only_what_they_lack(tmp_path, monkeypatch):
+    """Two clusters asking for the same seed at once: one throwaway node makes it, every node of both starts with the
+    image (and local networks of its own); `load` then sends a node only the images it lacks."""
+    build_images()
+    monkeypatch.setenv(cluster_nodes.IMAGE_TARS, str(tmp_path / "tars"))
+    name, other = f"{unique('lhd-seed')}:t", f"{unique('lhd-seed')}:t"
+    ids = [tiny_image(name, "seeded", tmp_path), tiny_image(other, "loaded", tmp_path)]
+    real_docker, real_saved, makers, saved = cluster_nodes.docker, cluster_nodes.saved_images, [], []
+
+    def counting(*args, **kw):
+        if args[0] == "run" and any(str(a).startswith("lhd-seed-maker") for a in args):
+            makers.append(args)
+        return real_docker(*args, **kw)
+    monkeypatch.setattr(cluster_nodes, "docker", counting)
+    before = seed_volumes()
+    clusters = [Cluster(tmp_path / "one", workers=1, seed=[name]), Cluster(tmp_path / "two", workers=0, seed=[name])]
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda c: c.start(), clusters))
+        assert len(makers) == 1, makers
+        nodes = [(c, node) for c in clusters for node in c.nodes]
+        for c, node in nodes:
+            assert c.docker_on(node, "image", "inspect", "--format", "{{.Id}}", name).stdout.strip() == ids[0], node
+        bridges = {c.docker_on(node, "network", "inspect", "--format", "{{.Id}}", "bridge").stdout for c, node in nodes}
+        assert len(bridges) == len(nodes)
+
+        monkeypatch.setattr(cluster_nodes, "saved_images", lambda images, d: saved.append(images) or real_saved(images, d))
+        one = clusters[0]
+        one.load([name, other], one.nodes)
+        assert saved == [[other]]
+        for node in one.nodes:
+            assert one.docker_on(node, "image", "inspect", "--format", "{{.Id}}", other).stdout.strip() == ids[1]
+    finally:
+        for c in clusters:
+            c.close()
+        docker("volume", "rm", "-f", *(seed_volumes() - before), check=False)
+        docker("image", "rm", "--force", *ids, check=False)
+
+
+def test_a_seed_cut_short_leaves_nothing_and_the_next_ask_makes_it_whole(tmp_path, monkeypatch):
+    """The throwaway node's `docker load` dying half-way leaves no seed volume, no mark and no node; the next ask
+    makes a whole seed; unused for two days, it is removed by the next seed made."""
+    build_images()
+    tars = tmp_path / "tars"
+    monkeypatch.setenv(cluster_nodes.IMAGE_TARS, str(tars))
+    name = f"{unique('lhd-seed')}:t"
+    image = tiny_image(name, "cut", tmp_path)
+    real_run = cluster_nodes.run
+
+    def killed(argv, **kw):
+        if argv[-2:] == ["load", "-q"]:
+            raise RuntimeError("docker load: killed")
+        return real_run(argv, **kw)
+    before = seed_volumes()
+    try:
+        monkeypatch.setattr(cluster_nodes, "run", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            seeded_store([name])
+        assert seed_volumes() == before
+        assert list(tars.glob("seed-*.done")) == []
+        assert docker("ps", "-aq", "--filter", "name=lhd-seed-maker", "--filter",
+                      f"label={reaper.RUN}={reaper.RUN_ID}").stdout.split() == []
+
+        monkeypatch.setattr(cluster_nodes, "run", real_run)
+        volume = seeded_store([name])
+        assert seed_volumes() - before == {volume}
+        store = docker("run", "--rm", "--entrypoint", "ls", "-v", f"{volume}:/seed:ro", NODE_IMAGE,
+                       "/seed/image/overlay2/imagedb/content/sha256").stdout.split()
+        assert image.split(":")[1] in store
+        assert not docker("run", "--rm", "--entrypoint", "ls", "-v", f"{volume}:/seed:ro", NODE_IMAGE,
+                          "/seed").stdout.count("network")
+
+        done = next(tars.glob("seed-*.done"))
+        old = time.time() - 3 * 24 * 3600  # beyond the two days
+        os.utime(done, (old, old))
+        cluster_nodes.prune_seeds(tars, keep="another")
+        assert seed_volumes() == before and not done.exists()
+    finally:
+        docker("volume", "rm", "-f", *(seed_volumes() - before), check=False)
+        docker("image", "rm", "--force", image, check=False)
