@@ -197,6 +197,18 @@ def seeded_store(images):
     return volume
 
 
+def seedable(images):
+    """images, when the host has every one of them (a seed is made from the host's images); else []."""
+    found = docker("image", "inspect", "--format", "{{.Id}}", *images, check=False).stdout.split()
+    return list(images) if len(found) == len(images) else []
+
+
+def copy_seed(images, volume, labels):
+    """Fill the (new, empty) volume, a node's /var/lib/docker, from the seeded store of images."""
+    docker("run", "--rm", *labels, "--entrypoint", "cp", "-v", f"{seeded_store(images)}:/seed:ro",
+           "-v", f"{volume}:/store", NODE_IMAGE, "-a", "/seed/.", "/store/", timeout=600)
+
+
 def prune_seeds(directory, keep, now=None):
     """Remove the seeded stores (volume and mark) unused for TARS_KEPT_FOR, each under its own lock taken without
     waiting."""
@@ -292,8 +304,7 @@ class Cluster:
         docker("volume", "create", *self.labels, f"{node}-docker")
         if self.seed:
             started = time.perf_counter()
-            docker("run", "--rm", *self.labels, "--entrypoint", "cp", "-v", f"{seeded_store(self.seed)}:/seed:ro",
-                   "-v", f"{node}-docker:/store", NODE_IMAGE, "-a", "/seed/.", "/store/", timeout=600)
+            copy_seed(self.seed, f"{node}-docker", self.labels)
             self.timings.setdefault("seed", []).append(round(time.perf_counter() - started, 1))
         docker("run", "-d", "--name", node, "--hostname", node, "--network", self.network,
                *self.labels, *NODE_OPTIONS, *publish, *self.node_options(node),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.bake import bake, copy_template
-from harness.cluster_nodes import NODE_OPTIONS, REGISTRY_HOST
+from harness.cluster_nodes import NODE_IMAGE, NODE_OPTIONS, REGISTRY_HOST, copy_seed
 from harness.combinations import ROOT
 from harness.docker import docker, network_hosts, release_build
 from harness.proc import run
@@ -194,10 +194,14 @@ class Runner:
         self.name = f"{cluster.name}-runner"
         self.socket_dir = cluster.workdir / "runner-engine"
 
-    def start(self):
+    def start(self, seed=()):
+        """seed: images of the host the engine starts with (harness/cluster_nodes.py `seeded_store`; only when
+        this is a node image), in place of a `docker load`."""
         c = self.cluster
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         docker("volume", "create", *c.labels, f"{self.name}-docker")
+        if seed and self.image == NODE_IMAGE:
+            copy_seed(seed, f"{self.name}-docker", c.labels)
         docker("run", "-d", "--name", self.name, "--hostname", self.name, "--network", c.network, *c.labels,
                *NODE_OPTIONS, "-v", f"{self.name}-docker:/var/lib/docker", *c.registry_host_args(),
                "-v", f"{self.socket_dir}:{ENGINE_DIR}", self.image, "--host", f"unix://{ENGINE_DIR}/docker.sock",
@@ -209,9 +213,14 @@ class Runner:
     def docker(self, *args, **kw):
         return self.cluster.docker_on(self.name, *args, **kw)
 
+    @staticmethod
+    def build_bases():
+        """The images the project's Dockerfiles build FROM (the kit's, under their upstream names in local mode)."""
+        return [image.upstream for image in kit.images() if image.context in ("crystal", "alpine", "hasura")]
+
     def load_build_bases(self):
         """The images the project's Dockerfiles build FROM (the kit's, under their upstream names in local mode)."""
-        names = [image.upstream for image in kit.images() if image.context in ("crystal", "alpine", "hasura")]
+        names = self.build_bases()
         missing = [n for n in names if self.docker("image", "inspect", n, check=False).returncode != 0]
         if missing:
             self.cluster.load(missing, [self.name])

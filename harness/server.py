@@ -22,12 +22,13 @@ import subprocess
 from pathlib import Path
 
 from harness.certs import make_ca
-from harness.cluster_nodes import (  # noqa: F401 - build_images: the pipeline tier imports it from here
+from harness.cluster_nodes import (  # noqa: F401 - build_images, seedable: the pipeline tier imports them from here
     NODE_IMAGE,
     REGISTRY_HOST,
     REGISTRY_IMAGE,
     Cluster,
     build_images,
+    seedable,
     upstream_image,
 )
 from harness.docker import docker
@@ -57,9 +58,7 @@ def third_party_seed():
     """The stack's Docker Hub images under their upstream names, for a server's node to start with
     (harness/cluster_nodes.py `seeded_store`), when the host has them all (local mode: the kit lends the names);
     else none, and the server gets them as it would without."""
-    images = [upstream_image(name) for name in THIRD_PARTY]
-    found = docker("image", "inspect", "--format", "{{.Id}}", *images, check=False).stdout.split()
-    return images if len(found) == len(images) else []
+    return seedable([upstream_image(name) for name in THIRD_PARTY])
 
 
 def keypair(directory, name="ci-deploy"):

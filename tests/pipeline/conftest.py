@@ -16,6 +16,7 @@ from harness.server import (
     ServerStack,
     build_images,
     keypair,
+    seedable,
     upstream_image,
 )
 from harness.stack import STAGING_DOMAIN
@@ -71,8 +72,10 @@ def repository(server, template, tmp_path_factory):
 @pytest.fixture(scope="session")
 def runner(server, image_mode):
     """The jobs' engine, with the images the project's Dockerfiles build from and (local mode) the dev stack's
-    PostgreSQL, which the test job's script/test starts."""
-    r = Runner(server, SERVER_IMAGE).start()
+    PostgreSQL, which the test job's script/test starts: copied from a seeded store (harness/cluster_nodes.py
+    `seeded_store`) when the host has them all, else loaded."""
+    images = Runner.build_bases() + ([upstream_image("postgres")] if image_mode == "local" else [])
+    r = Runner(server, SERVER_IMAGE).start(seed=seedable(images))
     r.load_build_bases()
     if image_mode == "local":
         r.load_images([upstream_image("postgres")])
