@@ -37,11 +37,16 @@ def service_log(live, service, since="5m"):
 HUNG = "had not returned after"
 
 
+# LOGS_TIMEOUT for these runs (60 s in the script): a hung stream is given up, and the run tried again, after 15 s
+# (run 27, 2026-12-05: one hang cost the module 60 s). A stream that is not hung ends within a second or two here.
+LOGS_TIMEOUT = "15"
+
+
 def production_logs(live, *args, attempts=3):
     """script/logs --production ARGS, run again (at most `attempts` times) while it says Docker's log stream hung:
     what it printed then is what Docker gave, not what the script chose. Returns the last run's stdout."""
     for _ in range(attempts):
-        result = live.script("logs", "--production", *args)
+        result = live.script("logs", "--production", *args, env={"LOGS_TIMEOUT": LOGS_TIMEOUT})
         if HUNG not in result.stderr:
             return result.stdout
     pytest.fail(f"docker service logs hung in each of {attempts} runs of script/logs: {result.stderr[-500:]}")
