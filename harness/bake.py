@@ -1,8 +1,10 @@
 """Render the template (cookiecutter, no prompts) for the tiers and the benchmarks."""
 
 import shutil
+import tempfile
 from pathlib import Path
 
+from cookiecutter import hooks
 from cookiecutter.main import cookiecutter
 
 from harness.combinations import ROOT, combo_id
@@ -10,6 +12,25 @@ from harness.combinations import ROOT, combo_id
 BINARY_SUFFIXES = {".png", ".jpg", ".ico", ".gz", ".zip"}
 # What makes the template: a copy of these is a template cookiecutter and cruft can render.
 TEMPLATE_PARTS = ["cookiecutter.json", "hooks", "{{cookiecutter.project_name}}"]
+
+
+_run_script = hooks.run_script
+
+
+def run_script_then_remove_its_copy(script_path, cwd="."):
+    """cookiecutter's hooks.run_script, then the script removed when it is the rendered copy of a hook in the temp
+    dir: cookiecutter 2.7.1 renders each hook into NamedTemporaryFile(delete=False) and never removes it
+    (cookiecutter/hooks.py, run_script_with_context), which left some 900 files in /tmp per run of this suite.
+    The template's own hooks are never in the temp dir."""
+    try:
+        _run_script(script_path, cwd)
+    finally:
+        path = Path(script_path)
+        if path.parent == Path(tempfile.gettempdir()) and path.name.startswith("tmp"):
+            path.unlink(missing_ok=True)
+
+
+hooks.run_script = run_script_then_remove_its_copy
 
 
 def bake(output_dir, template=ROOT, **answers):
