@@ -106,6 +106,13 @@ def image_tars():
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lhd" / "image-tars"
 
 
+def images_key(images):
+    """16 hex of a hash of the host's images by name and id: the same names on the same images, the same key."""
+    ids = docker("image", "inspect", "--format", "{{.Id}}", *images).stdout.split()
+    return hashlib.sha256("\n".join(f"{name}={id_}" for name, id_ in zip(images, ids, strict=True)).encode()
+                          ).hexdigest()[:16]
+
+
 def saved_images(images, directory):
     """A `docker save` file of images in directory, named by the images' names and ids: written once (under a lock,
     then renamed into place, so a save cut short leaves no file of that name) and read by every cluster of any
@@ -113,9 +120,7 @@ def saved_images(images, directory):
     a server runs make 1.2 GB, and a run loads them into eight servers. Asking marks the file used; a new save
     removes the sets unused for TARS_KEPT_FOR (`prune_tars`)."""
     directory.mkdir(parents=True, exist_ok=True)
-    ids = docker("image", "inspect", "--format", "{{.Id}}", *images).stdout.split()
-    key = hashlib.sha256("\n".join(f"{name}={id_}" for name, id_ in zip(images, ids, strict=True)).encode())
-    tar = directory / f"images-{key.hexdigest()[:16]}.tar"
+    tar = directory / f"images-{images_key(images)}.tar"
     with open(tar.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if tar.exists():
@@ -129,23 +134,27 @@ def saved_images(images, directory):
 
 
 def prune_tars(directory, keep, now=None):
-    """Remove the saved sets in directory (and saves cut short) unused for TARS_KEPT_FOR, each under its own lock
-    taken without waiting: a set someone is saving or marking used stays. Lock files stay (an asker may be
-    waiting on one)."""
-    now = time.time() if now is None else now
+    """Remove the saved sets in directory (and saves cut short) unused for TARS_KEPT_FOR (`remove_unused`)."""
     for old in [*directory.glob("images-*.tar"), *directory.glob("images-*.part")]:
-        if old == keep:
-            continue
-        with open(old.with_suffix(".lock"), "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            try:
-                if now - old.stat().st_mtime > TARS_KEPT_FOR:
-                    old.unlink()
-            except FileNotFoundError:
-                pass
+        if old != keep:
+            remove_unused(old, old.with_suffix(".lock"), old.unlink, now)
+
+
+def remove_unused(mark, lock_path, remove, now=None):
+    """remove() when mark (a file whose mtime says when it was last used) is older than TARS_KEPT_FOR, under the
+    lock at lock_path taken without waiting: what someone is making or marking used stays. The lock file stays (an
+    asker may be waiting on it)."""
+    now = time.time() if now is None else now
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        try:
+            if now - mark.stat().st_mtime > TARS_KEPT_FOR:
+                remove()
+        except FileNotFoundError:
+            pass
 
 
 SEED_LABEL = "org.lhd.seed"  # a seeded store's key; no run label, so no reaper removes it
@@ -159,9 +168,7 @@ def seeded_store(images):
     stops; `seed-<key>.done` beside the image tars says it is whole (a volume without it is made again). Its local
     network state is dropped, so every node copied from it makes its own. Asking marks it used; making one removes
     the seeds unused for TARS_KEPT_FOR. Returns the volume's name."""
-    ids = docker("image", "inspect", "--format", "{{.Id}}", *images, NODE_IMAGE).stdout.split()
-    key = hashlib.sha256("\n".join(f"{name}={id_}" for name, id_ in zip([*images, NODE_IMAGE], ids, strict=True))
-                         .encode()).hexdigest()[:16]
+    key = images_key([*images, NODE_IMAGE])
     volume, directory = f"lhd-seed-{key}", image_tars()
     directory.mkdir(parents=True, exist_ok=True)
     done = directory / f"seed-{key}.done"
@@ -210,24 +217,16 @@ def copy_seed(images, volume, labels):
 
 
 def prune_seeds(directory, keep, now=None):
-    """Remove the seeded stores (volume and mark) unused for TARS_KEPT_FOR, each under its own lock taken without
-    waiting."""
-    now = time.time() if now is None else now
+    """Remove the seeded stores (volume and mark) unused for TARS_KEPT_FOR (`remove_unused`)."""
+    def remover(done, key):
+        def remove():
+            done.unlink()
+            docker("volume", "rm", "-f", f"lhd-seed-{key}", check=False)
+        return remove
     for done in directory.glob("seed-*.done"):
         key = done.name[len("seed-"):-len(".done")]
-        if key == keep:
-            continue
-        with open(directory / f"seed-{key}.lock", "w") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
-            try:
-                if now - done.stat().st_mtime > TARS_KEPT_FOR:
-                    done.unlink()
-                    docker("volume", "rm", "-f", f"lhd-seed-{key}", check=False)
-            except FileNotFoundError:
-                pass
+        if key != keep:
+            remove_unused(done, directory / f"seed-{key}.lock", remover(done, key), now)
 
 
 class Cluster:

@@ -86,8 +86,10 @@ class Server(Cluster):
 
     def __init__(self, workdir, remote, registry_hosts=(REGISTRY_HOST,)):
         """remote: a host directory holding bare repositories, mounted read-only at /srv/remote; registry_hosts:
-        the names the registry answers as (Cluster)."""
-        super().__init__(workdir, workers=0, publish=(80, 443, 22), registry_hosts=registry_hosts)
+        the names the registry answers as (Cluster). The node starts with the stack's third-party images
+        (`third_party_seed`)."""
+        super().__init__(workdir, workers=0, publish=(80, 443, 22), registry_hosts=registry_hosts,
+                         seed=third_party_seed())
         self.remote = Path(remote)
         self.remote.chmod(0o755)  # the mount point: the deploy user must reach the repositories in it
         self.project = PROJECT_DIR
@@ -95,9 +97,7 @@ class Server(Cluster):
 
     def start(self):
         """The cluster's start (network, registry, node), then the node leaves the swarm Cluster.start made:
-        on a server, the README's `script/bootstrap --swarm` makes it. The node starts with the stack's third-party
-        images (`third_party_seed`)."""
-        self.seed = tuple(third_party_seed())
+        on a server, the README's `script/bootstrap --swarm` makes it."""
         super().start()
         self.docker_on(self.manager, "swarm", "leave", "--force")
         return self
@@ -257,7 +257,6 @@ class SecondServer(Server):
 
     def start(self):
         self.ca, self.registry_ip = self.first.ca, self.first.registry_ip
-        self.seed = tuple(third_party_seed())
         self.start_node(self.manager)
         until(lambda: self.docker_on(self.manager, "info", "--format", "{{.ServerVersion}}").stdout.strip(), 90,
               f"the engine of {self.manager} to answer")
