@@ -29,7 +29,7 @@ from pathlib import Path
 
 from harness import reaper
 from harness.certs import make_ca
-from harness.docker import docker, free_port, unique
+from harness.docker import docker, loopback_publish, published_port, unique
 from harness.names import DEFAULT
 from harness.proc import run
 from harness.wait import until
@@ -294,12 +294,12 @@ class Cluster:
         """What a subclass adds to a node's `docker run` (environment, mounts); the cluster adds nothing."""
         return []
 
+    def node_command(self, node):
+        """Arguments a subclass adds to the node's dockerd (kit/dind/node-entrypoint); the cluster adds none."""
+        return []
+
     def start_node(self, node):
-        publish = []
-        if node == self.manager:
-            for port in self.publish:
-                self.ports[port] = free_port()
-                publish += ["-p", f"127.0.0.1:{self.ports[port]}:{port}"]
+        publish = loopback_publish(self.publish) if node == self.manager else []
         docker("volume", "create", *self.labels, f"{node}-docker")
         if self.seed:
             started = time.perf_counter()
@@ -308,7 +308,9 @@ class Cluster:
         docker("run", "-d", "--name", node, "--hostname", node, "--network", self.network,
                *self.labels, *NODE_OPTIONS, *publish, *self.node_options(node),
                "-v", f"{node}-docker:/var/lib/docker", *self.registry_host_args(),
-               NODE_IMAGE)
+               NODE_IMAGE, *self.node_command(node))
+        if node == self.manager:
+            self.ports.update({port: published_port(node, port) for port in self.publish})
 
     def registry_host_args(self):
         """`docker run` arguments that make a node resolve and trust the registry under each of its names."""

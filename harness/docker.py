@@ -50,10 +50,25 @@ def release_build():
 
 
 def free_port():
-    """A TCP port free on 127.0.0.1 now."""
+    """A TCP port free on 127.0.0.1 now, for a process the harness starts itself. Not for `docker run -p`: another
+    lane's engine may take it before the container binds it ("port is already allocated"); use `loopback_publish`
+    and `published_port` there."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def loopback_publish(ports):
+    """`docker run` arguments publishing each container port on 127.0.0.1 at a host port the engine picks: the
+    engine's own allocator, not a port chosen here and bound later, so two lanes starting containers at once
+    never ask for the same one."""
+    return [arg for port in ports for arg in ("-p", f"127.0.0.1::{port}")]
+
+
+def published_port(container, port):
+    """The host port on 127.0.0.1 where container's TCP port is published."""
+    lines = docker("port", container, f"{port}/tcp").stdout.split()
+    return int(lines[0].rsplit(":", 1)[1])
 
 
 # The first lines of a fake `docker` script that answer `version` and `info` as a healthy one-node swarm

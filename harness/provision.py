@@ -35,7 +35,7 @@ from pathlib import Path
 from harness import reaper
 from harness.certs import make_ca
 from harness.cluster_nodes import NODE_OPTIONS, REGISTRY_HOST
-from harness.docker import docker, free_port, unique
+from harness.docker import docker, loopback_publish, published_port, unique
 from harness.proc import run
 from harness.server import DEPLOY_USER, OVERRIDES, PROJECT_DIR, THIRD_PARTY, keypair, upstream_image
 from harness.stack import DOMAIN, STAGING_DOMAIN, harness_overrides, write_override
@@ -86,18 +86,17 @@ class FreshServers:
         """Start server `<name>-<short>` (publish: more of its ports on 127.0.0.1, see `ports`); return its
         container name once sshd answers over SSH."""
         container = f"{self.name}-{short}"
-        self.ports[container] = {target: free_port() for target in (22, *publish)}
         mounts = ["-v", f"{self.remote}:{REMOTE_DIR}:ro"] if self.remote else []
         if self.registry:
             address, ca = self.registry
             mounts += ["--add-host", f"{REGISTRY_HOST}:{address}", "-v", f"{ca}:/etc/docker/certs.d/{REGISTRY_HOST}/ca.crt:ro"]
         mounts += [arg for name, address in self.hosts.items() for arg in ("--add-host", f"{name}:{address}")]
-        published = [arg for target, port in self.ports[container].items() for arg in ("-p", f"127.0.0.1:{port}:{target}")]
         docker("volume", "create", *self.labels, f"{container}-docker")
         docker("run", "-d", "--name", container, "--hostname", short, "--network", self.network,
                "--network-alias", short, *self.labels,
-               *NODE_OPTIONS, *published, "-e", f"ROOT_KEY={self.public_key}",
+               *NODE_OPTIONS, *loopback_publish((22, *publish)), "-e", f"ROOT_KEY={self.public_key}",
                "-v", f"{container}-docker:/var/lib/docker", *mounts, IMAGE)
+        self.ports[container] = {target: published_port(container, target) for target in (22, *publish)}
         self.servers.append(container)
         port = self.ports[container][22]
         # One Host block per server: script/provision's SSH_USER@HOST names it (root@<short>).
