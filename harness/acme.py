@@ -8,29 +8,39 @@ PEBBLE_WFE_NONCEREJECT=0 its 5 % of refused nonces (which lego retries anyway), 
 Its validation authority resolves names through challtestsrv, whose A records the harness keeps on Traefik's
 task address on that network (`follow_traefik`), and connects to port 443 there (TLS-ALPN-01).
 
-`AcmeDeployment` is harness/swarm.py's Deployment with its own names (stack `lhd_acme` and its own registry path, so
-the swarm tier's stack and images are untouched; the default project_name, so its Lucky build reuses the swarm tier's
-cached layers: shard.yml names the binary after the project) and Traefik attached to Pebble's network by a
-harness-side compose file.
+`AcmeDeployment` is harness/swarm.py's Deployment with its own names (stack `lhd_acme` and its own registry path;
+the default project_name, so its Lucky build reuses the swarm tier's cached layers: shard.yml names the binary after
+the project) and Traefik attached to Pebble's network by a harness-side compose file.
+
+It runs on a swarm of its own, `AcmeNode`: one Docker-in-Docker node (harness/cluster_nodes.py), so that it runs
+beside e2e's swarm modules instead of after them on this host's single swarm (whose Traefik holds ports 80 and 443
+and whose Traefik and Prometheus would see the other project's services). Its release is built on this host's
+engine (cached layers), then loaded into the node; from then on the module's process points DOCKER_HOST at the
+node's engine (`AcmeNode.engine`), so the project's scripts, the harness's `docker` calls and Pebble all act on it,
+as an operator's shell on the server would. Traefik's 80 and 443 are the node's ports published on 127.0.0.1.
 """
 
 import json
+import os
 import shutil
 import socket
 import ssl
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
 
 from harness import reaper
-from harness.docker import docker, unique
+from harness.cluster_nodes import Cluster, seedable, upstream_image
+from harness.docker import docker, published_port, unique
 from harness.names import names
-from harness.stack import DOMAIN
-from harness.swarm import SHORT_ALERTS, Deployment
+from harness.proc import run
+from harness.stack import DOMAIN, host_header_session, park_images, unpark_images
+from harness.swarm import SHA1, SHORT_ALERTS, Deployment
 from harness.wait import until
 from kit.kit import HARNESS_PINS
 
@@ -63,6 +73,12 @@ RENEWAL_DUE = VALIDITY - 20 * 60
 ISSUED = "Issued certificate serial"  # Pebble's log line for each finalized order (wfe.go)
 
 
+# The stacks' Docker Hub images (the kit's under their upstream names in local mode): the node starts with them and
+# Pebble's (harness/cluster_nodes.py `seeded_store`, made once per machine).
+NODE_THIRD_PARTY = ("postgres", "traefik", "tecnativa/docker-socket-proxy", "prom/prometheus", "prom/alertmanager",
+                    "prom/node-exporter")
+
+
 def epoch(stamp):
     """Epoch seconds of an RFC 3339 UTC timestamp with up to nanoseconds, as `docker logs --timestamps` prints it."""
     whole, _, fraction = stamp.rstrip("Z").partition(".")
@@ -70,9 +86,14 @@ def epoch(stamp):
 
 
 class Pebble:
-    """Pebble + challtestsrv on their own attachable overlay network; `close()` removes both and the network."""
+    """Pebble + challtestsrv on their own attachable overlay network of the engine DOCKER_HOST names (the ACME node's,
+    which takes them with it when it goes)."""
 
-    def __init__(self, validity):
+    def __init__(self, validity, address="127.0.0.1"):
+        """address: where the engine running Pebble publishes its management API and challtestsrv's, for this
+        process to reach (the ACME node's address on its cluster network)."""
+        self.address = address
+        self.ports = {}  # container -> its management port's host port on address
         # Not named <swarm_name>_...: reaper.remove_stacks waits for every network named so to go.
         prefix = unique("lhdacme")
         self.validity = validity
@@ -96,11 +117,11 @@ class Pebble:
     def start(self):
         docker("network", "create", "--driver", "overlay", "--attachable", *reaper.label_args(), self.network)
         docker("run", "-d", "--name", self.dns, *reaper.label_args(), "--network", self.network,
-               "--network-alias", "challtestsrv", "-p", "127.0.0.1::8055", CHALLTESTSRV_IMAGE,
+               "--network-alias", "challtestsrv", "-p", f"{self.address}::8055", CHALLTESTSRV_IMAGE,
                "-defaultIPv4", "", "-defaultIPv6", "", "-dnsserver", ":8053", "-management", ":8055",
                "-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "")
         docker("create", "--name", self.pebble, *reaper.label_args(), "--network", self.network,
-               "--network-alias", "pebble", "-p", "127.0.0.1::15000",
+               "--network-alias", "pebble", "-p", f"{self.address}::15000",
                "-e", "PEBBLE_VA_NOSLEEP=1", "-e", "PEBBLE_WFE_NONCEREJECT=0", PEBBLE_IMAGE,
                "-config", "/test/config/lhd-pebble.json", "-dnsserver", "challtestsrv:8053")
         config = self.workdir / "lhd-pebble.json"
@@ -108,11 +129,9 @@ class Pebble:
         docker("cp", config, f"{self.pebble}:/test/config/lhd-pebble.json")
         docker("cp", f"{self.pebble}:/test/certs/pebble.minica.pem", self.listener_root)
         docker("start", self.pebble)
+        self.ports = {self.pebble: published_port(self.pebble, 15000), self.dns: published_port(self.dns, 8055)}
         until(self.fetch_root, 60, "Pebble's management API to hand out its root")
         return self
-
-    def port(self, container, port):
-        return int(docker("port", container, str(port)).stdout.split(":")[-1])
 
     @property
     def directory(self):
@@ -121,8 +140,9 @@ class Pebble:
 
     def fetch_root(self):
         """Pebble's issuing root (management API /roots/0), written to root_file; returns its PEM."""
-        answer = requests.get(f"https://127.0.0.1:{self.port(self.pebble, 15000)}/roots/0",
-                              verify=str(self.listener_root), timeout=5)
+        # As `pebble`, a name of its listener certificate (the address is not).
+        answer = host_header_session().get(f"https://{self.address}:{self.ports[self.pebble]}/roots/0",
+                                           headers={"Host": "pebble"}, verify=str(self.listener_root), timeout=5)
         answer.raise_for_status()
         self.root_file.write_text(answer.text)
         return answer.text
@@ -133,11 +153,11 @@ class Pebble:
         validateTLSALPN01, addrs[0]; pebble v2.10.1), so the old records go first: one left from an earlier
         Traefik task would fail every later challenge ("Failed to connect")."""
         self.clear_a(host)
-        requests.post(f"http://127.0.0.1:{self.port(self.dns, 8055)}/add-a",
+        requests.post(f"http://{self.address}:{self.ports[self.dns]}/add-a",
                       json={"host": host, "addresses": [address]}, timeout=5).raise_for_status()
 
     def clear_a(self, host):
-        requests.post(f"http://127.0.0.1:{self.port(self.dns, 8055)}/clear-a", json={"host": host},
+        requests.post(f"http://{self.address}:{self.ports[self.dns]}/clear-a", json={"host": host},
                       timeout=5).raise_for_status()
 
     def log(self):
@@ -161,12 +181,71 @@ class Pebble:
     def resume(self):
         docker("start", self.pebble, check=False)
 
+
+@contextmanager
+def docker_host(value):
+    """DOCKER_HOST set to value (None: unset) in this process's environment within, as it was afterwards."""
+    before = os.environ.get("DOCKER_HOST")
+    os.environ.pop("DOCKER_HOST", None)
+    if value is not None:
+        os.environ["DOCKER_HOST"] = value
+    try:
+        yield
+    finally:
+        os.environ.pop("DOCKER_HOST", None)
+        if before is not None:
+            os.environ["DOCKER_HOST"] = before
+
+
+class AcmeNode(Cluster):
+    """One Docker-in-Docker node, a single-node swarm of its own, for the ACME module: its engine also answers on a
+    unix socket in a host directory (`engine()`), its ports 80 and 443 are published on 127.0.0.1 (`ports`), and
+    the directory holding the project is at the same path in it."""
+
+    def __init__(self, workdir, shared):
+        """shared: a host directory mounted at the same path in the node, for the project's scripts' bind mounts
+        (their files, e.g. the secrets a one-off container reads, are where the scripts run: on this host)."""
+        self.shared = Path(shared)
+        self.tmp = self.shared / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir, workers=0, publish=(80, 443),
+                         seed=seedable([*(upstream_image(name) for name in NODE_THIRD_PARTY),
+                                        PEBBLE_IMAGE, CHALLTESTSRV_IMAGE]))
+        # Short: a unix socket's path is at most 107 bytes, pytest's tmp paths are long.
+        self.socket_dir = Path(tempfile.mkdtemp(prefix="lhd-acme-"))
+        self.docker_host = f"unix://{self.socket_dir}/docker.sock"
+
+    def node_options(self, node):
+        return ["-v", f"{self.socket_dir}:/lhd-engine", "-v", f"{self.shared}:{self.shared}"]
+
+    def node_command(self, node):
+        return ["--host", "unix:///lhd-engine/docker.sock"]
+
+    def load_release(self, images):
+        """Copy images of the host's engine into the node: one `docker save` piped into its `docker load`."""
+        saved = self.workdir / "release.tar"
+        run(["docker", "save", "-o", saved, *images], timeout=600)
+        try:
+            with open(saved, "rb") as handle:
+                self.docker_on(self.manager, "load", "-q", stdin=handle, timeout=600)
+        finally:
+            saved.unlink(missing_ok=True)
+
+    @contextmanager
+    def engine(self):
+        """Within: this process's `docker` calls and the scripts it starts act on the node's engine (DOCKER_HOST)."""
+        with docker_host(self.docker_host):
+            yield self
+
+    @contextmanager
+    def host(self):
+        """Within `engine()`: back on this host's engine (building, saving, `docker exec` into the node)."""
+        with docker_host(None):
+            yield self
+
     def close(self):
-        docker("rm", "-f", self.pebble, self.dns, check=False)
-        until(lambda: docker("network", "rm", self.network, check=False).returncode == 0
-              or self.network not in docker("network", "ls", "--format", "{{.Name}}").stdout.split(),
-              60, f"network {self.network} to be removable")
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        super().close()
+        shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 class AcmeDeployment(Deployment):
@@ -175,8 +254,9 @@ class AcmeDeployment(Deployment):
     names = names(**ANSWERS)
     short_alerts = {**SHORT_ALERTS, **CERTIFICATE_ALERTS}
 
-    def __init__(self, project, workdir, mode, pebble):
+    def __init__(self, project, workdir, mode, pebble, node):
         self.pebble = pebble
+        self.node = node
         self.acme_override = Path(workdir) / "acme-ca-network.yml"
         self.acme_override.parent.mkdir(parents=True, exist_ok=True)
         self.acme_override.write_text(
@@ -185,8 +265,38 @@ class AcmeDeployment(Deployment):
             f"networks:\n  acme_ca:\n    external: true\n    name: {pebble.network}\n")
         super().__init__(project, workdir, mode)
 
+    def base_url(self, scheme):
+        return f"{scheme}://127.0.0.1:{self.port(scheme)}"
+
+    def run_script(self, name, args, env, check, timeout):
+        """The project's script, on the node's engine: refused elsewhere (on this host's swarm, e2e's), except
+        script/build, which builds on this host's (`move_to_node`)."""
+        if name != "build" and env.get("DOCKER_HOST") != self.node.docker_host:
+            raise RuntimeError(f"script/{name} of the ACME module would act on {env.get('DOCKER_HOST') or 'this host'}"
+                               f"'s engine, not its node's: run it within AcmeNode.engine()")
+        return super().run_script(name, args, env, check, timeout)
+
+    def port(self, scheme="https"):
+        """Where the node's port 443 (https) or 80 (http), Traefik's, is published on 127.0.0.1."""
+        return self.node.ports[443 if scheme == "https" else 80]
+
+    def move_to_node(self):
+        """SHA1's release built on this host's engine (its Lucky layers cached there), then loaded into the node."""
+        with self.node.host():
+            unpark_images({SHA1}, self.registry)
+            self.release(SHA1)
+            self.node.load_release([f"{self.registry}/{image}:{SHA1}" for image in ("lucky", "hasura")])
+
+    def park_images(self):
+        """SHA1's images on this host's engine under their cache names (harness/stack.py `park_images`)."""
+        with self.node.host():
+            return park_images({SHA1}, self.registry)
+
     def script_env(self):
         env = super().script_env()
+        # The scripts' temporary files (run_lucky_task's copies of the secrets, bind-mounted into a one-off
+        # container) in the directory the node shares, as on a server where they are its own /tmp.
+        env["TMPDIR"] = str(self.node.tmp)
         env["LHD_EXTRA_COMPOSE_FILES"] = ":".join(filter(None, [env.get("LHD_EXTRA_COMPOSE_FILES"),
                                                                str(self.acme_override)]))
         return env
@@ -260,7 +370,7 @@ class TraefikFollower:
             self._stop.wait(0.5)
 
 
-def served_certificate(host, cafile, port=443, timeout=5):
+def served_certificate(host, cafile, port, timeout=5):
     """The certificate Traefik serves for host.DOMAIN through 127.0.0.1:port, after a handshake verified (chain and
     name) against cafile with SNI host.DOMAIN: Python ssl's parsed dict (serialNumber, issuer, notAfter...)."""
     context = ssl.create_default_context(cafile=str(cafile))
@@ -269,7 +379,7 @@ def served_certificate(host, cafile, port=443, timeout=5):
             return tls.getpeercert()
 
 
-def unverified_certificate(host, port=443, timeout=5):
+def unverified_certificate(host, port, timeout=5):
     """The DER certificate served for host.DOMAIN (SNI) without verifying it, e.g. Traefik's default one."""
     context = ssl.create_default_context()
     context.check_hostname = False

@@ -5,12 +5,15 @@ a challenge), so two cores hold more than one at a time. A lane runs its steps o
 side by side. The lanes split the tiers by what they hold on this machine:
 
 - `swarm`: this host's single-node swarm. Its Traefik publishes ports 80 and 443 in host mode and its node
-  carries the stateful roles' labels, so one project's stack owns it at a time: e2e's swarm modules, then acme.
-- `host`: the compile tier (the gate, below), then containers on this host's engine, each on free ports of
-  127.0.0.1 and labelled with its run (harness/reaper.py): e2e's image contracts and dev stack, then the cluster
-  and the pipeline tier's third part, the servers set up from nothing (Docker-in-Docker nodes); then render.
+  carries the stateful roles' labels, so one project's stack owns it at a time: e2e's swarm modules.
+- `host`: the compile tier (the gate, below), then containers on this host's engine, each on ports of 127.0.0.1
+  the engine picks and labelled with its run (harness/reaper.py): e2e's image contracts and dev stack, then the
+  cluster and the pipeline tier's third part, the servers set up from nothing (Docker-in-Docker nodes).
 - `pipeline`: the generated CI files' jobs, on engines of their own (the jobs' Docker-in-Docker, the servers'
   nodes), then the drill, then lint and upgrade.
+- `acme`: the ACME module on a swarm of its own (a Docker-in-Docker node, harness/acme.py `AcmeNode`), then
+  render. It ran after e2e's swarm modules on this host's swarm until run 30 (2026-12-05), where it made the
+  swarm lane the longest by its whole length (run 29: 2349 s, against 2093 s and 2001 s).
   Render, lint and upgrade need only the CPU: at a lane's end, where the machine is quieter, they take half as long
   as at its start (render 134-168 s against 256 s, upgrade 68-86 s against 243 s), so they fill the lanes' ends,
   which they follow (a fresh clone, 2 cores). In run 21 (2026-12-05) the lanes ended at 2783 s (pipeline, render
@@ -69,9 +72,10 @@ PARTS = {
 # checks left a core idle for 75 s while every lane waited (run 18, 2026-12-05).
 GATE = "compile"
 LANES = {
-    "swarm": ["e2e:swarm", "acme"],
-    "host": [GATE, "e2e:containers", "cluster", "pipeline:servers", "render"],
+    "swarm": ["e2e:swarm"],
+    "host": [GATE, "e2e:containers", "cluster", "pipeline:servers"],
     "pipeline": ["pipeline:gitlab", "pipeline:github", "drill", "lint", "upgrade"],
+    "acme": ["acme", "render"],
 }
 SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|error).*?) in [0-9.]+s")
 

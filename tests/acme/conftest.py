@@ -1,39 +1,47 @@
-"""Fixtures of the ACME module: Pebble, and a `tls=letsencrypt` deployment of its own (stack lhd_acme) for this
-module only, torn down at its end (the swarm tier's session deployment publishes the same ports afterwards)."""
+"""Fixtures of the ACME module: a swarm of its own (harness/acme.py `AcmeNode`, a Docker-in-Docker node), Pebble on
+it, and a `tls=letsencrypt` deployment (stack lhd_acme) for this module only; the node is removed at its end, and
+with it everything on it."""
+
+import shutil
 
 import pytest
 
-from harness.acme import ANSWERS, DURATION, VALIDITY, AcmeDeployment, Pebble, TraefikFollower
+from harness.acme import ANSWERS, DURATION, VALIDITY, AcmeDeployment, AcmeNode, Pebble, TraefikFollower
 from harness.bake import bake
 from harness.report import add_to_report
-from harness.swarm import SHA1, Swarm
+from harness.swarm import SHA1
 
 
 @pytest.fixture(scope="module")
 def acme(image_mode, tmp_path_factory, request):
-    """Pebble started, the project rendered with tls=letsencrypt, its env file naming Pebble as the CA, and
-    `script/deploy --first`; everything removed afterwards."""
-    with Swarm() as swarm:
-        base = tmp_path_factory.mktemp("acme")
-        pebble = Pebble(VALIDITY)
-        deployment = None
-        try:
+    """The node started, Pebble on it, the project rendered with tls=letsencrypt, its release built here and loaded
+    there, its env file naming Pebble as the CA, and `script/deploy --first`; the node removed afterwards."""
+    base = tmp_path_factory.mktemp("acme")
+    node = AcmeNode(base / "node", base)
+    pebble, deployment = None, None
+    try:
+        node.start()
+        pebble = Pebble(VALIDITY, node.ip(node.manager))
+        with node.engine():
             pebble.start()
-            deployment = AcmeDeployment(bake(base / "out", **ANSWERS), base / "work", image_mode, pebble)
+            deployment = AcmeDeployment(bake(base / "out", **ANSWERS), base / "work", image_mode, pebble, node)
+            deployment.move_to_node()
             deployment.use_pebble(DURATION)
             with TraefikFollower(deployment) as follower:
                 deployment.follower = follower
                 deployment.first_deploy(SHA1)
                 add_to_report(request.config, [
                     f"acme: Pebble {pebble.validity} s certificates, ACME_CERTIFICATES_DURATION={DURATION} h",
-                    *(["created a single-node swarm on 127.0.0.1 (left at teardown)"] if swarm.created else [])])
+                    f"acme: on a swarm of its own, Docker-in-Docker node {node.manager} (seeded in "
+                    f"{node.timings.get('seed', ['-'])[0]} s), Traefik on 127.0.0.1:{deployment.port('http')} "
+                    f"and :{deployment.port()}"])
                 yield deployment
-        finally:
-            if deployment is not None:
-                deployment.close()
-                deployment.unlabel()
-                deployment.park_images()
-            pebble.close()
+    finally:
+        if deployment is not None:
+            deployment.park_images()
+        node.close()
+        if pebble is not None:
+            shutil.rmtree(pebble.workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

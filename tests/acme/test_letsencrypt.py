@@ -31,7 +31,7 @@ from harness.wait import until
 def served(acme, hosts=APP_ROUTED, timeout=120):
     """host -> the certificate served for it, verified against Pebble's root with SNI, once every host has one."""
     def every_host():
-        return {host: served_certificate(host, acme.pebble.root_file) for host in hosts}
+        return {host: served_certificate(host, acme.pebble.root_file, acme.port()) for host in hosts}
     return until(every_host, timeout, f"Traefik to serve a certificate Pebble's root verifies for {hosts}")
 
 
@@ -169,8 +169,8 @@ def test_ca_unreachable_deploy_converges_and_issuance_failing_fires(acme, monito
         acme.deploy(SHA1)
         for host in ROUTED:
             with pytest.raises(ssl.SSLCertVerificationError):
-                served_certificate(host, acme.pebble.root_file)
-            default = ssl.DER_cert_to_PEM_cert(unverified_certificate(host))
+                served_certificate(host, acme.pebble.root_file, acme.port())
+            default = ssl.DER_cert_to_PEM_cert(unverified_certificate(host, acme.port()))
             assert "TRAEFIK DEFAULT CERT" in run(["openssl", "x509", "-noout", "-subject"], input=default).stdout
         answer = acme.get("api", "/version", verify=False)
         assert answer.status_code == 200 and answer.json()["version"] == SHA1
