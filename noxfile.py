@@ -148,7 +148,7 @@ def all_tiers(session):
 
     start = time.monotonic()
     done = lanes.run_lanes(lanes.LANES, command, Path(session.create_tmp()) / "lanes",
-                           echo=lambda text: print(text, flush=True), gate=lanes.GATE)
+                           echo=lambda text: print(text, flush=True), gate=lanes.GATE, nice=lanes.CPU_ONLY)
     for line in lanes.report(done, time.monotonic() - start):
         print(line, flush=True)
     no_leftovers(session, pipeline=True)

@@ -8,12 +8,14 @@ side by side. The lanes split the tiers by what they hold on this machine:
   carries the stateful roles' labels, so one project's stack owns it at a time: e2e's swarm modules.
 - `host`: the compile tier (the gate, below), then containers on this host's engine, each on ports of 127.0.0.1
   the engine picks and labelled with its run (harness/reaper.py): e2e's image contracts and dev stack, then the
-  cluster and the pipeline tier's third part, the servers set up from nothing (Docker-in-Docker nodes).
+  cluster (Docker-in-Docker nodes); then lint.
 - `pipeline`: the generated CI files' jobs, on engines of their own (the jobs' Docker-in-Docker, the servers'
-  nodes), then the drill, then lint and upgrade.
-- `acme`: the ACME module on a swarm of its own (a Docker-in-Docker node, harness/acme.py `AcmeNode`), then
-  render. It ran after e2e's swarm modules on this host's swarm until run 30 (2026-12-05), where it made the
-  swarm lane the longest by its whole length (run 29: 2349 s, against 2093 s and 2001 s).
+  nodes); then upgrade.
+- `acme`: the ACME module on a swarm of its own (a Docker-in-Docker node, harness/acme.py `AcmeNode`), then the
+  pipeline tier's third part, the servers set up from nothing, and the drill (Docker-in-Docker servers); then
+  render. acme ran after e2e's swarm modules on this host's swarm until run 30 (2026-12-05), where it made the
+  swarm lane the longest by its whole length (run 29: 2349 s, against 2093 s and 2001 s). In run 30, its own
+  lane with render only ended at 645 s while the others ran to 2101-2177 s; run 31 spreads the rest over it.
   Render, lint and upgrade need only the CPU: at a lane's end, where the machine is quieter, they take half as long
   as at its start (render 134-168 s against 256 s, upgrade 68-86 s against 243 s), so they fill the lanes' ends,
   which they follow (a fresh clone, 2 cores). In run 21 (2026-12-05) the lanes ended at 2783 s (pipeline, render
@@ -73,10 +75,15 @@ PARTS = {
 GATE = "compile"
 LANES = {
     "swarm": ["e2e:swarm"],
-    "host": [GATE, "e2e:containers", "cluster", "pipeline:servers"],
-    "pipeline": ["pipeline:gitlab", "pipeline:github", "drill", "lint", "upgrade"],
-    "acme": ["acme", "render"],
+    "host": [GATE, "e2e:containers", "cluster", "lint"],
+    "pipeline": ["pipeline:gitlab", "pipeline:github", "upgrade"],
+    "acme": ["acme", "pipeline:servers", "drill", "render"],
 }
+# The steps that need only the CPU run at a lower priority (`nice -n NICE`): on 2 cores they would otherwise take
+# the CPU from the steps driving stacks, whose waits are bounded and whose end is the run's: e2e's swarm modules,
+# the longest step, the run's floor.
+CPU_ONLY = ("render", "lint", "upgrade")
+NICE = 10
 SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|error).*?) in [0-9.]+s")
 
 
@@ -123,8 +130,9 @@ def summary(text):
     return found[-1] if found else "(no pytest summary)"
 
 
-def run_lanes(lanes, command, log_dir, echo=print, poll=2.0, gate=None):
+def run_lanes(lanes, command, log_dir, echo=print, poll=2.0, gate=None, nice=()):
     """Run each lane's steps one after another and the lanes at once. command(step) -> (argv, env) for a step;
+    the steps named in `nice` run under `nice -n NICE`;
     its output goes to log_dir/<step>.log and is echoed whole when it ends, then its `step=` line, so the
     output reads as the steps' outputs one after another. A failed step does not stop its lane, except the
     gate: once it has failed, no step starts any more (each is reported as not run). Returns the Steps in the
@@ -149,6 +157,8 @@ def run_lanes(lanes, command, log_dir, echo=print, poll=2.0, gate=None):
                     name = queue.pop(0)
                     step = Step(name, lane, log_dir / f"{name.replace(':', '-')}.log")
                     argv, env = command(step.name)
+                    if step.name in nice:
+                        argv = ["nice", "-n", str(NICE), *argv]
                     step.started = time.monotonic() - start
                     echo(f"lanes: {lane}: {step.name} started at {step.started:.0f} s")
                     running[lane] = (step, stack.enter_context(popen(argv, log=step.log, env=env)))

@@ -4,6 +4,7 @@ side, a lane's steps one after another, with each step's output whole; once the 
 starts."""
 
 import ast
+import os
 import sys
 from pathlib import Path
 
@@ -183,6 +184,15 @@ def test_a_failed_step_other_than_the_gate_stops_nothing(tmp_path):
     done = lanes.run_lanes({"x": ["bad", "next"]}, lambda step: (commands[step], None), tmp_path / "logs",
                            echo=lambda text: None, poll=0.05, gate="compile")
     assert [(s.name, s.status) for s in done] == [("bad", 1), ("next", 0)]
+
+
+def test_the_steps_named_nice_run_at_a_lower_priority_and_the_others_do_not(tmp_path):
+    niceness = "import os; print('niceness', os.nice(0)); print('1 passed in 0.1s')"
+    base = os.nice(0)
+    done = lanes.run_lanes({"x": ["cpu"], "y": ["stack"]}, lambda step: (python(niceness), None), tmp_path / "logs",
+                           echo=lambda text: None, poll=0.05, nice=("cpu",))
+    assert {s.name: s.log.read_text().split()[1] for s in done} == {"cpu": str(min(base + lanes.NICE, 19)),
+                                                                     "stack": str(base)}
 
 
 def test_the_gate_is_the_compile_tier_and_the_first_step_of_its_lane():
