@@ -5,6 +5,7 @@ testcontainers (see devstack.py and the image contract tests)."""
 import fcntl
 import http.client
 import os
+import random
 import socket
 import subprocess
 import tempfile
@@ -49,13 +50,26 @@ def release_build():
         yield
 
 
+EPHEMERAL_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
+PORTS_BELOW_EPHEMERAL = 12000  # free_port draws from the 12000 ports below the ephemeral range
+
+
 def free_port():
-    """A TCP port free on 127.0.0.1 now, for a process the harness starts itself. Not for `docker run -p`: another
-    lane's engine may take it before the container binds it ("port is already allocated"); use `loopback_publish`
-    and `published_port` there."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free on 127.0.0.1 now, for a port the harness must name itself (a process it starts, a dev stack's
+    port variables), drawn below the kernel's ephemeral range: the engine picks its `-p 127.0.0.1::PORT` ports in
+    that range (and every outgoing connection gets one there), so one of those can never take it before it is
+    bound, as one did in CI's stop 41 ("port is already allocated"). Not for `docker run -p`: use
+    `loopback_publish` and `published_port` there."""
+    low = int(Path(EPHEMERAL_RANGE).read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(1024, low - PORTS_BELOW_EPHEMERAL), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on 127.0.0.1 below {low} after 200 tries")
 
 
 def loopback_publish(ports):
