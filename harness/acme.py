@@ -1,4 +1,4 @@
-"""Let's Encrypt for real, against Pebble: an ACME CA next to a `tls=letsencrypt` deployment on this host's swarm.
+"""Let's Encrypt for real, against Pebble: an ACME CA next to a `tls=letsencrypt` deployment, on a swarm of its own.
 
 `Pebble` runs Let's Encrypt's ACME test server and its challenge test server (ghcr.io/letsencrypt/pebble and
 pebble-challtestsrv; in local mode the kit's builds of Debian's `pebble`, kit/pebble) as two containers on an
