@@ -289,8 +289,9 @@ class StackDriver:
         """`request("GET", ...)`."""
         return self.request("GET", host, path, **kw)
 
-    def routed_get(self, host, path="/", timeout=60, **kw):
-        """`get`, once Traefik routes host (it polls swarm every few seconds): an answer other than 404/502/503/504."""
+    def routed_get(self, host, path="/", timeout=120, **kw):
+        """`get`, once Traefik routes host (it polls swarm every few seconds): an answer other than 404/502/503/504.
+        120 s: in run 32 a task's start failed in the engine under load and was retried, and 60 s ran out."""
         def answer():
             got = self.get(host, path, **kw)
             return None if got.status_code in (404, 502, 503, 504) else [got]  # a Response is falsy from 400 on
