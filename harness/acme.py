@@ -38,7 +38,6 @@ from harness import reaper
 from harness.cluster_nodes import Cluster, seedable, upstream_image
 from harness.docker import docker, published_port, unique
 from harness.names import names
-from harness.proc import run
 from harness.stack import DOMAIN, host_header_session, park_images, unpark_images
 from harness.swarm import SHA1, SHORT_ALERTS, Deployment
 from harness.wait import until
@@ -221,16 +220,6 @@ class AcmeNode(Cluster):
     def node_command(self, node):
         return ["--host", "unix:///lhd-engine/docker.sock"]
 
-    def load_release(self, images):
-        """Copy images of the host's engine into the node: one `docker save` piped into its `docker load`."""
-        saved = self.workdir / "release.tar"
-        run(["docker", "save", "-o", saved, *images], timeout=600)
-        try:
-            with open(saved, "rb") as handle:
-                self.docker_on(self.manager, "load", "-q", stdin=handle, timeout=600)
-        finally:
-            saved.unlink(missing_ok=True)
-
     @contextmanager
     def engine(self):
         """Within: this process's `docker` calls and the scripts it starts act on the node's engine (DOCKER_HOST)."""
@@ -285,7 +274,7 @@ class AcmeDeployment(Deployment):
         with self.node.host():
             unpark_images({SHA1}, self.registry)
             self.release(SHA1)
-            self.node.load_release([f"{self.registry}/{image}:{SHA1}" for image in ("lucky", "hasura")])
+            self.node.load([f"{self.registry}/{image}:{SHA1}" for image in ("lucky", "hasura")], [self.node.manager])
 
     def park_images(self):
         """SHA1's images on this host's engine under their cache names (harness/stack.py `park_images`)."""
