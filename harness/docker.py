@@ -57,7 +57,8 @@ PORTS_BELOW_EPHEMERAL = 12000  # free_port draws from the 12000 ports below the 
 def free_port():
     """A TCP port free on 127.0.0.1 now, for a port the harness must name itself (a process it starts, a dev stack's
     port variables), drawn below the kernel's ephemeral range: the engine picks its `-p 127.0.0.1::PORT` ports in
-    that range (and every outgoing connection gets one there), so one of those can never take it before it is
+    that range (libnetwork portallocator/portallocator_linux.go `getDynamicPortRange` reads EPHEMERAL_RANGE, as
+    vendored in engine 20.10), and every outgoing connection gets one there, so one of those can never take it before it is
     bound, as one did in CI's stop 41 ("port is already allocated"). Not for `docker run -p`: use
     `loopback_publish` and `published_port` there."""
     low = int(Path(EPHEMERAL_RANGE).read_text().split()[0])
