@@ -9,6 +9,7 @@ a machine's first install is kept and copied into the next clone.
 """
 
 import os
+import pwd
 import shutil
 import tempfile
 import time
@@ -93,12 +94,14 @@ def sandbox():
 
 
 def bootstrap(sandbox, command, sudo="works", mode=None, **extra):
-    """Run the copied script as a non-root user; return (result, recorded calls)."""
+    """Run the copied script as a non-root user; return (result, recorded calls). An extra variable given as None
+    is unset."""
     env = {"PATH": str(sandbox / "bin"), "HOME": str(sandbox / "home"), "LHD_FAKE_LOG": str(sandbox / "log"),
            "LHD_FAKE_SUDO": sudo, "LHD_FAKE_BIN": str(sandbox / "bin"), "LHD_FAKE_PROVIDES": str(sandbox / "provides")}
     if mode:
         env["LHD_IMAGE_MODE"] = mode
     env.update(extra)
+    env = {name: value for name, value in env.items() if value is not None}
     argv = [shutil.which("bash"), str(sandbox / "repo/tools/bootstrap"), command]
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
@@ -276,3 +279,18 @@ def test_a_cache_that_cannot_be_written_still_installs(pipeline_sandbox):
     node = pipeline_sandbox / "repo/requirements/pipeline"
     assert (node / "node_modules/.bin/gitlab-ci-local").exists()
     assert sorted(p.name for p in node.iterdir()) == ["node_modules", "package-lock.json", "package.json"]
+
+
+def test_without_home_the_cache_is_under_the_users_passwd_home(pipeline_sandbox):
+    """HOME unset (a systemd unit, a cron job) is no unbound variable: the cache goes where `~` is, the passwd entry's
+    home, as Python and the Docker CLI take it. The user here is nobody, whose home (/nonexistent) cannot be written:
+    npm's install stands and the one line names that directory."""
+    if os.geteuid() != 0:
+        pytest.skip("as another user than root the script would write the fake install into that user's own cache")
+    home = pwd.getpwuid(NOBODY).pw_dir
+    result, calls = bootstrap(pipeline_sandbox, "pipeline", HOME=None)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "unbound variable" not in result.stderr, result.stderr
+    assert len(npm_calls(calls)) == 1, calls
+    assert f"could not keep gitlab-ci-local in {home}/.cache/lhd/gitlab-ci-local/" in result.stdout, result.stdout
+    assert (pipeline_sandbox / "repo/requirements/pipeline/node_modules/.bin/gitlab-ci-local").exists()
