@@ -25,7 +25,6 @@ import os
 import shutil
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -99,7 +98,7 @@ class Pebble:
         self.network = f"{prefix}-ca"
         self.pebble = f"{prefix}-pebble"
         self.dns = f"{prefix}-challtestsrv"
-        self.workdir = Path(tempfile.mkdtemp(prefix="lhd-pebble-"))
+        self.workdir = reaper.owned_temp_dir("pebble")
         self.root_file = self.workdir / "pebble-root.pem"
         self.listener_root = self.workdir / "pebble.minica.pem"
 
@@ -211,7 +210,7 @@ class AcmeNode(Cluster):
                          seed=seedable([*(upstream_image(name) for name in NODE_THIRD_PARTY),
                                         PEBBLE_IMAGE, CHALLTESTSRV_IMAGE]))
         # Short: a unix socket's path is at most 107 bytes, pytest's tmp paths are long.
-        self.socket_dir = Path(tempfile.mkdtemp(prefix="lhd-acme-"))
+        self.socket_dir = reaper.owned_temp_dir("acme")
         self.docker_host = f"unix://{self.socket_dir}/docker.sock"
 
     def node_options(self, node):

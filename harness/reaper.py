@@ -10,13 +10,19 @@ Two kinds of resource cannot carry the labels, and are handled by the names the 
   `lhdrun<pid>x<hex>`, so the owner pid is in the name; their containers, networks and volumes carry
   `com.docker.compose.project=<name>`, and the images the throwaway project built are `<name>-lucky:dev` and
   `<name>-hasura:dev`.
+- directories on this host a run's containers use (the ACME node's engine socket, Pebble's files):
+  `owned_temp_dir()` names them `lhd-<purpose>-pid<pid>-...` in the temp directory, and `reap_stale` removes
+  those whose owner is gone.
 - swarm stacks `docker stack deploy` creates (the swarm tier's `<swarm_name>` and `<swarm_name>_monitoring`):
   `remove_stacks` removes them and every service, network, volume, secret and config named `<swarm_name>_...`.
 """
 
 import os
 import re
+import shutil
+import tempfile
 import uuid
+from pathlib import Path
 
 from harness.docker import docker
 from harness.wait import until
@@ -27,6 +33,7 @@ OWNER = "org.lhd.owner"
 RUN_ID = f"{os.getpid()}x{uuid.uuid4().hex[:6]}"
 COMPOSE_PREFIX = "lhdrun"
 COMPOSE_NAME = re.compile(rf"^{COMPOSE_PREFIX}(\d+)x[0-9a-f]+$")
+TEMP_DIR = re.compile(r"^lhd-[a-z]+-pid(\d+)-")  # owned_temp_dir's names
 KINDS = ("container", "volume", "network")  # removed in this order (a volume or network in use cannot go)
 
 
@@ -44,6 +51,22 @@ def compose_name(owner=None):
     """A compose project name for a throwaway project of this run: lhdrun<pid>x<hex> (lowercase letters and digits,
     as the generated scripts accept), the owner pid readable by `reap_stale`."""
     return f"{COMPOSE_PREFIX}{owner or os.getpid()}x{uuid.uuid4().hex[:8]}"
+
+
+def owned_temp_dir(purpose, owner=None, base=None):
+    """A new directory `lhd-<purpose>-pid<pid>-XXXXXXXX` in the temp directory (base): short (a unix socket's path
+    is at most 107 bytes), its owner pid in the name for `reap_stale_dirs`."""
+    return Path(tempfile.mkdtemp(prefix=f"lhd-{purpose}-pid{owner or os.getpid()}-", dir=base))
+
+
+def reap_stale_dirs(base=None):
+    """Remove the owned_temp_dir directories in base (the temp directory) whose owner pid is gone; their names."""
+    base = Path(base or tempfile.gettempdir())
+    stale = sorted(path for path in base.iterdir()
+                   if (match := TEMP_DIR.match(path.name)) and path.is_dir() and not _owner_alive(match.group(1)))
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return [path.name for path in stale]
 
 
 def dead_pid():
@@ -121,8 +144,8 @@ def reap(run_id=RUN_ID):
 
 
 def reap_stale():
-    """Remove every labelled resource and throwaway compose project whose owner pid is gone; a live owner's stay.
-    Returns what it removed as {kind: names}."""
+    """Remove every labelled resource, throwaway compose project and owned temp directory whose owner pid is gone;
+    a live owner's stay. Returns what it removed as {kind: names}."""
     removed = {}
     for kind in KINDS:
         names = [name for name, _run, owner in labelled(kind) if not _owner_alive(owner)]
@@ -131,6 +154,7 @@ def reap_stale():
     removed["compose"] = [p for p in compose_projects() if not _owner_alive(COMPOSE_NAME.match(p).group(1))]
     for project in removed["compose"]:
         remove_compose_project(project)
+    removed["dirs"] = reap_stale_dirs()
     return removed
 
 

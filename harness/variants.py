@@ -5,10 +5,9 @@ import atexit
 import hashlib
 import re
 import shutil
-import tempfile
 from functools import cache
-from pathlib import Path
 
+from harness import reaper
 from harness.bake import bake
 from harness.combinations import SUPPORTED, combo_id
 
@@ -16,7 +15,7 @@ from harness.combinations import SUPPORTED, combo_id
 @cache
 def rendered():
     """(combination, project) for every supported combination, rendered once per process."""
-    base = Path(tempfile.mkdtemp(prefix="lhd-variants-"))
+    base = reaper.owned_temp_dir("variants")
     atexit.register(shutil.rmtree, base, ignore_errors=True)
     return [(combo, bake(base / combo_id(combo), **combo)) for combo in SUPPORTED]
 

@@ -76,13 +76,14 @@ def image_mode(request):
 def reaped(request):
     """Around every session that has an engine: what killed runs left is removed first (harness/reaper.py
     `reap_stale`), and at the end whatever this run labelled (`reap(RUN_ID)`). A run without an engine (render,
-    lint) never calls docker."""
+    lint) never calls docker: it removes only the temp directories killed runs left (`reap_stale_dirs`)."""
     from harness import reaper
     from harness.docker import engine_available
 
     docker_tiers = {"docker", "cluster", "pipeline", "acme", "drill"}
     if not any(docker_tiers & {m.name for m in item.iter_markers()} for item in request.session.items) \
             or not engine_available():
+        reaper.reap_stale_dirs()
         yield None
         return
     reaper.reap_stale()
