@@ -21,26 +21,33 @@ from harness.swarm import SHA1, Swarm, prepare
 from kit import kit
 
 
+def run_stamped(deployment, name, *args, echo=False):
+    """script/NAME ARGS of the deployment, each output line stamped with the second it arrived (printed as it comes
+    when echo); (exit status, [(seconds, line)])."""
+    log = deployment.workdir / f"{name}.log"
+    argv = [deployment.project / "script" / name, *args]
+    started, stamped = time.perf_counter(), []
+    with popen(argv, log=log, env=deployment.env(), cwd=deployment.project, stdin=DEVNULL) as proc:
+        while True:
+            running = proc.poll() is None
+            for line in log.read_text().splitlines()[len(stamped):]:
+                stamped.append((time.perf_counter() - started, line))
+                if echo:
+                    print(f"  {stamped[-1][0]:6.1f} s  {line}", flush=True)
+            if not running:  # everything it wrote before it ended has been read
+                return proc.returncode, stamped
+            time.sleep(0.2)
+
+
 def timed_first_deploy(deployment):
     """script/bootstrap --swarm, then script/deploy --first SHA1 with each output line stamped; (seconds, lines)."""
     deployment.release(SHA1)
     deployment.script("bootstrap", "--swarm")
-    log = deployment.workdir / "first-deploy.log"
-    argv = [deployment.project / "script/deploy", "--first", SHA1]
     started = time.perf_counter()
-    stamped = []
-    with popen(argv, log=log, env=deployment.env(), cwd=deployment.project, stdin=DEVNULL) as proc:
-        seen = 0
-        while proc.poll() is None or seen < len(log.read_text().splitlines()):
-            lines = log.read_text().splitlines()
-            for line in lines[seen:]:
-                stamped.append((time.perf_counter() - started, line))
-            seen = len(lines)
-            time.sleep(0.2)
-        code = proc.returncode
+    code, stamped = run_stamped(deployment, "deploy", "--first", SHA1)
     seconds = time.perf_counter() - started
     if code != 0:
-        raise SystemExit(f"script/deploy --first exited {code}:\n{log.read_text()}")
+        raise SystemExit(f"script/deploy --first exited {code}:\n" + "\n".join(line for _, line in stamped))
     return seconds, stamped
 
 

@@ -23,29 +23,28 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import requests
 
+from benchmarks.first_deploy import run_stamped
 from harness.devstack import make_stack
 from harness.docker import docker
-from harness.proc import DEVNULL, popen
 from harness.swarm import SHA1, SHA2, Swarm, prepare
 from harness.wait import until
 from kit import kit
 
 ACTION = "src/actions/home/index.cr"
-# The figures issue 26 gave when it was filed (2 cores, this machine): what "before" means below.
-BEFORE = {"script/up, cold": 105, "script/up, warm": 19, "edit -> served (script/up --watch)": 11.2,
-          "script/build, cold": 103, "script/deploy --first": 62}
-figures = []
+figures = []  # (label, seconds before, seconds now)
 
 
-def timed(label, action):
-    """Run action(); record and print its wall time under label; return its result."""
+def timed(label, action, before=None):
+    """Run action(); record and print its wall time under label, beside `before`, the figure issue 26 gave when it
+    was filed (2 cores, this machine), if it gave one; return its result."""
     start = time.perf_counter()
     result = action()
     seconds = time.perf_counter() - start
-    figures.append((label, seconds))
+    figures.append((label, before, seconds))
     print(f"{label}: {seconds:.1f} s", flush=True)
     return result
 
@@ -58,19 +57,10 @@ def done(result):
 
 
 def stamped(deployment, name, *args):
-    """script/NAME ARGS of the deployment, its output lines printed with the second each arrived; a
-    CompletedProcess-like result (returncode, stdout)."""
-    log = deployment.workdir / f"{name}.log"
-    started, seen, lines = time.perf_counter(), 0, []
-    with popen([deployment.project / "script" / name, *args], log=log, env=deployment.env(), cwd=deployment.project,
-               stdin=DEVNULL) as proc:
-        while proc.poll() is None or seen < len(log.read_text().splitlines()):
-            for line in log.read_text().splitlines()[seen:]:
-                lines.append(line)
-                print(f"  {time.perf_counter() - started:6.1f} s  {line}", flush=True)
-            seen = len(lines)
-            time.sleep(0.2)
-    return type("Result", (), {"returncode": proc.returncode, "stdout": "\n".join(lines), "stderr": ""})()
+    """script/NAME ARGS of the deployment, its lines printed with the second each arrived (benchmarks/first_deploy.py
+    `run_stamped`); its CompletedProcess (stdout and stderr together in stdout)."""
+    code, lines = run_stamped(deployment, name, *args, echo=True)
+    return CompletedProcess([name, *args], code, "\n".join(line for _, line in lines), "")
 
 
 def development(base):
@@ -78,9 +68,9 @@ def development(base):
     action = stack.project / ACTION
     original = action.read_text()
     try:
-        timed("script/up, cold", lambda: done(stack.up()))
+        timed("script/up, cold", lambda: done(stack.up()), before=105)
         stack.script("down", check=True)  # keeps the images, as a user's script/down does
-        timed("script/up, warm", lambda: done(stack.up()))
+        timed("script/up, warm", lambda: done(stack.up()), before=19)
 
         def edit_served():
             marker = f"edited-{time.time_ns()}"
@@ -93,7 +83,7 @@ def development(base):
 
         with stack.watching(base / "watch.log"):
             try:
-                timed("edit -> served (script/up --watch)", edit_served)
+                timed("edit -> served (script/up --watch)", edit_served, before=11.2)
             finally:
                 action.write_text(original)
     finally:
@@ -104,7 +94,7 @@ def development(base):
         def build(sha):
             builds.append(sha)
             return done(stack.script("build", sha, timeout=3600, check=True))
-        timed("script/build, cold", lambda: build("ca7e0001"))
+        timed("script/build, cold", lambda: build("ca7e0001"), before=103)
         action.write_text(original.replace('name: "lucky"', 'name: "lucky, edited"'))
         timed("script/build after an edit to an action", lambda: build("ca7e0002"))
         with (stack.project / "script/deploy").open("a") as script:
@@ -121,7 +111,7 @@ def production(base, mode, rows):
     deployment = prepare(base, mode, releases=(SHA1, SHA2), fast=False)  # production intervals
     try:
         deployment.script("bootstrap", "--swarm")
-        timed("script/deploy --first", lambda: done(stamped(deployment, "deploy", "--first", SHA1)))
+        timed("script/deploy --first", lambda: done(stamped(deployment, "deploy", "--first", SHA1)), before=62)
         timed("script/deploy, additive (two migrations)", lambda: done(stamped(deployment, "deploy", SHA2)))
         timed("script/rollback --yes (undoes them)", lambda: done(stamped(deployment, "rollback", "--yes", SHA1)))
         deployment.sql("INSERT INTO notes (title, body, published) SELECT 'bulk-' || n, repeat(md5(n::text), 4), "
@@ -143,17 +133,17 @@ def production(base, mode, rows):
 
 
 def main():
+    production_only = "--production" in sys.argv[1:]
     args = [arg for arg in sys.argv[1:] if arg != "--production"]
     rows = int(args[0]) if args else 200_000
     with kit.images_for_run() as (mode, report), tempfile.TemporaryDirectory() as tmp:
         print("\n".join(report))
-        if "--production" not in sys.argv[1:]:
+        if not production_only:
             development(Path(tmp) / "dev")
         with Swarm():
             production(Path(tmp) / "prod", mode, rows)
     print("\nwhat a user waits for (2 cores)            before    now")
-    for label, seconds in figures:
-        before = BEFORE.get(label)
+    for label, before, seconds in figures:
         print(f"  {label:<44} {f'{before:.1f} s' if before else '-':>8}  {seconds:6.1f} s")
 
 
