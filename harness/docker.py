@@ -150,3 +150,13 @@ def unix_request(path, method, url, timeout=10):
         return response.status, response.read().decode(errors="replace")
     finally:
         connection.close()
+
+
+# apt's package files: the packages an install fetched, apt's binary caches, and the package lists.
+PACKAGE_FILES = ("/var/cache/apt/archives/*.deb", "/var/cache/apt/*.bin", "/var/lib/apt/lists/*_*")
+
+
+def package_files(image):
+    """The apt package files image keeps (none, with kit/kit.py DOCKER_APT in its base)."""
+    listing = f"ls -d {' '.join(PACKAGE_FILES)} 2>/dev/null || true"
+    return docker("run", "--rm", "--user", "0", "--entrypoint", "sh", image, "-c", listing).stdout.split()
