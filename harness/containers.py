@@ -107,6 +107,16 @@ def address(container, port):
     return f"{LOOPBACK}:{bindings[0]['HostPort']}"
 
 
+def own_ip(container):
+    """The container's address on its network, from the engine (what `getent hosts $(hostname)` answers inside it,
+    without an exec: docker-py's exec_run can return a short command's output empty, docker/docker-py#2042, which
+    failed a run once, 2026-12-05)."""
+    wrapped = container.get_wrapped_container()
+    wrapped.reload()
+    networks = wrapped.attrs["NetworkSettings"]["Networks"]
+    return next(n["IPAddress"] for n in networks.values() if n.get("IPAddress"))
+
+
 def url(container, port, path=""):
     """http://127.0.0.1:<host port><path> for the container's port (see address())."""
     return f"http://{address(container, port)}{path}"

@@ -9,7 +9,7 @@ does), a password from a file. The superuser is `<project_name>` (POSTGRES_USER)
 
 import pytest
 
-from harness.containers import contract, execute
+from harness.containers import contract, execute, own_ip
 from harness.names import DEFAULT as NAMES
 from harness.postgres import pg_ready
 from kit.kit import PINS
@@ -70,7 +70,7 @@ def pg(image_mode, default_project, tmp_path):
                (tmp_path / "app_pw", APP_PW_FILE, "ro")]
     with contract(POSTGRES, env=env, volumes=volumes, wait=pg_ready(SUPER, DB)) as container:
         # Not 127.0.0.1, which pg_hba.conf trusts: the address other containers reach, which needs a password.
-        container.host = execute(container, "sh", "-c", 'getent hosts "$(cat /etc/hostname)"').stdout.split()[0]
+        container.host = own_ip(container)
         yield container
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from harness import reaper
 from harness.bake import TEMPLATE_PARTS, bake, copy_template
-from harness.containers import contract, execute, postgres_override
+from harness.containers import contract, execute, own_ip, postgres_override
 from harness.docker import docker, unique
 from harness.names import DEFAULT as NAMES
 from harness.postgres import pg_ready
@@ -56,7 +56,7 @@ SELECT (SELECT string_agg(version::text, ',' ORDER BY version) FROM migrations),
 
 def sql(pg, query, user=SUPER, password=SUPER_PW, check=True):
     """psql -c query over TCP (a password login) to the container's own address; rows unaligned."""
-    host = execute(pg, "sh", "-c", 'getent hosts "$(cat /etc/hostname)"').stdout.split()[0]
+    host = own_ip(pg)
     return execute(pg, "env", f"PGPASSWORD={password}", "psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1",
                    "-h", host, "-U", user, "-d", DB, "-c", query, check=check)
 
